@@ -1,0 +1,397 @@
+"""The ``postscheduler`` command: a thin shell over the library.
+
+Each command gathers its options, calls one library function, prints the result and maps
+``PostschedulerError`` to a message and an exit code. Nothing here is needed by the daemon,
+and nothing here imports httpx or apscheduler, so the organiser's commands start fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import __version__
+from .errors import ConfigError, Finding, PostschedulerError, error, has_errors
+
+app = typer.Typer(
+    name="postscheduler",
+    help="Schedule campaign posts from YAML files and publish them to social accounts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FINDINGS = 1
+EXIT_UNUSABLE = 2
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="POSTSCHEDULER_CONFIG",
+        help="Configuration file (default: ./scheduler.yaml, else the embedded default).",
+        dir_okay=False,
+    ),
+]
+
+
+def _echo_err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn library errors into a clean message and exit code, never a traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        _echo_err(f"error: {exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    except PostschedulerError as exc:
+        _echo_err(f"error: {exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+
+
+def _settings(config: Path | None) -> Any:
+    from .config import load_settings
+
+    return load_settings(config)
+
+
+def _now(value: str | None, settings: Any) -> dt.datetime:
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    from .times import TimeError, parse_time
+
+    try:
+        return parse_time(value, settings.config.zone)
+    except TimeError as exc:
+        raise PostschedulerError(f"--from: {exc}") from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"postscheduler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Schedule campaign posts from YAML files and publish them to social accounts."""
+
+
+# --- validate ---------------------------------------------------------------------------
+
+
+def _github_escape(text: str, *, prop: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def format_findings(findings: list[Finding], fmt: OutputFormat) -> str:
+    if fmt is OutputFormat.json:
+        return json.dumps([f.as_dict() for f in findings], ensure_ascii=False, indent=2)
+    if fmt is OutputFormat.github:
+        lines = []
+        for f in findings:
+            props = []
+            if f.file is not None:
+                props.append(f"file={_github_escape(str(f.file), prop=True)}")
+                if f.line:
+                    props.append(f"line={f.line}")
+                    props.append(f"col={f.column}")
+            props.append(f"title={_github_escape('postscheduler ' + f.code, prop=True)}")
+            message = f.as_text().split(": ", 2)[-1] if f.file else f.as_text()
+            lines.append(f"::{f.severity.value} {','.join(props)}::{_github_escape(message)}")
+        return "\n".join(lines)
+    return "\n".join(f.as_text() for f in findings)
+
+
+def _relative(findings: list[Finding]) -> list[Finding]:
+    import dataclasses
+
+    cwd = Path.cwd()
+    out = []
+    for f in findings:
+        if f.file is not None and f.file.is_absolute() and f.file.is_relative_to(cwd):
+            f = dataclasses.replace(f, file=f.file.relative_to(cwd))
+        out.append(f)
+    return out
+
+
+@app.command()
+def validate(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Post files or folders (default: the configured posts_dir)."),
+    ] = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--format", "-f", help="text, json, or github (workflow annotations)."),
+    ] = OutputFormat.text,
+    config: ConfigOption = None,
+) -> None:
+    """Check post files: syntax, keys, times, accounts, images, credits and per-platform limits.
+
+    Exit status 0 when there is no error (warnings are shown but allowed), 1 otherwise.
+
+    Example: postscheduler validate posts/ --format github
+    """
+    from .config import load_settings
+    from .rules import validate as run_validate
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        findings = list(exc.findings) or [error("config", str(exc))]
+        typer.echo(format_findings(_relative(findings), output))
+        raise typer.Exit(EXIT_FINDINGS) from None
+    catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
+    findings = _relative(settings.missing_secrets() + catalog.findings)
+    if findings or output is OutputFormat.json:
+        typer.echo(format_findings(findings, output))
+    if output is OutputFormat.text:
+        errors = sum(f.is_error for f in findings)
+        warnings = len(findings) - errors
+        blocked = len(catalog.blocked_ids)
+        summary = f"{len(catalog.files)} files, {len(catalog.posts)} posts"
+        if blocked:
+            summary += f" ({blocked} blocked by errors)"
+        summary += f": {errors} errors, {warnings} warnings"
+        _echo_err(summary)
+    if has_errors(findings):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+# --- queue ------------------------------------------------------------------------------
+
+
+def _fmt_when(when: dt.datetime) -> str:
+    return when.strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return "\n".join(lines)
+
+
+@app.command()
+def queue(
+    days: Annotated[
+        float | None, typer.Option("--days", "-d", help="Only posts due within this many days.")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only posts going to this account.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--from", help="Show the queue as of this time instead of now."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """List what goes out next, soonest first, in the configured time zone.
+
+    Example: postscheduler queue --days 7 --account mastodon
+    """
+    from .agenda import build_agenda
+    from .config import unknown_account_finding
+    from .rules import validate as run_validate
+
+    with _reported():
+        settings = _settings(config)
+        now = _now(since, settings)
+        if account is not None and account not in settings.config.accounts:
+            raise PostschedulerError(unknown_account_finding(account, settings).as_text())
+        catalog = run_validate(settings, now=now)
+        agenda = build_agenda(catalog, settings, now, days=days, account=account)
+    rows = []
+    for entry in agenda.entries:
+        errors = [f for f in entry.findings if f.is_error]
+        warnings = [f for f in entry.findings if not f.is_error]
+        note = ""
+        if errors:
+            note = f"BLOCKED: {errors[0].message}" + (f" (+{len(errors) - 1})" if len(errors) > 1 else "")
+        elif warnings:
+            note = f"warning: {warnings[0].message}" + (f" (+{len(warnings) - 1})" if len(warnings) > 1 else "")
+        rows.append([_fmt_when(entry.when), entry.post_id, ",".join(entry.accounts), entry.first_line, note])
+    zone = settings.config.timezone
+    if rows:
+        typer.echo(_table(rows, ["WHEN", "POST", "ACCOUNTS", "FIRST LINE", "NOTES"]))
+    else:
+        typer.echo("Nothing queued" + (f" in the next {days:g} days" if days is not None else "") + ".")
+    extra = []
+    if agenda.drafts:
+        extra.append(f"{agenda.drafts} drafts")
+    if agenda.past:
+        extra.append(f"{agenda.past} past or expired")
+    bad_files = {f.file for f in catalog.findings if f.is_error and f.post_id not in {e.post_id for e in agenda.entries}}
+    if bad_files:
+        extra.append(f"{len(bad_files)} files with errors (run `postscheduler validate`)")
+    _echo_err(f"{len(rows)} queued (times in {zone})" + (f"; not shown: {', '.join(extra)}" if extra else ""))
+    if any(e.blocked for e in agenda.entries) or bad_files:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+# --- preview ----------------------------------------------------------------------------
+
+
+@app.command()
+def preview(
+    post_id: Annotated[str, typer.Argument(metavar="POST", help="The post id.")],
+    account: Annotated[
+        list[str] | None, typer.Option("--account", "-a", help="Only this account (repeatable).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show a post exactly as each account will publish it, with counts against each limit.
+
+    Example: postscheduler preview peru-article --account outbox
+    """
+    from .config import unknown_account_finding
+    from .render import render_post, target_accounts
+    from .rules import validate as run_validate
+
+    with _reported():
+        settings = _settings(config)
+        catalog = run_validate(settings, now=dt.datetime.now(dt.UTC))
+        if post_id not in {sp.id for sp in catalog.posts} and post_id in catalog.blocked_ids:
+            problems = [f.as_text() for f in catalog.findings if f.post_id == post_id and f.is_error]
+            raise PostschedulerError(
+                f"post {post_id!r} cannot be previewed until its errors are fixed:\n  "
+                + "\n  ".join(problems)
+            )
+        sp = catalog.get(post_id)
+        targets = account or target_accounts(sp.post, settings)
+        for name in targets:
+            if name not in settings.config.accounts:
+                raise PostschedulerError(unknown_account_finding(name, settings).as_text())
+        renderings = [render_post(sp.post, name, settings) for name in targets]
+    post = sp.post
+    zone = settings.config.zone
+    when = "draft (never published)" if post.is_draft else _fmt_when(post.at.astimezone(zone)) if post.at else ""
+    findings = [f for f in catalog.findings if f.post_id == post_id]
+    for rendering in renderings:
+        typer.echo(f"=== {post_id} → {rendering.account} ({rendering.platform.label}) · {when}")
+        total = len(rendering.parts)
+        for part in rendering.parts:
+            counts = ", ".join(str(m) for m in part.measures)
+            flag = "  ** OVER THE LIMIT **" if part.over_limit else ""
+            typer.echo(f"--- part {part.index + 1}/{total} · {counts}{flag}")
+            typer.echo(part.text)
+            if part.image is not None:
+                typer.echo(_describe_image(part.image, settings))
+        if rendering.link:
+            typer.echo(f"--- link: {rendering.link}")
+        if rendering.content.content_warning:
+            typer.echo(f"--- content warning: {rendering.content.content_warning}")
+        for f in findings:
+            if f.account in (None, rendering.account):
+                typer.echo(f"!!! {f.severity.value}: {f.message}" + (f" ({f.hint})" if f.hint else ""))
+        typer.echo("")
+    if has_errors(findings):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _describe_image(image: Any, settings: Any) -> str:
+    from .images import ImageProblem, inspect_image, resolve_image_path
+
+    lines = []
+    if image.file is not None:
+        try:
+            info = inspect_image(resolve_image_path(settings.posts_dir, image.file))
+            lines.append(
+                f"[image: {image.file} · {info.format} {info.width}×{info.height}, {info.size:,} bytes]"
+            )
+        except ImageProblem as exc:
+            lines.append(f"[image: {image.file} · PROBLEM: {exc}]")
+    else:
+        lines.append(f"[image: {image.url}]")
+    lines.append(f"[alt: {image.alt}]")
+    lines.append(f"[credit: {image.credit}]")
+    return "\n".join(lines)
+
+
+# --- schema and init --------------------------------------------------------------------
+
+
+def schema_text() -> str:
+    from .models import post_file_schema
+
+    return json.dumps(post_file_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of post files, for editors that check YAML as you type.
+
+    Post files point at it with a first line such as
+    `# yaml-language-server: $schema=post.schema.json`.
+
+    Example: postscheduler schema -o posts/post.schema.json
+    """
+    text = schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        _echo_err(f"wrote {output}")
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to create the project (default: here).")
+    ] = Path("."),
+) -> None:
+    """Create scheduler.yaml, posts/ with an example post, and the editor schema.
+
+    Existing files are left alone.
+
+    Example: postscheduler init my-campaign
+    """
+    from .scaffold import scaffold
+
+    with _reported():
+        created, kept = scaffold(directory, schema_text(), dt.datetime.now(dt.UTC))
+    for path in created:
+        typer.echo(f"created {path}")
+    for path in kept:
+        typer.echo(f"kept    {path} (already exists)")
+    typer.echo("next: postscheduler validate && postscheduler queue")
+
+
+def run() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        _echo_err("interrupted")
+        sys.exit(130)

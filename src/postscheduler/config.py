@@ -1,0 +1,371 @@
+"""``scheduler.yaml``: time zone, where the posts are, the ledger, and the accounts.
+
+Secrets are never written in the file: a secret field holds a reference such as
+``${MASTODON_TOKEN}``, resolved from the environment (or a ``.env`` file beside the config)
+only when a publisher needs it. The resolved value is never stored on the model, so it cannot
+leak into a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError, Finding, error, warning
+from .times import TimeError, get_zone, parse_duration
+from .validation import findings_from_validation_error
+from .yamlsource import Document, YamlProblem, parse_yaml, read_yaml
+
+DEFAULT_CONFIG_NAME = "scheduler.yaml"
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def _duration(value: Any) -> dt.timedelta:
+    if isinstance(value, dt.timedelta):
+        return value
+    return parse_duration(value)
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnvRef:
+    """A reference to an environment variable; the value is looked up, never kept."""
+
+    name: str
+
+    def resolve(self, env: Mapping[str, str]) -> str | None:
+        return env.get(self.name) or None
+
+    def __str__(self) -> str:
+        return "${" + self.name + "}"
+
+
+def _env_ref(value: Any) -> EnvRef:
+    if isinstance(value, EnvRef):
+        return value
+    if isinstance(value, str):
+        m = _ENV_REF.match(value.strip())
+        if m:
+            return EnvRef(m[1])
+    # Deliberately do not echo the value: it is probably the secret itself.
+    raise ValueError(
+        "a secret must not be written in scheduler.yaml; put it in an environment variable "
+        "(or .env) and write a reference such as ${MASTODON_TOKEN}"
+    )
+
+
+Secret = Annotated[EnvRef, BeforeValidator(_env_ref)]
+
+
+def _http_url(value: Any) -> str:
+    if isinstance(value, str) and re.match(r"^https?://[^\s/]+", value):
+        return value.rstrip("/")
+    raise ValueError("must be an http(s) URL such as https://mastodon.social")
+
+
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+
+
+def _url_or_ref(value: Any) -> str | EnvRef:
+    if isinstance(value, str) and _ENV_REF.match(value.strip()):
+        return _env_ref(value)
+    return _http_url(value)
+
+
+class _Account(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_characters: int | None = Field(
+        default=None, gt=0, description="This account's own text limit, if not the platform's."
+    )
+    min_gap: Duration | None = Field(
+        default=None, description="Minimum time between two posts on this account."
+    )
+
+    def secrets(self) -> dict[str, EnvRef]:
+        return {k: v for k, v in self if isinstance(v, EnvRef)}
+
+
+class OutboxAccount(_Account):
+    """Writes what would be published to a local folder: the embedded default."""
+
+    platform: Literal["outbox"]
+    path: str = "outbox"
+
+
+class MastodonAccount(_Account):
+    platform: Literal["mastodon"]
+    instance: HttpUrl
+    token: Secret
+    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+    language: str | None = None
+    characters_reserved_per_url: int = 23
+
+
+class BlueskyAccount(_Account):
+    platform: Literal["bluesky"]
+    service: HttpUrl = "https://bsky.social"
+    handle: str
+    app_password: Secret
+    language: str | None = None
+
+
+class XAccount(_Account):
+    platform: Literal["x"]
+    consumer_key: Secret
+    consumer_secret: Secret
+    access_token: Secret
+    access_token_secret: Secret
+    api_base: HttpUrl = "https://api.x.com"
+
+
+class TelegramAccount(_Account):
+    platform: Literal["telegram"]
+    bot_token: Secret
+    chat_id: str | int
+    api_base: HttpUrl = "https://api.telegram.org"
+    link_preview: bool = True
+
+
+class DiscordAccount(_Account):
+    platform: Literal["discord"]
+    webhook_url: Secret  # the URL is the credential
+
+
+class SlackAccount(_Account):
+    platform: Literal["slack"]
+    webhook_url: Secret
+
+
+class WebhookAccount(_Account):
+    platform: Literal["webhook"]
+    url: Annotated[str | EnvRef, BeforeValidator(_url_or_ref)]
+    secret: Secret
+
+
+Account = Annotated[
+    OutboxAccount
+    | MastodonAccount
+    | BlueskyAccount
+    | XAccount
+    | TelegramAccount
+    | DiscordAccount
+    | SlackAccount
+    | WebhookAccount,
+    Field(discriminator="platform"),
+]
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    accounts: list[str] = Field(default_factory=list)
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    attempts: int = Field(default=5, ge=1)
+    first_delay: Duration = dt.timedelta(seconds=30)
+    max_delay: Duration = dt.timedelta(minutes=30)
+
+
+class Publishing(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    late_grace: Duration = dt.timedelta(minutes=30)
+    retry: RetryPolicy = RetryPolicy()
+    min_gap: Duration = dt.timedelta(0)
+
+
+class LinkCards(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    allow_private_addresses: bool = False
+
+
+class Config(BaseModel):
+    """The whole of ``scheduler.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "UTC"
+    posts_dir: str = "posts"
+    ledger: str = ".postscheduler/ledger.db"
+    credit_format: str = "📷 {credit}"
+    accounts: dict[str, Account] = Field(default_factory=dict)
+    defaults: Defaults = Defaults()
+    publishing: Publishing = Publishing()
+    link_cards: LinkCards = LinkCards()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            get_zone(value)
+        except TimeError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("credit_format")
+    @classmethod
+    def _has_credit(cls, value: str) -> str:
+        if "{credit}" not in value:
+            raise ValueError('must contain {credit}, e.g. "📷 {credit}"')
+        try:
+            value.format(credit="x")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("may use only the placeholder {credit}") from None
+        return value
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):
+                raise ValueError(
+                    f"account name {name!r} must be letters, digits, '_', '.' or '-'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_exist(self) -> Config:
+        for name in self.defaults.accounts:
+            if name not in self.accounts:
+                raise ValueError(
+                    f"defaults.accounts names {name!r}, which is not in accounts "
+                    f"(known: {', '.join(self.accounts) or 'none'})"
+                )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return get_zone(self.timezone)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """A loaded configuration and where it came from."""
+
+    config: Config
+    path: Path | None  # None: the embedded default
+    base_dir: Path  # relative paths in the config are relative to this
+    env: Mapping[str, str]
+
+    @property
+    def posts_dir(self) -> Path:
+        return (self.base_dir / self.config.posts_dir).resolve()
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.base_dir / self.config.ledger
+
+    def describe(self) -> str:
+        return str(self.path) if self.path else "the embedded default configuration"
+
+    def missing_secrets(self) -> list[Finding]:
+        """A warning per account whose secret is not in the environment."""
+        found = []
+        for name, account in self.config.accounts.items():
+            for field, ref in account.secrets().items():
+                if ref.resolve(self.env) is None:
+                    found.append(
+                        warning(
+                            "secret-missing",
+                            f"{field} refers to ${{{ref.name}}}, which is not set",
+                            file=self.path,
+                            account=name,
+                            hint=f"export {ref.name}=… or add it to .env beside the config; "
+                            "the daemon cannot publish to this account without it",
+                        )
+                    )
+        return found
+
+
+def embedded_default_text() -> str:
+    return (resources.files(__package__) / "scheduler.yaml").read_text(encoding="utf-8")
+
+
+def _read_env(base_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    dotenv = base_dir / ".env"
+    if dotenv.is_file():
+        from dotenv import dotenv_values
+
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(environ)  # the real environment wins over .env
+    return env
+
+
+def _config_from_document(doc: Document) -> Config:
+    if doc.data is None:
+        return Config()
+    if not isinstance(doc.data, dict):
+        raise ConfigError(
+            f"{doc.path}: the configuration must be a mapping of keys such as timezone "
+            "and accounts",
+        )
+    try:
+        return Config.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{doc.path} is not a valid configuration",
+            findings_from_validation_error(exc, doc, Config),
+        ) from None
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Load ``path``, else ``./scheduler.yaml``, else the embedded default."""
+    cwd = cwd or Path.cwd()
+    environ = os.environ if environ is None else environ
+    if path is None and (cwd / DEFAULT_CONFIG_NAME).is_file():
+        path = cwd / DEFAULT_CONFIG_NAME
+    try:
+        if path is None:
+            doc = parse_yaml(embedded_default_text(), Path(DEFAULT_CONFIG_NAME))
+            base = cwd
+        else:
+            if not path.exists():
+                raise ConfigError(
+                    f"{path}: no such configuration file (run `postscheduler init` to create one)"
+                )
+            doc = read_yaml(path)
+            base = path.absolute().parent  # not resolve(): a symlinked config keeps its folder
+    except YamlProblem as exc:
+        raise ConfigError("the configuration cannot be read", [exc.finding]) from None
+    config = _config_from_document(doc)
+    return Settings(config, path, base, _read_env(base, environ))
+
+
+def unknown_account_finding(name: str, settings: Settings, **where: Any) -> Finding:
+    import difflib
+
+    known = list(settings.config.accounts)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known accounts: {', '.join(known)}"
+    return error(
+        "unknown-account",
+        f"account {name!r} is not configured in {settings.describe()}",
+        hint=hint,
+        **where,
+    )

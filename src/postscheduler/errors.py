@@ -1,0 +1,121 @@
+"""Findings and exceptions.
+
+A *finding* is something wrong (or worth a look) in the user's files: it carries the file,
+line and column, the post id and account it concerns, what is wrong and what to do. Findings
+are collected, never raised, so one bad file never hides the problems of another.
+
+Exceptions are for the cases where a command cannot go on at all::
+
+    PostschedulerError          base of everything the CLI turns into a clean message
+     ├── ConfigError            scheduler.yaml is missing or invalid (carries its findings)
+     └── PostNotFoundError      no post has the id the user asked for (also a KeyError)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem found in the user's files.
+
+    ``code`` is a stable, machine-readable name (``unknown-key``, ``text-too-long``...) for
+    scripts and tests; ``message`` says what is wrong in plain words and ``hint`` what to do.
+    ``line`` and ``column`` are 1-based; 0 means "the whole file".
+    """
+
+    severity: Severity
+    code: str
+    message: str
+    file: Path | None = None
+    line: int = 0
+    column: int = 0
+    post_id: str | None = None
+    account: str | None = None
+    hint: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def location(self) -> str:
+        if self.file is None:
+            return "<config>"
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column}"
+        return str(self.file)
+
+    def as_text(self) -> str:
+        who = ""
+        if self.post_id and self.account:
+            who = f"[{self.post_id} → {self.account}] "
+        elif self.post_id:
+            who = f"[{self.post_id}] "
+        elif self.account:
+            who = f"[account {self.account}] "
+        text = f"{self.location()}: {self.severity.value}: {who}{self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["severity"] = self.severity.value
+        data["file"] = str(self.file) if self.file is not None else None
+        return data
+
+
+def error(code: str, message: str, **where: Any) -> Finding:
+    return Finding(Severity.ERROR, code, message, **where)
+
+
+def warning(code: str, message: str, **where: Any) -> Finding:
+    return Finding(Severity.WARNING, code, message, **where)
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(f.is_error for f in findings)
+
+
+class PostschedulerError(Exception):
+    """Base class of the errors a command reports to the user and stops on."""
+
+
+class ConfigError(PostschedulerError):
+    """The configuration cannot be used; ``findings`` says why, with positions."""
+
+    def __init__(self, message: str, findings: Iterable[Finding] = ()) -> None:
+        self.findings = tuple(findings)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        lines = [self.args[0]]
+        lines.extend(f"  {f.as_text()}" for f in self.findings)
+        return "\n".join(lines)
+
+
+class PostNotFoundError(PostschedulerError, KeyError):
+    """No loaded post has this id."""
+
+    def __init__(self, post_id: str, known: Iterable[str] = ()) -> None:
+        import difflib
+
+        self.post_id = post_id
+        close = difflib.get_close_matches(post_id, list(known), n=3)
+        message = f"no post with id {post_id!r}"
+        if close:
+            message += f" (did you mean {', '.join(repr(c) for c in close)}?)"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

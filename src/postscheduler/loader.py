@@ -1,0 +1,316 @@
+"""Find post files, parse them and build ``Post`` models, collecting findings as it goes.
+
+One bad file never stops the others: each file is read on its own, and each post of a
+campaign pack is validated on its own, so a typo in one post blocks only that post.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import Settings
+from .errors import Finding, PostNotFoundError, error
+from .models import Pack, Post, is_valid_id
+from .validation import Loc, doc_path, findings_from_validation_error
+from .yamlsource import Document, Mark, YamlProblem, read_yaml
+
+POST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourcedPost:
+    """A valid post and where it was written, so later findings can point at it."""
+
+    post: Post
+    doc: Document
+    base: Loc  # this post's mapping in the document: () or ("posts", i)
+    own_keys: frozenset[str]  # keys written in the post itself, not inherited from its pack
+
+    @property
+    def id(self) -> str:
+        return self.post.id
+
+    @property
+    def file(self) -> Path:
+        return self.doc.path
+
+    def doc_loc(self, loc: Loc) -> Loc:
+        if self.base and loc and loc[0] not in self.own_keys:
+            return loc  # inherited from the pack's shared fields
+        return self.base + loc
+
+    def mark(self, *loc: str | int, key: bool = False) -> Mark:
+        return self.doc.mark_of(self.doc_loc(loc), key=key)
+
+    def where(self, *loc: str | int, key: bool = False, account: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for a Finding about this post at ``loc``."""
+        m = self.mark(*loc, key=key)
+        return {
+            "file": self.file,
+            "line": m.line,
+            "column": m.column,
+            "post_id": self.id,
+            "account": account,
+        }
+
+
+@dataclasses.dataclass
+class Catalog:
+    """Everything loaded: the valid posts, the findings, and the ids of blocked posts."""
+
+    posts: list[SourcedPost] = dataclasses.field(default_factory=list)
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+    files: list[Path] = dataclasses.field(default_factory=list)
+    blocked_ids: set[str] = dataclasses.field(default_factory=set)
+
+    def get(self, post_id: str) -> SourcedPost:
+        for sp in self.posts:
+            if sp.id == post_id:
+                return sp
+        raise PostNotFoundError(post_id, [sp.id for sp in self.posts] + list(self.blocked_ids))
+
+    def errors_for(self, post_id: str) -> list[Finding]:
+        return [f for f in self.findings if f.post_id == post_id and f.is_error]
+
+
+def iter_post_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Post files under ``paths`` (files or folders), sorted, skipping hidden entries."""
+    for path in paths:
+        if path.is_dir():
+            found = []
+            for candidate in path.rglob("*"):
+                rel = candidate.relative_to(path)
+                if any(part.startswith(".") for part in rel.parts):
+                    continue
+                if candidate.suffix.lower() in POST_SUFFIXES and candidate.is_file():
+                    found.append(candidate)
+            yield from sorted(found)
+        else:
+            yield path
+
+
+def _context(settings: Settings) -> dict[str, Any]:
+    return {"zone": settings.config.zone}
+
+
+def _raw_id(data: Any) -> str | None:
+    if isinstance(data, dict):
+        value = data.get("id")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _load_single(doc: Document, data: dict[str, Any], settings: Settings, catalog: Catalog) -> None:
+    data = dict(data)
+    if "id" not in data:
+        stem = doc.path.stem
+        if not is_valid_id(stem):
+            mark = doc.mark_of(())
+            catalog.findings.append(
+                error(
+                    "invalid-id",
+                    f"the file name {stem!r} cannot serve as the post id",
+                    file=doc.path,
+                    line=mark.line,
+                    column=mark.column,
+                    hint="add `id:` with letters, digits, '.', '_' or '-'",
+                )
+            )
+            return
+        data["id"] = stem
+    try:
+        post = Post.model_validate(data, context=_context(settings))
+    except ValidationError as exc:
+        catalog.findings.extend(
+            findings_from_validation_error(exc, doc, Post, post_id=data["id"])
+        )
+        catalog.blocked_ids.add(str(data["id"]))
+        return
+    catalog.posts.append(SourcedPost(post, doc, (), frozenset(data)))
+
+
+def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog: Catalog) -> None:
+    shared = {k: v for k, v in data.items() if k != "posts"}
+    entries = data["posts"]
+    if "id" in shared or "at" in shared:
+        key = "id" if "id" in shared else "at"
+        mark = doc.mark_of((key,), key=True)
+        catalog.findings.append(
+            error(
+                "misplaced-key",
+                f"{key!r} belongs to each post under posts:, not to the pack",
+                file=doc.path,
+                line=mark.line,
+                column=mark.column,
+                hint=f"move {key}: into each entry of posts:",
+            )
+        )
+        shared.pop("id", None)
+        shared.pop("at", None)
+    try:
+        Pack.model_validate({**shared, "posts": entries}, context=_context(settings))
+        shared_ok = True
+    except ValidationError as exc:
+        # Problems of the shared fields are reported once, not once per post; a non-mapping
+        # entry of posts: is reported below, with its position.
+        shared_errors = [
+            e for e in exc.errors(include_url=False) if not (e["loc"][:1] == ("posts",) and len(e["loc"]) > 1)
+        ]
+        catalog.findings.extend(findings_from_validation_error(shared_errors, doc, Pack))
+        shared_ok = not shared_errors
+    if not isinstance(entries, list):
+        return
+    for i, entry in enumerate(entries):
+        base: Loc = ("posts", i)
+        post_id = _raw_id(entry)
+        if not isinstance(entry, dict):
+            mark = doc.mark_of(base)
+            catalog.findings.append(
+                error(
+                    "invalid-value",
+                    "each entry of posts: must be a mapping with id:, at: and what to publish",
+                    file=doc.path,
+                    line=mark.line,
+                    column=mark.column,
+                )
+            )
+            continue
+        if not shared_ok:
+            if post_id:
+                catalog.blocked_ids.add(post_id)
+            mark = doc.mark_of(base)
+            catalog.findings.append(
+                error(
+                    "pack-invalid",
+                    "not checked further: the shared fields of its pack are invalid",
+                    file=doc.path,
+                    line=mark.line,
+                    column=mark.column,
+                    post_id=post_id,
+                )
+            )
+            continue
+        merged = {**shared, **entry}
+        own = frozenset(entry)
+
+        def to_doc(loc: Loc, own: frozenset[str] = own, base: Loc = base) -> Loc:
+            full = base + loc if (loc and loc[0] in own) else loc
+            return doc_path(doc.data, full)
+
+        try:
+            post = Post.model_validate(merged, context=_context(settings))
+        except ValidationError as exc:
+            catalog.findings.extend(
+                findings_from_validation_error(
+                    exc, doc, Post, post_id=post_id, to_doc=to_doc
+                )
+            )
+            if post_id:
+                catalog.blocked_ids.add(post_id)
+            continue
+        catalog.posts.append(SourcedPost(post, doc, base, own))
+
+
+def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
+    """Load one post file into ``catalog``."""
+    catalog.files.append(path)
+    try:
+        doc = read_yaml(path)
+    except YamlProblem as exc:
+        catalog.findings.append(exc.finding)
+        return
+    data = doc.data
+    if data is None:
+        catalog.findings.append(
+            error(
+                "empty-file",
+                "the file is empty: nothing is scheduled from it",
+                file=path,
+                hint="add a post (see `postscheduler init` for an example) or delete the file",
+            )
+        )
+        return
+    if not isinstance(data, dict):
+        mark = doc.mark_of(())
+        catalog.findings.append(
+            error(
+                "not-a-mapping",
+                f"a post file must be a mapping of keys (id:, at:, text: ...), not {_kind(data)}",
+                file=path,
+                line=mark.line,
+                column=mark.column,
+            )
+        )
+        return
+    if "posts" in data:
+        _load_pack(doc, data, settings, catalog)
+    else:
+        _load_single(doc, data, settings, catalog)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a single line of text"
+    return f"a {type(value).__name__}"
+
+
+def _check_duplicate_ids(catalog: Catalog) -> None:
+    first: dict[str, SourcedPost] = {}
+    duplicated: set[str] = set()
+    for sp in catalog.posts:
+        if sp.id in first:
+            duplicated.add(sp.id)
+        else:
+            first.setdefault(sp.id, sp)
+    if not duplicated:
+        return
+    keep = []
+    for sp in catalog.posts:
+        if sp.id not in duplicated:
+            keep.append(sp)
+            continue
+        others = [
+            f"{o.file}:{o.mark('id').line}"
+            for o in catalog.posts
+            if o.id == sp.id and o is not sp
+        ]
+        catalog.findings.append(
+            error(
+                "duplicate-id",
+                f"post id {sp.id!r} is also used at {', '.join(others)}",
+                hint="ids must be unique across all post files: rename one",
+                **sp.where("id", key=True),
+            )
+        )
+        catalog.blocked_ids.add(sp.id)
+    catalog.posts = keep
+
+
+def load_posts(settings: Settings, paths: Iterable[Path] | None = None) -> Catalog:
+    """Load every post file under ``paths`` (default: the configured posts_dir)."""
+    catalog = Catalog()
+    if paths is None:
+        root = settings.posts_dir
+        if not root.is_dir():
+            catalog.findings.append(
+                error(
+                    "no-posts-dir",
+                    f"posts_dir {root} does not exist",
+                    file=settings.path,
+                    hint="create it, or run `postscheduler init`",
+                )
+            )
+            return catalog
+        paths = [root]
+    for path in iter_post_files(paths):
+        load_file(path, settings, catalog)
+    _check_duplicate_ids(catalog)
+    return catalog

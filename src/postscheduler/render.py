@@ -1,0 +1,110 @@
+"""What each account will publish, exactly: the one place published text is composed.
+
+``preview`` shows it, ``validate`` counts it, and the publishers send it, so what an organiser
+previews is byte-for-byte what goes out. The photo credit is part of the text (through
+``credit_format``) on every part that carries an image, and counts toward the limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import Settings
+from .models import Content, Image, Post, Quote
+from .platforms import Measure, Platform, get_platform
+
+BLOCK_SEPARATOR = "\n\n"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RenderedPart:
+    """One status / skeet / tweet / message. Part 0 is the post, the rest are its replies."""
+
+    index: int
+    text: str
+    image: Image | None
+    measures: tuple[Measure, ...]
+
+    @property
+    def over_limit(self) -> bool:
+        return any(m.over for m in self.measures)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rendering:
+    """A post as one account will publish it."""
+
+    post_id: str
+    account: str
+    platform: Platform
+    content: Content  # the post's content after this account's overrides
+    parts: tuple[RenderedPart, ...]
+
+    @property
+    def link(self) -> str | None:
+        return self.content.link
+
+
+def effective_content(post: Post, account: str, platform: str) -> Content:
+    """The post's content with overrides applied: the platform's, then the account's."""
+    base = Content.model_validate(
+        {name: getattr(post, name) for name in Content.model_fields}
+    )
+    for key in (platform, account):
+        override = (post.overrides or {}).get(key)
+        if override is not None:
+            base = base.model_copy(update=override.model_dump(exclude_unset=True, exclude_none=True))
+    return base
+
+
+def format_quote(quote: Quote) -> str:
+    attribution = quote.by if not quote.role else f"{quote.by}, {quote.role}"
+    return f"“{quote.text}”\n— {attribution}"
+
+
+def format_credit(image: Image, credit_format: str) -> str:
+    return credit_format.format(credit=image.credit)
+
+
+def compose_main_text(content: Content, credit_format: str) -> str:
+    blocks = []
+    if content.text:
+        blocks.append(content.text)
+    if content.quote:
+        blocks.append(format_quote(content.quote))
+    if content.link and not (content.text and content.link in content.text):
+        blocks.append(content.link)
+    if content.image:
+        blocks.append(format_credit(content.image, credit_format))
+    return BLOCK_SEPARATOR.join(blocks)
+
+
+def compose_reply_text(text: str, image: Image | None, credit_format: str) -> str:
+    if image is None:
+        return text
+    return text + BLOCK_SEPARATOR + format_credit(image, credit_format)
+
+
+def render_post(post: Post, account: str, settings: Settings) -> Rendering:
+    """Render ``post`` for the configured ``account``."""
+    account_cfg = settings.config.accounts[account]
+    platform = get_platform(account_cfg.platform)
+    content = effective_content(post, account, platform.name)
+    credit_format = settings.config.credit_format
+    url_length = getattr(account_cfg, "characters_reserved_per_url", None)
+
+    def part(index: int, text: str, image: Image | None) -> RenderedPart:
+        measures = platform.measure(text, account_cfg.max_characters, url_length)
+        return RenderedPart(index, text, image, tuple(measures))
+
+    parts = [part(0, compose_main_text(content, credit_format), content.image)]
+    for i, reply in enumerate(content.thread or (), start=1):
+        parts.append(part(i, compose_reply_text(reply.text, reply.image, credit_format), reply.image))
+    return Rendering(post.id, account, platform, content, tuple(parts))
+
+
+def target_accounts(post: Post, settings: Settings) -> list[str]:
+    """The accounts a post goes to: its own list, else the configured defaults."""
+    if post.accounts is not None:
+        return list(post.accounts)
+    return list(settings.config.defaults.accounts)

@@ -1,0 +1,228 @@
+"""The checks ``validate`` runs on loaded posts, beyond what the models enforce.
+
+Each rule looks at one post for one target account (limits differ per platform) and returns
+findings that say where, which post, which account, what is wrong and what to do. Errors block
+only that post; warnings never block.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+from .config import Settings, unknown_account_finding
+from .errors import Finding, error, warning
+from .images import ImageInfo, ImageProblem, inspect_image, resolve_image_path
+from .loader import Catalog, SourcedPost
+from .models import Image
+from .platforms import PLATFORMS, Platform
+from .render import Rendering, render_post, target_accounts
+
+
+def _image_locations(sp: SourcedPost, rendering: Rendering) -> Iterator[tuple[tuple[str | int, ...], Image]]:
+    """(location in the post, image) for every image this rendering publishes."""
+    account, platform = rendering.account, rendering.platform.name
+    for part in rendering.parts:
+        if part.image is None:
+            continue
+        if part.index == 0:
+            loc: tuple[str | int, ...] = ("image",)
+        else:
+            loc = ("thread", part.index - 1, "image")
+        for key in (account, platform):
+            override = (sp.post.overrides or {}).get(key)
+            if override is not None and (
+                (part.index == 0 and override.image is not None)
+                or (part.index > 0 and override.thread is not None)
+            ):
+                loc = ("overrides", key) + loc
+                break
+        yield loc, part.image
+
+
+def _check_image_file(
+    sp: SourcedPost, loc: tuple[str | int, ...], image: Image, settings: Settings, cache: dict[str, ImageInfo | str]
+) -> tuple[ImageInfo | None, list[Finding]]:
+    assert image.file is not None
+    key = image.file
+    if key not in cache:
+        try:
+            path = resolve_image_path(settings.posts_dir, image.file)
+            cache[key] = inspect_image(path)
+        except ImageProblem as exc:
+            cache[key] = str(exc)
+    got = cache[key]
+    if isinstance(got, str):
+        return None, [error("image-invalid", got, **sp.where(*loc, "file"))]
+    return got, []
+
+
+def check_post(sp: SourcedPost, settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
+    """Every finding for one post, across all of its target accounts."""
+    findings: list[Finding] = []
+    post = sp.post
+    accounts_cfg = settings.config.accounts
+    targets = target_accounts(post, settings)
+    if not targets:
+        findings.append(
+            error(
+                "no-accounts",
+                "the post goes to no account",
+                hint="add accounts: [...] to the post, or defaults.accounts to scheduler.yaml",
+                **sp.where("id"),
+            )
+        )
+    known_targets = []
+    for i, name in enumerate(targets):
+        if name in accounts_cfg:
+            known_targets.append(name)
+        else:
+            findings.append(unknown_account_finding(name, settings, **sp.where("accounts", i)))
+    platform_names = {accounts_cfg[a].platform for a in accounts_cfg}
+    for key in post.overrides or {}:
+        if key not in accounts_cfg and key not in PLATFORMS:
+            findings.append(
+                error(
+                    "unknown-override",
+                    f"overrides.{key}: no account or platform is called {key!r}",
+                    hint=f"use an account ({', '.join(accounts_cfg)}) or a platform "
+                    f"({', '.join(sorted(PLATFORMS))})",
+                    **sp.where("overrides", key, key=True),
+                )
+            )
+        elif key in PLATFORMS and key not in platform_names and key not in accounts_cfg:
+            findings.append(
+                warning(
+                    "unused-override",
+                    f"overrides.{key}: no configured account is on {PLATFORMS[key].label}",
+                    **sp.where("overrides", key, key=True),
+                )
+            )
+    if now is not None and post.at is not None and not post.is_draft:
+        if post.expires is not None and post.expires <= now:
+            findings.append(
+                warning("expired", "the post has expired and will not be published", **sp.where("expires"))
+            )
+        elif post.at < now - settings.config.publishing.late_grace:
+            findings.append(
+                warning(
+                    "in-the-past",
+                    f"at: is in the past (more than {settings.config.publishing.late_grace} ago): "
+                    "the daemon will skip it as late unless it was already published",
+                    **sp.where("at"),
+                )
+            )
+    image_cache: dict[str, ImageInfo | str] = {}
+    for account in known_targets:
+        findings.extend(_check_rendering(sp, render_post(post, account, settings), settings, image_cache))
+    return _dedupe(findings)
+
+
+def _check_rendering(
+    sp: SourcedPost, rendering: Rendering, settings: Settings, image_cache: dict[str, ImageInfo | str]
+) -> list[Finding]:
+    findings: list[Finding] = []
+    platform: Platform = rendering.platform
+    account = rendering.account
+    for part in rendering.parts:
+        if part.index == 0:
+            text_loc: tuple[str | int, ...] = ("text",) if sp.post.text else ("id",)
+        else:
+            text_loc = ("thread", part.index - 1)
+        for key in (account, platform.name):
+            if key in (sp.post.overrides or {}):
+                text_loc = ("overrides", key)
+                break
+        for measure in part.measures:
+            if measure.over:
+                what = "the post" if part.index == 0 else f"thread part {part.index + 1}"
+                findings.append(
+                    error(
+                        "text-too-long",
+                        f"{what} is {measure} on {platform.label} "
+                        f"(text, quote, link and photo credit together)",
+                        hint=f"shorten it, move text into thread:, or give overrides.{account}.text",
+                        **sp.where(*text_loc, account=account),
+                    )
+                )
+    images = list(_image_locations(sp, rendering))
+    for loc, image in images:
+        where = sp.where(*loc, account=account)
+        if platform.max_alt is not None and len(image.alt) > platform.max_alt:
+            findings.append(
+                error(
+                    "alt-too-long",
+                    f"alt text is {len(image.alt)} characters, over {platform.label}'s {platform.max_alt}",
+                    hint="describe the image more briefly",
+                    **sp.where(*loc, "alt", account=account),
+                )
+            )
+        if image.file is not None:
+            if not platform.image_files:
+                findings.append(
+                    error(
+                        "image-needs-url",
+                        f"{platform.label} cannot upload image files, only show an image by its public URL",
+                        hint=f"give image.url instead of image.file, or an override for {account} without the image",
+                        **where,
+                    )
+                )
+                continue
+            info, problems = _check_image_file(sp, loc, image, settings, image_cache)
+            findings.extend(problems)
+            if info is None:
+                continue
+            if info.format not in platform.image_formats:
+                findings.append(
+                    error(
+                        "image-format",
+                        f"{info.path.name} is {info.format}, which {platform.label} does not take "
+                        f"({', '.join(sorted(platform.image_formats))})",
+                        hint="convert it to JPEG or PNG",
+                        **sp.where(*loc, "file", account=account),
+                    )
+                )
+            if platform.max_image_bytes is not None and info.size > platform.max_image_bytes:
+                findings.append(
+                    error(
+                        "image-too-large",
+                        f"{info.path.name} is {info.size:,} bytes, over {platform.label}'s "
+                        f"{platform.max_image_bytes:,}",
+                        hint="resize or recompress it",
+                        **sp.where(*loc, "file", account=account),
+                    )
+                )
+    return findings
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen = set()
+    out = []
+    for f in findings:
+        key = (f.code, f.file, f.line, f.column, f.message, f.account)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def check_catalog(catalog: Catalog, settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
+    """Run every rule over every loaded post; marks posts with errors as blocked."""
+    found: list[Finding] = []
+    for sp in catalog.posts:
+        post_findings = check_post(sp, settings, now)
+        if any(f.is_error for f in post_findings):
+            catalog.blocked_ids.add(sp.id)
+        found.extend(post_findings)
+    catalog.findings.extend(found)
+    return found
+
+
+def validate(settings: Settings, paths: list[Path] | None = None, now: dt.datetime | None = None) -> Catalog:
+    """Load and check posts: the whole of ``postscheduler validate``."""
+    from .loader import load_posts
+
+    catalog = load_posts(settings, paths)
+    check_catalog(catalog, settings, now)
+    return catalog

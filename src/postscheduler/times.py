@@ -1,0 +1,138 @@
+"""Times as people write them in post files, and durations as written in scheduler.yaml.
+
+A time without an offset is a wall-clock time in the configured zone. Around a DST change
+such a time can name no instant (the clocks skipped it) or two (the clocks repeated it); we
+refuse to guess and name both candidates so the user can pick one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_TIME_RE = re.compile(
+    r"""^\s*
+    (?P<date>\d{4}-\d{2}-\d{2})
+    (?:[T\s]+(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<frac>\d{1,6}))?)?)?
+    \s*(?P<offset>Z|[+-]\d{2}:?\d{2})?
+    (?:\s+(?P<zone>[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*))?
+    \s*$""",
+    re.VERBOSE,
+)
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class TimeError(ValueError):
+    """A time that cannot be read, or that names no single instant."""
+
+
+def get_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TimeError(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/London)"
+        ) from None
+
+
+def _fmt(instant: dt.datetime) -> str:
+    return instant.isoformat(sep=" ", timespec="minutes")
+
+
+def localize(naive: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """Attach ``zone`` to a wall-clock time, refusing DST gaps and overlaps."""
+    first = naive.replace(tzinfo=zone, fold=0)
+    second = naive.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    # The two folds disagree: the wall time is either skipped or repeated. A skipped time
+    # does not survive a round trip through UTC.
+    candidates = sorted((first, second), key=lambda c: c.astimezone(dt.UTC))
+    shown = " or ".join(
+        f"{c.isoformat(timespec='minutes')} (= {_fmt(c.astimezone(dt.UTC))[:-6]} UTC)"
+        for c in candidates
+    )
+    if first.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != naive:
+        raise TimeError(
+            f"{_fmt(naive)} does not exist in {zone.key}: the clocks skip it at the DST change; "
+            f"write the instant you mean with its offset: {shown}"
+        )
+    raise TimeError(
+        f"{_fmt(naive)} happens twice in {zone.key} (the clocks go back); "
+        f"write the one you mean with its offset: {shown}"
+    )
+
+
+def parse_time(text: str, zone: ZoneInfo) -> dt.datetime:
+    """Parse ``2027-01-14 09:00``, ``2027-01-14T09:00+01:00`` or ``2027-01-14 09:00 Europe/Lima``.
+
+    Returns an aware datetime. A date alone means midnight.
+    """
+    m = _TIME_RE.match(text)
+    if not m:
+        raise TimeError(
+            f"cannot read {text!r} as a time: write it like 2027-01-14 09:00 "
+            "(in the configured time zone), 2027-01-14T09:00+01:00, or 2027-01-14 09:00 Europe/Lima"
+        )
+    try:
+        date = dt.date.fromisoformat(m["date"])
+        clock = dt.time(
+            int(m["hour"] or 0),
+            int(m["minute"] or 0),
+            int(m["second"] or 0),
+            int((m["frac"] or "0").ljust(6, "0")),
+        )
+    except ValueError as exc:
+        raise TimeError(f"{text!r} is not a valid date and time: {exc}") from None
+    naive = dt.datetime.combine(date, clock)
+    if m["offset"] and m["zone"]:
+        raise TimeError(f"{text!r} gives both an offset and a zone name: keep one")
+    if m["offset"]:
+        raw = m["offset"]
+        if raw == "Z":
+            return naive.replace(tzinfo=dt.UTC)
+        sign = -1 if raw[0] == "-" else 1
+        digits = raw[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        if offset >= dt.timedelta(hours=24):
+            raise TimeError(f"offset {raw} in {text!r} is out of range")
+        return naive.replace(tzinfo=dt.timezone(sign * offset))
+    if m["zone"]:
+        zone = get_zone(m["zone"])
+    return localize(naive, zone)
+
+
+def parse_duration(value: str | int | float) -> dt.timedelta:
+    """``30s``, ``5m``, ``1h30m``, ``2d``; a bare number is seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be like 30s, 5m, 1h30m or 2d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return dt.timedelta(seconds=value)
+    text = value.strip().lower()
+    pos = 0
+    total = 0.0
+    for m in _DURATION_RE.finditer(text):
+        if text[pos : m.start()].strip():
+            break
+        total += float(m[1]) * _DURATION_UNITS[m[2]]
+        pos = m.end()
+    if pos == 0 or text[pos:].strip():
+        raise ValueError(f"cannot read {value!r} as a duration: write it like 30s, 5m, 1h30m or 2d")
+    return dt.timedelta(seconds=total)
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 86400 == 0 and seconds:
+        return f"{seconds // 86400}d"
+    parts = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
