@@ -141,6 +141,14 @@ def _relative(findings: list[Finding]) -> list[Finding]:
     return out
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def sorted_findings(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (str(f.file or ""), f.line, f.column))
+
+
 @app.command()
 def validate(
     paths: Annotated[
@@ -169,17 +177,17 @@ def validate(
         typer.echo(format_findings(_relative(findings), output))
         raise typer.Exit(EXIT_FINDINGS) from None
     catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
-    findings = _relative(settings.missing_secrets() + catalog.findings)
+    findings = _relative(settings.missing_secrets() + sorted_findings(catalog.findings))
     if findings or output is OutputFormat.json:
         typer.echo(format_findings(findings, output))
     if output is OutputFormat.text:
         errors = sum(f.is_error for f in findings)
         warnings = len(findings) - errors
         blocked = len(catalog.blocked_ids)
-        summary = f"{len(catalog.files)} files, {len(catalog.posts)} posts"
+        summary = f"{_n(len(catalog.files), 'file')}, {_n(len(catalog.posts), 'post')}"
         if blocked:
             summary += f" ({blocked} blocked by errors)"
-        summary += f": {errors} errors, {warnings} warnings"
+        summary += f": {_n(errors, 'error')}, {_n(warnings, 'warning')}"
         _echo_err(summary)
     if has_errors(findings):
         raise typer.Exit(EXIT_FINDINGS)

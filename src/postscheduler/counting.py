@@ -18,8 +18,10 @@ import functools
 from typing import Any
 
 import regex
-from twitter_text import parse_tweet
-from twitter_text.extract_urls import extract_urls_with_indices
+
+# twitter_text compiles its URL and emoji expressions on import (~0.4 s), so it is imported
+# only when a text can contain a URL or an X account needs counting: organiser commands on
+# posts for other platforms never pay for it.
 
 _GRAPHEME = regex.compile(r"\X")
 
@@ -54,6 +56,10 @@ def code_points(text: str) -> int:
 
 def url_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, url) of every URL with a scheme, as twitter-text extracts them."""
+    if "://" not in text:
+        return []  # only URLs with a scheme count, and they all contain "://"
+    from twitter_text.extract_urls import extract_urls_with_indices
+
     found = extract_urls_with_indices(text, extract_urls_without_protocol=False)
     return [(u["indices"][0], u["indices"][1], u["url"]) for u in found]
 
@@ -86,11 +92,13 @@ def _x_options(version: int = 3) -> dict[str, Any]:
     return dict(config[f"version{version}"])
 
 
-def x_weighted_length(text: str, options: dict[str, Any] | None = None) -> int:
-    """twitter-text weighted length (v3 config unless ``options`` says otherwise)."""
-    return int(parse_tweet(text, options=options or _x_options()).weightedLength)
-
-
 def x_parse(text: str, options: dict[str, Any] | None = None) -> Any:
     """Full twitter-text parse result (weightedLength, valid, permillage, ranges)."""
+    from twitter_text import parse_tweet
+
     return parse_tweet(text, options=options or _x_options())
+
+
+def x_weighted_length(text: str, options: dict[str, Any] | None = None) -> int:
+    """twitter-text weighted length (v3 config unless ``options`` says otherwise)."""
+    return int(x_parse(text, options).weightedLength)

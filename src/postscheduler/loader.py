@@ -7,6 +7,7 @@ campaign pack is validated on its own, so a typo in one post blocks only that po
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,12 @@ class Catalog:
     findings: list[Finding] = dataclasses.field(default_factory=list)
     files: list[Path] = dataclasses.field(default_factory=list)
     blocked_ids: set[str] = dataclasses.field(default_factory=set)
+    # Every id seen, valid post or not, with where it was written: an invalid post still
+    # claims its id, or fixing it later would silently collide with another post.
+    id_sites: dict[str, list[tuple[Path, Mark]]] = dataclasses.field(default_factory=dict)
+
+    def claim_id(self, post_id: str, file: Path, mark: Mark) -> None:
+        self.id_sites.setdefault(post_id, []).append((file, mark))
 
     def get(self, post_id: str) -> SourcedPost:
         for sp in self.posts:
@@ -124,6 +131,8 @@ def _load_single(doc: Document, data: dict[str, Any], settings: Settings, catalo
             )
             return
         data["id"] = stem
+    if isinstance(data["id"], str):
+        catalog.claim_id(data["id"], doc.path, doc.mark_of(("id",), key=True))
     try:
         post = Post.model_validate(data, context=_context(settings))
     except ValidationError as exc:
@@ -169,6 +178,8 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
     for i, entry in enumerate(entries):
         base: Loc = ("posts", i)
         post_id = _raw_id(entry)
+        if post_id is not None:
+            catalog.claim_id(post_id, doc.path, doc.mark_of(base + ("id",), key=True))
         if not isinstance(entry, dict):
             mark = doc.mark_of(base)
             catalog.findings.append(
@@ -262,36 +273,25 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _check_duplicate_ids(catalog: Catalog) -> None:
-    first: dict[str, SourcedPost] = {}
-    duplicated: set[str] = set()
-    for sp in catalog.posts:
-        if sp.id in first:
-            duplicated.add(sp.id)
-        else:
-            first.setdefault(sp.id, sp)
-    if not duplicated:
-        return
-    keep = []
-    for sp in catalog.posts:
-        if sp.id not in duplicated:
-            keep.append(sp)
+def _check_duplicate_ids(catalog: Catalog, base_dir: Path) -> None:
+    for post_id, sites in catalog.id_sites.items():
+        if len(sites) < 2:
             continue
-        others = [
-            f"{o.file}:{o.mark('id').line}"
-            for o in catalog.posts
-            if o.id == sp.id and o is not sp
-        ]
-        catalog.findings.append(
-            error(
-                "duplicate-id",
-                f"post id {sp.id!r} is also used at {', '.join(others)}",
-                hint="ids must be unique across all post files: rename one",
-                **sp.where("id", key=True),
+        catalog.blocked_ids.add(post_id)
+        for file, mark in sites:
+            others = [f"{os.path.relpath(f, base_dir)}:{m.line}" for f, m in sites if (f, m) != (file, mark)]
+            catalog.findings.append(
+                error(
+                    "duplicate-id",
+                    f"post id {post_id!r} is also used at {', '.join(others)}",
+                    file=file,
+                    line=mark.line,
+                    column=mark.column,
+                    post_id=post_id,
+                    hint="ids must be unique across all post files: rename one",
+                )
             )
-        )
-        catalog.blocked_ids.add(sp.id)
-    catalog.posts = keep
+    catalog.posts = [sp for sp in catalog.posts if len(catalog.id_sites.get(sp.id, ())) < 2]
 
 
 def load_posts(settings: Settings, paths: Iterable[Path] | None = None) -> Catalog:
@@ -312,5 +312,5 @@ def load_posts(settings: Settings, paths: Iterable[Path] | None = None) -> Catal
         paths = [root]
     for path in iter_post_files(paths):
         load_file(path, settings, catalog)
-    _check_duplicate_ids(catalog)
+    _check_duplicate_ids(catalog, settings.base_dir)
     return catalog

@@ -73,7 +73,7 @@ class Image(_Strict):
     @field_validator("alt", "credit", mode="before")
     @classmethod
     def _not_blank(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str) and not value.strip():
+        if value is None or (isinstance(value, str) and not value.strip()):
             what = (
                 "alt text (what the image shows)"
                 if info.field_name == "alt"

@@ -21,6 +21,16 @@ from .yamlsource import Document
 
 Loc = tuple[str | int, ...]
 
+# What to say when one of these keys is missing: the rule behind it, not just its name.
+_MISSING_HINTS = {
+    "credit": "every image needs a photo credit (who took it, or the source); "
+    "it is added to the published text",
+    "alt": "every image needs alt text: what it shows, for people who cannot see it",
+    "platform": "say which platform the account is on: outbox, mastodon, bluesky, x, "
+    "telegram, discord, slack or webhook",
+    "by": "a quote needs the name of who said it",
+}
+
 
 def _members(annotation: Any) -> list[Any]:
     """The types an annotation may hold, unwrapping Annotated, Optional and unions."""
@@ -152,7 +162,14 @@ def findings_from_validation_error(
             if len(loc) > 1:
                 message += f" in {_key_name(loc[:-1])}"
             findings.append(
-                error("missing-key", message, line=mark.line, column=mark.column, **where)
+                error(
+                    "missing-key",
+                    message,
+                    line=mark.line,
+                    column=mark.column,
+                    hint=_MISSING_HINTS.get(str(loc[-1])),
+                    **where,
+                )
             )
             continue
         mark = doc.mark_of(path)
@@ -169,7 +186,7 @@ def findings_from_validation_error(
         findings.append(
             error(
                 "invalid-value",
-                f"{_key_name(loc)}: {msg}",
+                f"{_key_name(loc)}: {msg}" if loc else msg,
                 line=mark.line,
                 column=mark.column,
                 **where,

@@ -32,7 +32,7 @@ MAX_NODES = 100_000
 Path_ = tuple[str | int, ...]
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-_STR_TAG = "tag:yaml.org,2002:str"
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,6 +97,18 @@ class _Builder:
                 )
             )
         self.value_marks.setdefault(path, _mark(node.start_mark))
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
+            m = _mark(node.start_mark)
+            raise YamlProblem(
+                error(
+                    "yaml-syntax",
+                    f"YAML tag {node.tag!r} is not allowed in post files",
+                    file=self.file,
+                    line=m.line,
+                    column=m.column,
+                    hint="remove the !tag",
+                )
+            )
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
             result: dict[Any, Any] = {}
@@ -187,6 +199,20 @@ def parse_yaml(text: str, file: Path) -> Document:
                     line=where.line,
                     column=where.column,
                     hint="check the indentation and quoting around this position",
+                )
+            ) from None
+        except yaml.reader.ReaderError as exc:
+            before = text[: exc.position]
+            raise YamlProblem(
+                error(
+                    "yaml-syntax",
+                    f"character U+{exc.character:04X} is not allowed in YAML"
+                    if isinstance(exc.character, int)
+                    else f"YAML syntax error: {exc.reason}",
+                    file=file,
+                    line=before.count("\n") + 1,
+                    column=exc.position - (before.rfind("\n") + 1) + 1,
+                    hint="remove the control character",
                 )
             ) from None
         except yaml.YAMLError as exc:

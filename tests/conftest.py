@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from postscheduler.config import Settings, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Third-party test material lives beside the project, never inside it.
+SHARED = Path(os.environ.get("POSTSCHEDULER_SHARED", PROJECT_ROOT.parent / "shared"))
+
+
+def shared_file(relative: str) -> Path:
+    """A file from ../shared/interop, or skip the test saying what is missing."""
+    path = SHARED / "interop" / relative
+    if not path.exists():
+        pytest.skip(f"interop material not found: {path} (set POSTSCHEDULER_SHARED to ../shared)")
+    return path
+
+
+BASE_CONFIG = """\
+timezone: Europe/London
+posts_dir: posts
+accounts:
+  outbox: {platform: outbox, path: outbox}
+  mastodon: {platform: mastodon, instance: "https://mastodon.example", token: "${MASTODON_TOKEN}"}
+  bluesky: {platform: bluesky, handle: campaign.example, app_password: "${BLUESKY_APP_PASSWORD}"}
+  x:
+    platform: x
+    consumer_key: ${X_CONSUMER_KEY}
+    consumer_secret: ${X_CONSUMER_SECRET}
+    access_token: ${X_ACCESS_TOKEN}
+    access_token_secret: ${X_ACCESS_TOKEN_SECRET}
+  telegram: {platform: telegram, bot_token: "${TELEGRAM_BOT_TOKEN}", chat_id: "@campaign"}
+  slack: {platform: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}
+defaults:
+  accounts: [outbox]
+"""
+
+
+class Project:
+    """A scratch project: scheduler.yaml and a posts/ folder under tmp_path."""
+
+    def __init__(self, root: Path, config: str = BASE_CONFIG) -> None:
+        self.root = root
+        self.posts = root / "posts"
+        self.posts.mkdir(parents=True, exist_ok=True)
+        (self.posts / "images").mkdir(exist_ok=True)
+        self.config_path = root / "scheduler.yaml"
+        self.config_path.write_text(config, encoding="utf-8")
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.posts / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        path = self.posts / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def image(self, name: str = "images/photo.jpg", size: tuple[int, int] = (64, 48), fmt: str = "JPEG") -> Path:
+        from PIL import Image
+
+        path = self.posts / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (200, 30, 40)).save(path, fmt)
+        return path
+
+    def settings(self, environ: dict[str, str] | None = None) -> Settings:
+        return load_settings(self.config_path, environ=environ or {})
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[[str], Project]:
+    def make(config: str) -> Project:
+        return Project(tmp_path, config)
+
+    return make

@@ -1,0 +1,111 @@
+"""Counters against the platforms' own test vectors, read from ../shared/interop at run time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from postscheduler import counting
+from postscheduler.platforms import PLATFORMS
+
+from .conftest import shared_file
+
+_CONFIG_KEYS = {
+    "maxWeightedTweetLength": "max_weighted_tweet_length",
+    "defaultWeight": "default_weight",
+    "transformedURLLength": "transformed_url_length",
+    "emojiParsingEnabled": "emoji_parsing_enabled",
+}
+
+# The conformance README: each weighted-length group runs with the config it was written for.
+_GROUPS = {
+    "WeightedTweetsCounterTest": "v2",
+    "WeightedTweetsWithDiscountedEmojiCounterTest": "v3",
+    "UnicodeDirectionalMarkerCounterTest": "v3",
+}
+
+
+def _twitter_config(version: str) -> dict[str, Any]:
+    raw = json.loads(shared_file(f"twitter-text/config/{version}.json").read_text())
+    options = {_CONFIG_KEYS.get(k, k): v for k, v in raw.items()}
+    options.setdefault("emoji_parsing_enabled", False)
+    return options
+
+
+def _twitter_cases() -> list[Any]:
+    try:
+        path = shared_file("twitter-text/conformance/validate.yml")
+    except pytest.skip.Exception as exc:
+        return [pytest.param(None, None, marks=pytest.mark.skip(reason=str(exc)))]
+    tests = yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]
+    return [
+        pytest.param(group, case, id=f"{group}-{i}-{case['description'][:40]}")
+        for group in _GROUPS
+        for i, case in enumerate(tests[group])
+    ]
+
+
+@pytest.mark.parametrize(("group", "case"), _twitter_cases())
+def test_x_weighted_length_conformance(group: str, case: dict[str, Any]) -> None:
+    result = counting.x_parse(case["text"], _twitter_config(_GROUPS[group]))
+    expected = case["expected"]
+    got = result.asdict()
+    for key in ("weightedLength", "valid", "permillage", "validRangeStart", "validRangeEnd",
+                "displayRangeStart", "displayRangeEnd"):
+        assert got[key] == expected[key], key
+
+
+def _json(relative: str) -> Any:
+    return json.loads(shared_file(relative).read_text(encoding="utf-8"))
+
+
+def test_mastodon_status_length_vectors() -> None:
+    data = _json("mastodon/status-length-vectors.json")
+    assert len(data["cases"]) >= 30
+    for case in data["cases"]:
+        assert counting.mastodon_length(case["text"]) == case["expected_length"], case["text"]
+    # Mastodon counts the content warning together with the text.
+    check = data["spoiler_text_check"]
+    assert counting.mastodon_length(check["spoiler_text"]) == check["adds"]
+
+
+def test_bluesky_length_vectors() -> None:
+    data = _json("bluesky/richtext-vectors.json")
+    for case in data["length"]:
+        assert counting.utf8_bytes(case["text"]) == case["utf8ByteLength"], case["text"]
+        assert counting.graphemes(case["text"]) == case["graphemeLength"], case["text"]
+    for case in data["grapheme_length"]:
+        assert counting.graphemes(case["text"]) == case["graphemeLength"], case["text"]
+    for case in data["detect_mentions_and_links"]:
+        assert counting.utf8_bytes(case["text"]) == case["utf8ByteLength"]
+
+
+def test_ascii_fast_path_matches_segmentation() -> None:
+    for text in ["", "a", "line\r\nbreak", "\r\r\n\n", "tab\tand\x7f"]:
+        assert counting.graphemes(text) == len(counting._GRAPHEME.findall(text))
+
+
+def test_bluesky_counts_graphemes_and_bytes() -> None:
+    family = "👨\u200d👩\u200d👧\u200d👦"
+    measures = PLATFORMS["bluesky"].measure(family * 120)
+    graphemes, utf8 = measures
+    assert (graphemes.count, graphemes.over) == (120, False)
+    assert (utf8.count, utf8.over) == (3000, False)
+    measures = PLATFORMS["bluesky"].measure(family * 121)
+    assert not measures[0].over and measures[1].over  # bytes bind before graphemes do
+
+
+def test_mastodon_account_limits_override() -> None:
+    url = "https://example.org/" + "a" * 100
+    assert PLATFORMS["mastodon"].measure(url)[0].count == 23
+    assert PLATFORMS["mastodon"].measure(url, url_length=30)[0].count == 30
+    assert PLATFORMS["mastodon"].measure("x" * 600, max_characters=1000)[0].over is False
+
+
+def test_telegram_counts_utf16() -> None:
+    assert counting.utf16_units("😀") == 2
+    assert PLATFORMS["telegram"].measure("😀" * 2048)[0].over is False
+    assert PLATFORMS["telegram"].measure("😀" * 2049)[0].over is True

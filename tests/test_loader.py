@@ -1,0 +1,233 @@
+"""Bad input: every case gives a positioned finding, never an exception, and never hides others."""
+
+from __future__ import annotations
+
+from postscheduler.errors import Finding
+from postscheduler.loader import load_posts
+
+from .conftest import Project
+
+GOOD = """\
+id: good
+at: 2027-01-14 09:00
+text: Still published.
+"""
+
+
+def _load(project: Project) -> tuple[list[str], list[Finding]]:
+    catalog = load_posts(project.settings())
+    return [sp.id for sp in catalog.posts], catalog.findings
+
+
+def _only(findings: list[Finding], code: str) -> Finding:
+    matching = [f for f in findings if f.code == code]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+def test_single_post_id_defaults_to_file_name(project: Project) -> None:
+    project.write("2027-01-launch.yaml", "at: 2027-01-14 09:00\ntext: hi\n")
+    ids, findings = _load(project)
+    assert ids == ["2027-01-launch"] and findings == []
+
+
+def test_pack_shares_fields_and_posts_override_them(project: Project) -> None:
+    project.write(
+        "pack.yaml",
+        """\
+        link: https://example.org/a
+        language: en
+        posts:
+          - {id: one, at: 2027-01-14 09:00, text: first}
+          - {id: two, at: 2027-01-15 09:00, text: second, link: https://example.org/b}
+        """,
+    )
+    catalog = load_posts(project.settings())
+    one, two = catalog.posts
+    assert one.post.link == "https://example.org/a" and two.post.link == "https://example.org/b"
+    assert one.post.language == two.post.language == "en"
+    # positions: an own key points into the entry, an inherited key at the shared field
+    assert two.mark("link").line == 5
+    assert one.mark("link").line == 1
+
+
+def test_yaml_syntax_error_does_not_hide_other_files(project: Project) -> None:
+    project.write("a-broken.yaml", 'id: a\nat: 2027-01-14 09:00\ntext: "unclosed\n')
+    project.write("b-good.yaml", GOOD)
+    ids, findings = _load(project)
+    assert ids == ["good"]
+    assert _only(findings, "yaml-syntax").file.name == "a-broken.yaml"
+
+
+def test_wrong_type(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: [a, b]\n")
+    f = _only(_load(project)[1], "invalid-value")
+    assert (f.line, f.column, f.post_id) == (3, 7, "p")
+    assert "text" in f.message and "got a list" in f.message
+
+
+def test_unknown_key_suggests_the_right_one(project: Project) -> None:
+    project.write(
+        "p.yaml",
+        """\
+        id: p
+        at: 2027-01-14 09:00
+        text: hi
+        image:
+          file: images/photo.jpg
+          alt: A banner.
+          credti: Jane Doe
+        """,
+    )
+    findings = _load(project)[1]
+    f = _only(findings, "unknown-key")
+    assert (f.line, f.column, f.post_id) == (7, 3, "p")
+    assert f.hint == "did you mean 'credit'?"
+    missing = _only(findings, "missing-key")
+    assert "credit" in missing.message and "photo credit" in (missing.hint or "")
+
+
+def test_unknown_key_in_pack_entry(project: Project) -> None:
+    project.write(
+        "p.yaml",
+        """\
+        posts:
+          - id: one
+            at: 2027-01-14 09:00
+            txet: hi
+        """,
+    )
+    f = _only(_load(project)[1], "unknown-key")
+    assert (f.line, f.post_id, f.hint) == (4, "one", "did you mean 'text'?")
+
+
+def test_shared_field_error_reported_once(project: Project) -> None:
+    project.write(
+        "p.yaml",
+        """\
+        lnk: https://example.org
+        posts:
+          - {id: one, at: 2027-01-14 09:00, text: a}
+          - {id: two, at: 2027-01-14 10:00, text: b}
+        """,
+    )
+    ids, findings = _load(project)
+    assert ids == []
+    assert _only(findings, "unknown-key").hint == "did you mean 'link'?"
+    assert sorted(f.post_id for f in findings if f.code == "pack-invalid") == ["one", "two"]
+
+
+def test_duplicate_ids_across_files_block_both(project: Project) -> None:
+    project.write("a.yaml", "id: same\nat: 2027-01-14 09:00\ntext: a\n")
+    project.write("b.yaml", "posts:\n  - {id: same, at: 2027-01-14 09:00, text: b}\n")
+    project.write("c.yaml", GOOD)
+    ids, findings = _load(project)
+    assert ids == ["good"]
+    dups = [f for f in findings if f.code == "duplicate-id"]
+    assert {f.file.name for f in dups} == {"a.yaml", "b.yaml"}
+    assert "posts/b.yaml:2" in next(f.message for f in dups if f.file.name == "a.yaml")
+
+
+def test_invalid_post_still_claims_its_id(project: Project) -> None:
+    project.write("a.yaml", "id: same\nat: not a time\ntext: a\n")
+    project.write("b.yaml", "id: same\nat: 2027-01-14 09:00\ntext: b\n")
+    ids, findings = _load(project)
+    assert ids == []
+    assert len([f for f in findings if f.code == "duplicate-id"]) == 2
+
+
+def test_empty_file(project: Project) -> None:
+    project.write("empty.yaml", "")
+    project.write("comments.yaml", "# nothing yet\n")
+    project.write("good.yaml", GOOD)
+    ids, findings = _load(project)
+    assert ids == ["good"]
+    assert sorted(f.file.name for f in findings if f.code == "empty-file") == [
+        "comments.yaml",
+        "empty.yaml",
+    ]
+
+
+def test_non_mapping_top_level(project: Project) -> None:
+    project.write("list.yaml", "- a\n- b\n")
+    project.write("scalar.yaml", "just words\n")
+    findings = _load(project)[1]
+    assert len([f for f in findings if f.code == "not-a-mapping"]) == 2
+
+
+def test_pack_entry_not_a_mapping(project: Project) -> None:
+    project.write("p.yaml", "posts:\n  - just text\n  - {id: ok, at: 2027-01-14 09:00, text: a}\n")
+    ids, findings = _load(project)
+    assert ids == ["ok"]
+    assert _only(findings, "invalid-value").line == 2
+
+
+def test_invalid_utf8_and_binary_files(project: Project) -> None:
+    project.write_bytes("latin1.yaml", b"id: x\nat: 2027-01-14 09:00\ntext: caf\xe9\n")
+    project.write_bytes("junk.yaml", bytes(range(256)))
+    project.write("good.yaml", GOOD)
+    ids, findings = _load(project)
+    assert ids == ["good"]
+    assert {f.code for f in findings} == {"not-utf8", "not-text"}
+
+
+def test_alias_bomb_file(project: Project) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    project.write("bomb.yaml", "\n".join(lines) + "\n")
+    project.write("good.yaml", GOOD)
+    ids, findings = _load(project)
+    assert ids == ["good"]
+    assert _only(findings, "yaml-too-large").file.name == "bomb.yaml"
+
+
+def test_oversized_file(project: Project) -> None:
+    project.write("huge.yaml", "text: " + "x" * (1024 * 1024 + 10) + "\n")
+    assert _only(_load(project)[1], "file-too-large").file.name == "huge.yaml"
+
+
+def test_javascript_link(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\nlink: javascript:alert(1)\n")
+    f = _only(_load(project)[1], "invalid-value")
+    assert f.line == 3 and "javascript:" in f.message and "https://" in f.message
+
+
+def test_post_with_nothing_to_publish(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\naccounts: [outbox]\n")
+    f = _only(_load(project)[1], "invalid-value")
+    assert f.post_id == "p" and "nothing to publish" in f.message
+
+
+def test_missing_time_unless_draft(project: Project) -> None:
+    project.write("a.yaml", "id: a\ntext: hi\n")
+    project.write("b.yaml", "id: b\nstatus: draft\ntext: hi\n")
+    ids, findings = _load(project)
+    assert ids == ["b"]
+    assert "at:" in _only(findings, "invalid-value").message
+
+
+def test_dst_gap_and_overlap_name_both_instants(project: Project) -> None:
+    project.write("gap.yaml", "id: gap\nat: 2027-03-28 01:30\ntext: hi\n")
+    project.write("fold.yaml", "id: fold\nat: 2027-10-31 01:30\ntext: hi\n")
+    findings = _load(project)[1]
+    gap = next(f for f in findings if f.post_id == "gap")
+    fold = next(f for f in findings if f.post_id == "fold")
+    assert "does not exist" in gap.message
+    assert "2027-03-28T01:30+00:00" in gap.message and "2027-03-28T01:30+01:00" in gap.message
+    assert "happens twice" in fold.message
+    assert "2027-10-31 00:30 UTC" in fold.message and "2027-10-31 01:30 UTC" in fold.message
+    assert (gap.line, gap.column) == (2, 5)
+
+
+def test_expires_before_at(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\nexpires: 2027-01-14 08:00\ntext: hi\n")
+    assert "expires" in _only(_load(project)[1], "invalid-value").message
+
+
+def test_hidden_files_and_other_suffixes_are_ignored(project: Project) -> None:
+    project.write(".draft.yaml", "broken: [")
+    project.write(".git/x.yaml", "broken: [")
+    project.write("notes.txt", "broken: [")
+    project.write("p.yml", GOOD)
+    assert _load(project) == (["good"], [])

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from postscheduler.yamlsource import MAX_NODES, YamlProblem, parse_yaml, read_yaml
+
+
+def _problem(text: str) -> YamlProblem:
+    with pytest.raises(YamlProblem) as info:
+        parse_yaml(text, Path("p.yaml"))
+    return info.value
+
+
+def test_positions_of_keys_and_values() -> None:
+    doc = parse_yaml("a: 1\nposts:\n  - id: x\n    text: hi\n", Path("p.yaml"))
+    assert doc.mark_of(("posts", 0, "text")).line == 4
+    assert doc.mark_of(("posts", 0, "text")).column == 11
+    assert doc.mark_of(("posts", 0, "text"), key=True).column == 5
+    # a missing key is placed at its nearest existing ancestor
+    assert doc.mark_of(("posts", 0, "image", "credit")).line == 3
+
+
+def test_syntax_error_has_position() -> None:
+    finding = _problem('id: a\ntext: "unclosed\n').finding
+    assert finding.code == "yaml-syntax"
+    assert finding.line == 3
+
+
+def test_bad_indentation() -> None:
+    finding = _problem("id: a\n  text: b\n text: c\n").finding
+    assert finding.code == "yaml-syntax"
+    assert finding.line == 2
+
+
+def test_duplicate_key_is_an_error() -> None:
+    finding = _problem("id: a\ntext: one\ntext: two\n").finding
+    assert (finding.code, finding.line, finding.column) == ("duplicate-key", 3, 1)
+
+
+def test_times_stay_as_written() -> None:
+    doc = parse_yaml("at: 2027-01-14 09:00:00\nd: 2027-01-14\n", Path("p.yaml"))
+    assert doc.data == {"at": "2027-01-14 09:00:00", "d": "2027-01-14"}
+
+
+def test_python_tags_are_refused() -> None:
+    finding = _problem("x: !!python/object/apply:os.system ['true']\n").finding
+    assert finding.code == "yaml-syntax"
+    assert finding.line == 1
+
+
+def test_merge_keys_work() -> None:
+    doc = parse_yaml("base: &b {alt: a, credit: c}\nimage: {<<: *b, file: x.jpg}\n", Path("p"))
+    assert doc.data["image"] == {"alt": "a", "credit": "c", "file": "x.jpg"}
+
+
+def test_alias_bomb_is_rejected_with_bounded_memory() -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    text = "\n".join(lines) + "\n"  # expands to 9**9 (387 million) strings
+    tracemalloc.start()
+    try:
+        finding = _problem(text).finding
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert finding.code == "yaml-too-large"
+    assert f"{MAX_NODES:,}" in finding.message
+    assert peak < 64 * 1024 * 1024
+
+
+def test_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"id: a\ntext: caf\xe9\n")
+    finding = pytest.raises(YamlProblem, read_yaml, path).value.finding
+    assert (finding.code, finding.line, finding.column) == ("not-utf8", 2, 10)
+
+
+def test_binary_junk(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    assert pytest.raises(YamlProblem, read_yaml, path).value.finding.code == "not-text"
+
+
+def test_control_characters_without_nul(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"id: a\ntext: \x07bell\n")
+    finding = pytest.raises(YamlProblem, read_yaml, path).value.finding
+    assert finding.code == "yaml-syntax"
+    assert finding.line == 2
+
+
+def test_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"text: " + b"x" * 2000 + b"\n")
+    finding = pytest.raises(YamlProblem, read_yaml, path, max_bytes=1000).value.finding
+    assert finding.code == "file-too-large"
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes("\ufeffid: a\n".encode())
+    assert read_yaml(path).data == {"id": "a"}
