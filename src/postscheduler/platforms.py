@@ -51,7 +51,7 @@ class Platform:
     text_limits: tuple[TextLimit, ...]
     max_images: int
     max_image_bytes: int | None
-    image_formats: frozenset[str] = _COMMON_IMAGES
+    image_formats: frozenset[str] | None = _COMMON_IMAGES  # None: any image Pillow knows
     image_files: bool = True  # can upload an image file
     image_urls: bool = True  # can show an image given by URL (we download and upload it)
     max_alt: int | None = None
@@ -84,7 +84,9 @@ PLATFORMS: dict[str, Platform] = {
     for p in (
         # The embedded default: writes files, so it has no limits of its own unless the
         # account sets max_characters.
-        Platform("outbox", "Outbox", (), max_images=4, max_image_bytes=None, replies=True),
+        Platform(
+            "outbox", "Outbox", (), max_images=4, max_image_bytes=None, image_formats=None
+        ),
         Platform(
             "mastodon",
             "Mastodon",
@@ -143,7 +145,7 @@ PLATFORMS: dict[str, Platform] = {
             image_files=False,  # incoming webhooks cannot upload; image blocks need a public URL
             replies=False,
         ),
-        Platform("webhook", "Webhook", (), max_images=4, max_image_bytes=None),
+        Platform("webhook", "Webhook", (), max_images=4, max_image_bytes=None, image_formats=None),
     )
 }
 

@@ -173,7 +173,7 @@ def _check_rendering(
             findings.extend(problems)
             if info is None:
                 continue
-            if info.format not in platform.image_formats:
+            if platform.image_formats is not None and info.format not in platform.image_formats:
                 findings.append(
                     error(
                         "image-format",

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postscheduler.config import EnvRef, embedded_default_text, load_settings
+from postscheduler.errors import ConfigError
+
+from .conftest import PROJECT_ROOT, Project
+
+CANARY = "canary-Zq8v1-SECRET-do-not-print"
+
+
+def test_embedded_default_is_the_example_config() -> None:
+    assert (PROJECT_ROOT / "scheduler.yaml").read_text(encoding="utf-8") == embedded_default_text()
+
+
+def test_embedded_default_used_without_a_config(tmp_path: Path) -> None:
+    settings = load_settings(cwd=tmp_path, environ={})
+    assert settings.path is None
+    assert list(settings.config.accounts) == ["outbox"]
+    assert settings.posts_dir == tmp_path / "posts"
+
+
+def test_secret_references_resolve_from_env_and_dotenv(project: Project) -> None:
+    (project.root / ".env").write_text("MASTODON_TOKEN=from-dotenv\nX_ACCESS_TOKEN=dotenv-x\n")
+    settings = project.settings({"X_ACCESS_TOKEN": "from-env"})
+    mastodon = settings.config.accounts["mastodon"]
+    x = settings.config.accounts["x"]
+    assert mastodon.token == EnvRef("MASTODON_TOKEN")  # type: ignore[union-attr]
+    assert mastodon.token.resolve(settings.env) == "from-dotenv"  # type: ignore[union-attr]
+    assert x.access_token.resolve(settings.env) == "from-env"  # type: ignore[union-attr]
+
+
+def test_missing_secrets_are_warnings_naming_the_variable(project: Project) -> None:
+    warnings = project.settings({"MASTODON_TOKEN": "t"}).missing_secrets()
+    assert {w.account for w in warnings} == {"bluesky", "x", "telegram", "slack"}
+    assert all(not w.is_error for w in warnings)
+    assert any("${BLUESKY_APP_PASSWORD}" in w.message for w in warnings)
+
+
+def test_literal_secret_is_refused_and_never_echoed(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project(
+        f"accounts:\n  m: {{platform: mastodon, instance: https://m.example, token: {CANARY}}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        project.settings()
+    text = str(info.value)
+    assert CANARY not in text
+    assert "environment variable" in text
+    (finding,) = info.value.findings
+    assert (finding.line, finding.account) == (2, None)
+    assert CANARY not in repr(finding.as_dict())
+
+
+def test_resolved_secret_never_in_repr(project: Project) -> None:
+    settings = project.settings({"MASTODON_TOKEN": CANARY})
+    assert CANARY not in repr(settings.config)
+    assert CANARY not in str(settings.config.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("timezone: Mars/Olympus\n", "unknown time zone"),
+        ("accounts:\n  a: {platform: myspace}\n", "unknown platform 'myspace'"),
+        ("accounts:\n  a: {platform: outbox, pth: x}\n", "did you mean 'path'?"),
+        ("defaults: {accounts: [nope]}\n", "not in accounts"),
+        ('credit_format: "no placeholder"\n', "{credit}"),
+        ("publishing: {late_grace: soon}\n", "duration"),
+        ("[1, 2]\n", "must be a mapping"),
+        ("timezone: [\n", "YAML syntax error"),
+    ],
+)
+def test_bad_config(make_project, config: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    project = make_project(config)
+    with pytest.raises(ConfigError) as info:
+        project.settings()
+    assert message in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="postscheduler init"):
+        load_settings(tmp_path / "nope.yaml")

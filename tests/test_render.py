@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from postscheduler.loader import load_posts
+from postscheduler.render import render_post
+
+from .conftest import Project
+
+ARTICLE = """\
+link: https://example.org/article
+posts:
+  - id: article
+    at: 2027-01-14 09:00
+    accounts: [outbox, bluesky]
+    text: The article.
+    image: {file: images/photo.jpg, alt: A march., credit: Kawsachun News}
+    overrides:
+      bluesky: {text: Short for Bluesky.}
+  - id: quote
+    at: 2027-01-15 09:00
+    quote: {text: Solidarity now., by: Ana Pérez, role: organiser}
+    thread:
+      - Part two.
+      - text: Part three.
+        image: {file: images/photo.jpg, alt: Again., credit: Jane Doe}
+"""
+
+
+def _render(project: Project, post_id: str, account: str = "outbox"):  # type: ignore[no-untyped-def]
+    project.image()
+    project.write("p.yaml", ARTICLE)
+    settings = project.settings()
+    catalog = load_posts(settings)
+    return render_post(catalog.get(post_id).post, account, settings)
+
+
+def test_text_link_and_credit(project: Project) -> None:
+    rendering = _render(project, "article")
+    (part,) = rendering.parts
+    assert part.text == "The article.\n\nhttps://example.org/article\n\n📷 Kawsachun News"
+    assert part.image is not None and part.image.alt == "A march."
+
+
+def test_override_keeps_the_credit(project: Project) -> None:
+    rendering = _render(project, "article", "bluesky")
+    assert rendering.parts[0].text == (
+        "Short for Bluesky.\n\nhttps://example.org/article\n\n📷 Kawsachun News"
+    )
+    assert [str(m) for m in rendering.parts[0].measures] == [
+        "65/300 graphemes",
+        "68/3000 UTF-8 bytes",
+    ]
+
+
+def test_quote_with_attribution_and_thread(project: Project) -> None:
+    rendering = _render(project, "quote")
+    texts = [p.text for p in rendering.parts]
+    assert texts[0] == "“Solidarity now.”\n— Ana Pérez, organiser\n\nhttps://example.org/article"
+    assert texts[1] == "Part two."
+    assert texts[2] == "Part three.\n\n📷 Jane Doe"  # every part with an image carries its credit
+    assert [p.index for p in rendering.parts] == [0, 1, 2]
+
+
+def test_link_already_in_text_is_not_repeated(project: Project) -> None:
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\ntext: Read https://example.org/a now\nlink: https://example.org/a\n",
+    )
+    settings = project.settings()
+    rendering = render_post(load_posts(settings).get("p").post, "outbox", settings)
+    assert rendering.parts[0].text == "Read https://example.org/a now"
+
+
+def test_credit_format_from_config(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project(
+        'credit_format: "Photo: {credit}"\naccounts: {o: {platform: outbox}}\n'
+        "defaults: {accounts: [o]}\n"
+    )
+    project.image()
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\nimage: {file: images/photo.jpg, alt: a, credit: Jo}\n",
+    )
+    settings = project.settings()
+    rendering = render_post(load_posts(settings).get("p").post, "o", settings)
+    assert rendering.parts[0].text == "Photo: Jo"
