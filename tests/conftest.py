@@ -65,7 +65,9 @@ class Project:
         path.write_bytes(data)
         return path
 
-    def image(self, name: str = "images/photo.jpg", size: tuple[int, int] = (64, 48), fmt: str = "JPEG") -> Path:
+    def image(
+        self, name: str = "images/photo.jpg", size: tuple[int, int] = (64, 48), fmt: str = "JPEG"
+    ) -> Path:
         from PIL import Image
 
         path = self.posts / name

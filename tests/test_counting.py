@@ -53,8 +53,15 @@ def test_x_weighted_length_conformance(group: str, case: dict[str, Any]) -> None
     result = counting.x_parse(case["text"], _twitter_config(_GROUPS[group]))
     expected = case["expected"]
     got = result.asdict()
-    for key in ("weightedLength", "valid", "permillage", "validRangeStart", "validRangeEnd",
-                "displayRangeStart", "displayRangeEnd"):
+    for key in (
+        "weightedLength",
+        "valid",
+        "permillage",
+        "validRangeStart",
+        "validRangeEnd",
+        "displayRangeStart",
+        "displayRangeEnd",
+    ):
         assert got[key] == expected[key], key
 
 

@@ -35,7 +35,10 @@ image:
 
 def test_clean_image_post(project: Project) -> None:
     project.image()
-    project.write("p.yaml", IMAGE_POST.format(accounts="outbox, mastodon, bluesky, x", file="images/photo.jpg"))
+    project.write(
+        "p.yaml",
+        IMAGE_POST.format(accounts="outbox, mastodon, bluesky, x", file="images/photo.jpg"),
+    )
     assert _findings(project) == []
 
 
@@ -43,7 +46,8 @@ def test_image_without_credit_or_alt(project: Project) -> None:
     project.image()
     project.write(
         "p.yaml",
-        "id: p\nat: 2027-01-14 09:00\ntext: hi\nimage: {file: images/photo.jpg, alt: ' ', credit: ''}\n",
+        "id: p\nat: 2027-01-14 09:00\ntext: hi\n"
+        "image: {file: images/photo.jpg, alt: ' ', credit: ''}\n",
     )
     findings = _findings(project)
     assert len(findings) == 2
@@ -71,7 +75,7 @@ def test_image_symlink_escaping_posts_dir(project: Project) -> None:
     from PIL import Image
 
     Image.new("RGB", (4, 4)).save(outside, "JPEG")
-    os.symlink(outside, project.posts / "images" / "link.jpg")
+    (project.posts / "images" / "link.jpg").symlink_to(outside)
     project.write("p.yaml", IMAGE_POST.format(accounts="outbox", file="images/link.jpg"))
     (f,) = _findings(project)
     assert f.code == "image-invalid" and "symlink" in f.message
@@ -93,7 +97,9 @@ def test_not_really_an_image(project: Project) -> None:
 def test_image_too_large_for_bluesky_only(project: Project) -> None:
     path = project.image("images/big.png", fmt="PNG", size=(700, 700))
     os.truncate(path, 1_200_000)  # PNG readers stop at IEND; the padding only adds bytes
-    project.write("p.yaml", IMAGE_POST.format(accounts="outbox, mastodon, bluesky", file="images/big.png"))
+    project.write(
+        "p.yaml", IMAGE_POST.format(accounts="outbox, mastodon, bluesky", file="images/big.png")
+    )
     (f,) = _findings(project)
     assert (f.code, f.account) == ("image-too-large", "bluesky")
     assert "1,000,000" in f.message
@@ -155,7 +161,8 @@ def test_text_limits_per_platform(project: Project, account: str, text: str, ove
 
 def test_account_max_characters(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project(
-        "accounts:\n  short: {platform: outbox, max_characters: 10}\ndefaults: {accounts: [short]}\n"
+        "accounts:\n  short: {platform: outbox, max_characters: 10}\n"
+        "defaults: {accounts: [short]}\n"
     )
     project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: eleven char\n")
     (f,) = _findings(project)
@@ -165,7 +172,8 @@ def test_account_max_characters(make_project) -> None:  # type: ignore[no-untype
 def test_thread_part_over_limit_points_at_the_part(project: Project) -> None:
     project.write(
         "p.yaml",
-        f"id: p\nat: 2027-01-14 09:00\naccounts: [x]\ntext: start\nthread:\n  - ok\n  - {'y' * 281}\n",
+        "id: p\nat: 2027-01-14 09:00\naccounts: [x]\ntext: start\n"
+        f"thread:\n  - ok\n  - {'y' * 281}\n",
     )
     (f,) = _findings(project)
     assert f.line == 7 and "thread part 3" in f.message

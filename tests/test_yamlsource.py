@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from postscheduler.yamlsource import MAX_NODES, YamlProblem, parse_yaml, read_yaml
+from postscheduler.yamlsource import MAX_NODES, YamlSourceError, parse_yaml, read_yaml
 
 
-def _problem(text: str) -> YamlProblem:
-    with pytest.raises(YamlProblem) as info:
+def _problem(text: str) -> YamlSourceError:
+    with pytest.raises(YamlSourceError) as info:
         parse_yaml(text, Path("p.yaml"))
     return info.value
 
@@ -75,20 +75,26 @@ def test_alias_bomb_is_rejected_with_bounded_memory() -> None:
 def test_invalid_utf8(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_bytes(b"id: a\ntext: caf\xe9\n")
-    finding = pytest.raises(YamlProblem, read_yaml, path).value.finding
+    with pytest.raises(YamlSourceError) as info:
+        read_yaml(path)
+    finding = info.value.finding
     assert (finding.code, finding.line, finding.column) == ("not-utf8", 2, 10)
 
 
 def test_binary_junk(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_bytes(bytes(range(256)) * 4)
-    assert pytest.raises(YamlProblem, read_yaml, path).value.finding.code == "not-text"
+    with pytest.raises(YamlSourceError) as info:
+        read_yaml(path)
+    assert info.value.finding.code == "not-text"
 
 
 def test_control_characters_without_nul(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_bytes(b"id: a\ntext: \x07bell\n")
-    finding = pytest.raises(YamlProblem, read_yaml, path).value.finding
+    with pytest.raises(YamlSourceError) as info:
+        read_yaml(path)
+    finding = info.value.finding
     assert finding.code == "yaml-syntax"
     assert finding.line == 2
 
@@ -96,7 +102,9 @@ def test_control_characters_without_nul(tmp_path: Path) -> None:
 def test_size_cap(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_bytes(b"text: " + b"x" * 2000 + b"\n")
-    finding = pytest.raises(YamlProblem, read_yaml, path, max_bytes=1000).value.finding
+    with pytest.raises(YamlSourceError) as info:
+        read_yaml(path, max_bytes=1000)
+    finding = info.value.finding
     assert finding.code == "file-too-large"
 
 

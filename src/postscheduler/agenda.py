@@ -34,8 +34,11 @@ class Agenda:
 
 def first_line(catalog: Catalog, post_id: str, width: int = 60) -> str:
     post = catalog.get(post_id).post
-    text = post.text or (post.quote.text if post.quote else None) or post.link or (
-        post.image.alt if post.image else ""
+    text = (
+        post.text
+        or (post.quote.text if post.quote else None)
+        or post.link
+        or (post.image.alt if post.image else "")
     )
     line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
     return line if len(line) <= width else line[: width - 1] + "…"

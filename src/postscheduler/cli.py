@@ -177,7 +177,7 @@ def validate(
         typer.echo(format_findings(_relative(findings), output))
         raise typer.Exit(EXIT_FINDINGS) from None
     catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
-    findings = _relative(settings.missing_secrets() + sorted_findings(catalog.findings))
+    findings = _relative(sorted_findings(catalog.findings))
     if findings or output is OutputFormat.json:
         typer.echo(format_findings(findings, output))
     if output is OutputFormat.text:
@@ -204,7 +204,9 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    lines.extend(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
     return "\n".join(lines)
 
 
@@ -243,24 +245,39 @@ def queue(
         warnings = [f for f in entry.findings if not f.is_error]
         note = ""
         if errors:
-            note = f"BLOCKED: {errors[0].message}" + (f" (+{len(errors) - 1})" if len(errors) > 1 else "")
+            note = f"BLOCKED: {errors[0].message}" + (
+                f" (+{len(errors) - 1})" if len(errors) > 1 else ""
+            )
         elif warnings:
-            note = f"warning: {warnings[0].message}" + (f" (+{len(warnings) - 1})" if len(warnings) > 1 else "")
-        rows.append([_fmt_when(entry.when), entry.post_id, ",".join(entry.accounts), entry.first_line, note])
+            note = f"warning: {warnings[0].message}" + (
+                f" (+{len(warnings) - 1})" if len(warnings) > 1 else ""
+            )
+        rows.append(
+            [_fmt_when(entry.when), entry.post_id, ",".join(entry.accounts), entry.first_line, note]
+        )
     zone = settings.config.timezone
     if rows:
         typer.echo(_table(rows, ["WHEN", "POST", "ACCOUNTS", "FIRST LINE", "NOTES"]))
     else:
-        typer.echo("Nothing queued" + (f" in the next {days:g} days" if days is not None else "") + ".")
+        typer.echo(
+            "Nothing queued" + (f" in the next {days:g} days" if days is not None else "") + "."
+        )
     extra = []
     if agenda.drafts:
         extra.append(f"{agenda.drafts} drafts")
     if agenda.past:
         extra.append(f"{agenda.past} past or expired")
-    bad_files = {f.file for f in catalog.findings if f.is_error and f.post_id not in {e.post_id for e in agenda.entries}}
+    bad_files = {
+        f.file
+        for f in catalog.findings
+        if f.is_error and f.post_id not in {e.post_id for e in agenda.entries}
+    }
     if bad_files:
         extra.append(f"{len(bad_files)} files with errors (run `postscheduler validate`)")
-    _echo_err(f"{len(rows)} queued (times in {zone})" + (f"; not shown: {', '.join(extra)}" if extra else ""))
+    _echo_err(
+        f"{len(rows)} queued (times in {zone})"
+        + (f"; not shown: {', '.join(extra)}" if extra else "")
+    )
     if any(e.blocked for e in agenda.entries) or bad_files:
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -288,7 +305,9 @@ def preview(
         settings = _settings(config)
         catalog = run_validate(settings, now=dt.datetime.now(dt.UTC))
         if post_id not in {sp.id for sp in catalog.posts} and post_id in catalog.blocked_ids:
-            problems = [f.as_text() for f in catalog.findings if f.post_id == post_id and f.is_error]
+            problems = [
+                f.as_text() for f in catalog.findings if f.post_id == post_id and f.is_error
+            ]
             raise PostschedulerError(
                 f"post {post_id!r} cannot be previewed until its errors are fixed:\n  "
                 + "\n  ".join(problems)
@@ -301,7 +320,13 @@ def preview(
         renderings = [render_post(sp.post, name, settings) for name in targets]
     post = sp.post
     zone = settings.config.zone
-    when = "draft (never published)" if post.is_draft else _fmt_when(post.at.astimezone(zone)) if post.at else ""
+    when = (
+        "draft (never published)"
+        if post.is_draft
+        else _fmt_when(post.at.astimezone(zone))
+        if post.at
+        else ""
+    )
     findings = [f for f in catalog.findings if f.post_id == post_id]
     for rendering in renderings:
         typer.echo(f"=== {post_id} → {rendering.account} ({rendering.platform.label}) · {when}")
@@ -319,23 +344,24 @@ def preview(
             typer.echo(f"--- content warning: {rendering.content.content_warning}")
         for f in findings:
             if f.account in (None, rendering.account):
-                typer.echo(f"!!! {f.severity.value}: {f.message}" + (f" ({f.hint})" if f.hint else ""))
+                typer.echo(
+                    f"!!! {f.severity.value}: {f.message}" + (f" ({f.hint})" if f.hint else "")
+                )
         typer.echo("")
     if has_errors(findings):
         raise typer.Exit(EXIT_FINDINGS)
 
 
 def _describe_image(image: Any, settings: Any) -> str:
-    from .images import ImageProblem, inspect_image, resolve_image_path
+    from .images import ImageError, inspect_image, resolve_image_path
 
     lines = []
     if image.file is not None:
         try:
             info = inspect_image(resolve_image_path(settings.posts_dir, image.file))
-            lines.append(
-                f"[image: {image.file} · {info.format} {info.width}×{info.height}, {info.size:,} bytes]"
-            )
-        except ImageProblem as exc:
+            size = f"{info.format} {info.width}×{info.height}, {info.size:,} bytes"
+            lines.append(f"[image: {image.file} · {size}]")
+        except ImageError as exc:
             lines.append(f"[image: {image.file} · PROBLEM: {exc}]")
     else:
         lines.append(f"[image: {image.url}]")
@@ -378,7 +404,7 @@ def schema(
 def init(
     directory: Annotated[
         Path, typer.Argument(help="Where to create the project (default: here).")
-    ] = Path("."),
+    ] = Path(),
 ) -> None:
     """Create scheduler.yaml, posts/ with an example post, and the editor schema.
 

@@ -31,7 +31,7 @@ from pydantic import (
 from .errors import ConfigError, Finding, error, warning
 from .times import TimeError, get_zone, parse_duration
 from .validation import findings_from_validation_error
-from .yamlsource import Document, YamlProblem, parse_yaml, read_yaml
+from .yamlsource import Document, YamlSourceError, parse_yaml, read_yaml
 
 DEFAULT_CONFIG_NAME = "scheduler.yaml"
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -238,9 +238,7 @@ class Config(BaseModel):
     def _account_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):
-                raise ValueError(
-                    f"account name {name!r} must be letters, digits, '_', '.' or '-'"
-                )
+                raise ValueError(f"account name {name!r} must be letters, digits, '_', '.' or '-'")
         return value
 
     @model_validator(mode="after")
@@ -351,7 +349,7 @@ def load_settings(
                 )
             doc = read_yaml(path)
             base = path.absolute().parent  # not resolve(): a symlinked config keeps its folder
-    except YamlProblem as exc:
+    except YamlSourceError as exc:
         raise ConfigError("the configuration cannot be read", [exc.finding]) from None
     config = _config_from_document(doc)
     return Settings(config, path, base, _read_env(base, environ))

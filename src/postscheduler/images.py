@@ -32,7 +32,7 @@ class ImageInfo:
         }.get(self.format, "application/octet-stream")
 
 
-class ImageProblem(ValueError):
+class ImageError(ValueError):
     """The image cannot be used; the message says why and what to do."""
 
 
@@ -41,12 +41,12 @@ def resolve_image_path(posts_dir: Path, relative: str) -> Path:
     root = posts_dir.resolve()
     candidate = Path(relative)
     if candidate.is_absolute():
-        raise ImageProblem(
+        raise ImageError(
             f"{relative!r} is an absolute path: give the path relative to {root.name}/"
         )
     target = (root / candidate).resolve()
     if not target.is_relative_to(root):
-        raise ImageProblem(
+        raise ImageError(
             f"{relative!r} points outside {root.name}/ (via '..' or a symlink): "
             f"put the image inside {root.name}/"
         )
@@ -61,12 +61,12 @@ def _inspect(path: Path, mtime_ns: int, size: int) -> ImageInfo:
         with Image.open(path) as im:
             return ImageInfo(path, str(im.format), im.width, im.height, size)
     except UnidentifiedImageError:
-        raise ImageProblem(
+        raise ImageError(
             f"{path.name} is not an image Pillow can read (its bytes are not JPEG, PNG, "
             "GIF, WebP, ...)"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageProblem(f"{path.name} is a damaged image: {exc}") from None
+        raise ImageError(f"{path.name} is a damaged image: {exc}") from None
 
 
 def inspect_image(path: Path) -> ImageInfo:
@@ -74,9 +74,9 @@ def inspect_image(path: Path) -> ImageInfo:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ImageProblem(f"{path.name} does not exist") from None
+        raise ImageError(f"{path.name} does not exist") from None
     except OSError as exc:
-        raise ImageProblem(f"cannot read {path.name}: {exc.strerror}") from None
+        raise ImageError(f"cannot read {path.name}: {exc.strerror}") from None
     if not path.is_file():
-        raise ImageProblem(f"{path.name} is not a file")
+        raise ImageError(f"{path.name} is not a file")
     return _inspect(path, st.st_mtime_ns, st.st_size)

@@ -18,7 +18,7 @@ from .config import Settings
 from .errors import Finding, PostNotFoundError, error
 from .models import Pack, Post, is_valid_id
 from .validation import Loc, doc_path, findings_from_validation_error
-from .yamlsource import Document, Mark, YamlProblem, read_yaml
+from .yamlsource import Document, Mark, YamlSourceError, read_yaml
 
 POST_SUFFIXES = (".yaml", ".yml")
 
@@ -48,7 +48,9 @@ class SourcedPost:
     def mark(self, *loc: str | int, key: bool = False) -> Mark:
         return self.doc.mark_of(self.doc_loc(loc), key=key)
 
-    def where(self, *loc: str | int, key: bool = False, account: str | None = None) -> dict[str, Any]:
+    def where(
+        self, *loc: str | int, key: bool = False, account: str | None = None
+    ) -> dict[str, Any]:
         """Keyword arguments for a Finding about this post at ``loc``."""
         m = self.mark(*loc, key=key)
         return {
@@ -136,9 +138,7 @@ def _load_single(doc: Document, data: dict[str, Any], settings: Settings, catalo
     try:
         post = Post.model_validate(data, context=_context(settings))
     except ValidationError as exc:
-        catalog.findings.extend(
-            findings_from_validation_error(exc, doc, Post, post_id=data["id"])
-        )
+        catalog.findings.extend(findings_from_validation_error(exc, doc, Post, post_id=data["id"]))
         catalog.blocked_ids.add(str(data["id"]))
         return
     catalog.posts.append(SourcedPost(post, doc, (), frozenset(data)))
@@ -169,7 +169,9 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
         # Problems of the shared fields are reported once, not once per post; a non-mapping
         # entry of posts: is reported below, with its position.
         shared_errors = [
-            e for e in exc.errors(include_url=False) if not (e["loc"][:1] == ("posts",) and len(e["loc"]) > 1)
+            e
+            for e in exc.errors(include_url=False)
+            if not (e["loc"][:1] == ("posts",) and len(e["loc"]) > 1)
         ]
         catalog.findings.extend(findings_from_validation_error(shared_errors, doc, Pack))
         shared_ok = not shared_errors
@@ -179,7 +181,7 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
         base: Loc = ("posts", i)
         post_id = _raw_id(entry)
         if post_id is not None:
-            catalog.claim_id(post_id, doc.path, doc.mark_of(base + ("id",), key=True))
+            catalog.claim_id(post_id, doc.path, doc.mark_of((*base, "id"), key=True))
         if not isinstance(entry, dict):
             mark = doc.mark_of(base)
             catalog.findings.append(
@@ -218,9 +220,7 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
             post = Post.model_validate(merged, context=_context(settings))
         except ValidationError as exc:
             catalog.findings.extend(
-                findings_from_validation_error(
-                    exc, doc, Post, post_id=post_id, to_doc=to_doc
-                )
+                findings_from_validation_error(exc, doc, Post, post_id=post_id, to_doc=to_doc)
             )
             if post_id:
                 catalog.blocked_ids.add(post_id)
@@ -233,7 +233,7 @@ def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
     catalog.files.append(path)
     try:
         doc = read_yaml(path)
-    except YamlProblem as exc:
+    except YamlSourceError as exc:
         catalog.findings.append(exc.finding)
         return
     data = doc.data
@@ -279,7 +279,11 @@ def _check_duplicate_ids(catalog: Catalog, base_dir: Path) -> None:
             continue
         catalog.blocked_ids.add(post_id)
         for file, mark in sites:
-            others = [f"{os.path.relpath(f, base_dir)}:{m.line}" for f, m in sites if (f, m) != (file, mark)]
+            others = [
+                f"{os.path.relpath(f, base_dir)}:{m.line}"
+                for f, m in sites
+                if (f, m) != (file, mark)
+            ]
             catalog.findings.append(
                 error(
                     "duplicate-id",

@@ -84,9 +84,7 @@ PLATFORMS: dict[str, Platform] = {
     for p in (
         # The embedded default: writes files, so it has no limits of its own unless the
         # account sets max_characters.
-        Platform(
-            "outbox", "Outbox", (), max_images=4, max_image_bytes=None, image_formats=None
-        ),
+        Platform("outbox", "Outbox", (), max_images=4, max_image_bytes=None, image_formats=None),
         Platform(
             "mastodon",
             "Mastodon",

@@ -47,13 +47,13 @@ class Rendering:
 
 def effective_content(post: Post, account: str, platform: str) -> Content:
     """The post's content with overrides applied: the platform's, then the account's."""
-    base = Content.model_validate(
-        {name: getattr(post, name) for name in Content.model_fields}
-    )
+    base = Content.model_validate({name: getattr(post, name) for name in Content.model_fields})
     for key in (platform, account):
         override = (post.overrides or {}).get(key)
         if override is not None:
-            base = base.model_copy(update=override.model_dump(exclude_unset=True, exclude_none=True))
+            base = base.model_copy(
+                update=override.model_dump(exclude_unset=True, exclude_none=True)
+            )
     return base
 
 
@@ -99,7 +99,9 @@ def render_post(post: Post, account: str, settings: Settings) -> Rendering:
 
     parts = [part(0, compose_main_text(content, credit_format), content.image)]
     for i, reply in enumerate(content.thread or (), start=1):
-        parts.append(part(i, compose_reply_text(reply.text, reply.image, credit_format), reply.image))
+        parts.append(
+            part(i, compose_reply_text(reply.text, reply.image, credit_format), reply.image)
+        )
     return Rendering(post.id, account, platform, content, tuple(parts))
 
 

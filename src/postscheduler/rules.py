@@ -13,14 +13,16 @@ from pathlib import Path
 
 from .config import Settings, unknown_account_finding
 from .errors import Finding, error, warning
-from .images import ImageInfo, ImageProblem, inspect_image, resolve_image_path
+from .images import ImageError, ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
 from .models import Image
 from .platforms import PLATFORMS, Platform
 from .render import Rendering, render_post, target_accounts
 
 
-def _image_locations(sp: SourcedPost, rendering: Rendering) -> Iterator[tuple[tuple[str | int, ...], Image]]:
+def _image_locations(
+    sp: SourcedPost, rendering: Rendering
+) -> Iterator[tuple[tuple[str | int, ...], Image]]:
     """(location in the post, image) for every image this rendering publishes."""
     account, platform = rendering.account, rendering.platform.name
     for part in rendering.parts:
@@ -36,13 +38,17 @@ def _image_locations(sp: SourcedPost, rendering: Rendering) -> Iterator[tuple[tu
                 (part.index == 0 and override.image is not None)
                 or (part.index > 0 and override.thread is not None)
             ):
-                loc = ("overrides", key) + loc
+                loc = ("overrides", key, *loc)
                 break
         yield loc, part.image
 
 
 def _check_image_file(
-    sp: SourcedPost, loc: tuple[str | int, ...], image: Image, settings: Settings, cache: dict[str, ImageInfo | str]
+    sp: SourcedPost,
+    loc: tuple[str | int, ...],
+    image: Image,
+    settings: Settings,
+    cache: dict[str, ImageInfo | str],
 ) -> tuple[ImageInfo | None, list[Finding]]:
     assert image.file is not None
     key = image.file
@@ -50,7 +56,7 @@ def _check_image_file(
         try:
             path = resolve_image_path(settings.posts_dir, image.file)
             cache[key] = inspect_image(path)
-        except ImageProblem as exc:
+        except ImageError as exc:
             cache[key] = str(exc)
     got = cache[key]
     if isinstance(got, str):
@@ -58,7 +64,9 @@ def _check_image_file(
     return got, []
 
 
-def check_post(sp: SourcedPost, settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
+def check_post(
+    sp: SourcedPost, settings: Settings, now: dt.datetime | None = None
+) -> list[Finding]:
     """Every finding for one post, across all of its target accounts."""
     findings: list[Finding] = []
     post = sp.post
@@ -102,7 +110,11 @@ def check_post(sp: SourcedPost, settings: Settings, now: dt.datetime | None = No
     if now is not None and post.at is not None and not post.is_draft:
         if post.expires is not None and post.expires <= now:
             findings.append(
-                warning("expired", "the post has expired and will not be published", **sp.where("expires"))
+                warning(
+                    "expired",
+                    "the post has expired and will not be published",
+                    **sp.where("expires"),
+                )
             )
         elif post.at < now - settings.config.publishing.late_grace:
             findings.append(
@@ -115,12 +127,17 @@ def check_post(sp: SourcedPost, settings: Settings, now: dt.datetime | None = No
             )
     image_cache: dict[str, ImageInfo | str] = {}
     for account in known_targets:
-        findings.extend(_check_rendering(sp, render_post(post, account, settings), settings, image_cache))
+        findings.extend(
+            _check_rendering(sp, render_post(post, account, settings), settings, image_cache)
+        )
     return _dedupe(findings)
 
 
 def _check_rendering(
-    sp: SourcedPost, rendering: Rendering, settings: Settings, image_cache: dict[str, ImageInfo | str]
+    sp: SourcedPost,
+    rendering: Rendering,
+    settings: Settings,
+    image_cache: dict[str, ImageInfo | str],
 ) -> list[Finding]:
     findings: list[Finding] = []
     platform: Platform = rendering.platform
@@ -142,7 +159,8 @@ def _check_rendering(
                         "text-too-long",
                         f"{what} is {measure} on {platform.label} "
                         f"(text, quote, link and photo credit together)",
-                        hint=f"shorten it, move text into thread:, or give overrides.{account}.text",
+                        hint="shorten it, move text into thread:, "
+                        f"or give overrides.{account}.text",
                         **sp.where(*text_loc, account=account),
                     )
                 )
@@ -153,7 +171,8 @@ def _check_rendering(
             findings.append(
                 error(
                     "alt-too-long",
-                    f"alt text is {len(image.alt)} characters, over {platform.label}'s {platform.max_alt}",
+                    f"alt text is {len(image.alt)} characters, "
+                    f"over {platform.label}'s {platform.max_alt}",
                     hint="describe the image more briefly",
                     **sp.where(*loc, "alt", account=account),
                 )
@@ -163,8 +182,10 @@ def _check_rendering(
                 findings.append(
                     error(
                         "image-needs-url",
-                        f"{platform.label} cannot upload image files, only show an image by its public URL",
-                        hint=f"give image.url instead of image.file, or an override for {account} without the image",
+                        f"{platform.label} cannot upload image files, "
+                        "only show an image by its public URL",
+                        hint="give image.url instead of image.file, "
+                        f"or an override for {account} without the image",
                         **where,
                     )
                 )
@@ -207,7 +228,9 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def check_catalog(catalog: Catalog, settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
+def check_catalog(
+    catalog: Catalog, settings: Settings, now: dt.datetime | None = None
+) -> list[Finding]:
     """Run every rule over every loaded post; marks posts with errors as blocked."""
     found: list[Finding] = []
     for sp in catalog.posts:
@@ -219,7 +242,9 @@ def check_catalog(catalog: Catalog, settings: Settings, now: dt.datetime | None 
     return found
 
 
-def validate(settings: Settings, paths: list[Path] | None = None, now: dt.datetime | None = None) -> Catalog:
+def validate(
+    settings: Settings, paths: list[Path] | None = None, now: dt.datetime | None = None
+) -> Catalog:
     """Load and check posts: the whole of ``postscheduler validate``."""
     from .loader import load_posts
 

@@ -11,7 +11,7 @@ from .errors import PostschedulerError
 SCHEMA_NAME = "post.schema.json"
 MODELINE = f"# yaml-language-server: $schema={SCHEMA_NAME}\n"
 
-_EXAMPLE = """{modeline}# One post. Run `postscheduler preview welcome` to see it as each account will.
+_EXAMPLE = """{modeline}# One post. `postscheduler preview welcome` shows it as each account will.
 id: welcome
 at: {at}
 text: >-

@@ -78,15 +78,21 @@ def doc_path(data: Any, loc: Loc) -> Loc:
     out: list[str | int] = []
     current = data
     for i, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
+        found, child = _child(current, part)
+        if found:
             out.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            out.append(part)
-            current = current[part]
+            current = child
         elif i == len(loc) - 1:
             out.append(part)
     return tuple(out)
+
+
+def _child(container: Any, part: str | int) -> tuple[bool, Any]:
+    if isinstance(container, dict) and part in container:
+        return True, container[part]
+    if isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container):
+        return True, container[part]
+    return False, None
 
 
 def _describe(value: Any) -> str:
@@ -176,7 +182,7 @@ def findings_from_validation_error(
         msg = err["msg"]
         if msg.startswith(("Value error, ", "Assertion failed, ")):
             msg = msg.split(", ", 1)[1]
-        elif kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_type":
+        elif kind.endswith(("_type", "_parsing")) or kind == "model_type":
             msg = f"{msg[0].lower()}{msg[1:]}, got {_describe(err.get('input'))}"
         else:
             msg = msg[0].lower() + msg[1:]

@@ -63,7 +63,7 @@ class Document:
         return self.value_marks.get((), Mark(1, 1))
 
 
-class YamlProblem(Exception):
+class YamlSourceError(Exception):
     def __init__(self, finding: Finding) -> None:
         self.finding = finding
         super().__init__(finding.message)
@@ -85,7 +85,7 @@ class _Builder:
         self.count += 1
         if self.count > MAX_NODES:
             m = _mark(node.start_mark)
-            raise YamlProblem(
+            raise YamlSourceError(
                 error(
                     "yaml-too-large",
                     f"the document expands to more than {MAX_NODES:,} values "
@@ -99,7 +99,7 @@ class _Builder:
         self.value_marks.setdefault(path, _mark(node.start_mark))
         if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
             m = _mark(node.start_mark)
-            raise YamlProblem(
+            raise YamlSourceError(
                 error(
                     "yaml-syntax",
                     f"YAML tag {node.tag!r} is not allowed in post files",
@@ -113,10 +113,10 @@ class _Builder:
             self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self.build(key_node, path + ("<key>",))
+                key = self.build(key_node, (*path, "<key>"))
                 if isinstance(key, list | dict):
                     m = _mark(key_node.start_mark)
-                    raise YamlProblem(
+                    raise YamlSourceError(
                         error(
                             "yaml-syntax",
                             "a key must be a plain word, not a list or mapping",
@@ -127,7 +127,7 @@ class _Builder:
                     )
                 if key in result:
                     m = _mark(key_node.start_mark)
-                    raise YamlProblem(
+                    raise YamlSourceError(
                         error(
                             "duplicate-key",
                             f"key {key!r} appears twice in the same mapping",
@@ -137,12 +137,12 @@ class _Builder:
                             hint="remove one of them: YAML would silently keep only the last",
                         )
                     )
-                child = path + (key,)
+                child = (*path, key)
                 self.key_marks[child] = _mark(key_node.start_mark)
                 result[key] = self.build(value_node, child)
             return result
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if node.tag == _TIMESTAMP_TAG:
             # Keep times as written: PyYAML would turn "2027-01-14 09:00:00" into a naive
             # datetime and drop what the zone rules need to see. The models parse them.
@@ -152,7 +152,7 @@ class _Builder:
 
 def _decode(raw: bytes, file: Path) -> str:
     if b"\x00" in raw[:8192]:
-        raise YamlProblem(
+        raise YamlSourceError(
             error(
                 "not-text",
                 "this is not a text file (it contains NUL bytes)",
@@ -166,7 +166,7 @@ def _decode(raw: bytes, file: Path) -> str:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise YamlProblem(
+        raise YamlSourceError(
             error(
                 "not-utf8",
                 f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})",
@@ -180,7 +180,7 @@ def _decode(raw: bytes, file: Path) -> str:
 
 
 def parse_yaml(text: str, file: Path) -> Document:
-    """Parse one YAML document from ``text``; raise YamlProblem with a positioned finding."""
+    """Parse one YAML document from ``text``; raise YamlSourceError with a positioned finding."""
     loader = _Loader(text)
     try:
         try:
@@ -191,7 +191,7 @@ def parse_yaml(text: str, file: Path) -> Document:
             problem = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
                 problem = f"{exc.problem} ({exc.context})"
-            raise YamlProblem(
+            raise YamlSourceError(
                 error(
                     "yaml-syntax",
                     f"YAML syntax error: {problem}",
@@ -203,7 +203,7 @@ def parse_yaml(text: str, file: Path) -> Document:
             ) from None
         except yaml.reader.ReaderError as exc:
             before = text[: exc.position]
-            raise YamlProblem(
+            raise YamlSourceError(
                 error(
                     "yaml-syntax",
                     f"character U+{exc.character:04X} is not allowed in YAML"
@@ -216,7 +216,7 @@ def parse_yaml(text: str, file: Path) -> Document:
                 )
             ) from None
         except yaml.YAMLError as exc:
-            raise YamlProblem(
+            raise YamlSourceError(
                 error("yaml-syntax", f"YAML syntax error: {exc}", file=file)
             ) from None
         if node is None:
@@ -227,7 +227,7 @@ def parse_yaml(text: str, file: Path) -> Document:
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark
             where = _mark(mark) if mark is not None else Mark(0, 0)
-            raise YamlProblem(
+            raise YamlSourceError(
                 error(
                     "yaml-syntax",
                     f"YAML error: {exc.problem}",
@@ -237,7 +237,7 @@ def parse_yaml(text: str, file: Path) -> Document:
                 )
             ) from None
         except RecursionError:
-            raise YamlProblem(
+            raise YamlSourceError(
                 error("yaml-too-large", "the document is nested too deeply", file=file)
             ) from None
         return Document(file, data, builder.value_marks, builder.key_marks)
@@ -246,11 +246,11 @@ def parse_yaml(text: str, file: Path) -> Document:
 
 
 def read_yaml(file: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
-    """Read and parse ``file``; every problem becomes a YamlProblem carrying a finding."""
+    """Read and parse ``file``; every problem becomes a YamlSourceError carrying a finding."""
     try:
         size = file.stat().st_size
         if size > max_bytes:
-            raise YamlProblem(
+            raise YamlSourceError(
                 error(
                     "file-too-large",
                     f"file is {size:,} bytes, over the {max_bytes:,}-byte limit for a post file",
@@ -260,7 +260,7 @@ def read_yaml(file: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
             )
         raw = file.read_bytes()
     except OSError as exc:
-        raise YamlProblem(
+        raise YamlSourceError(
             error("unreadable", f"cannot read the file: {exc.strerror}", file=file)
         ) from None
     return parse_yaml(_decode(raw, file), file)

@@ -1,0 +1,207 @@
+"""The CLI: exit codes, output formats, no tracebacks, help everywhere, a light start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from postscheduler.cli import app, schema_text
+
+from .conftest import PROJECT_ROOT, Project
+
+runner = CliRunner()
+
+GOOD = "id: good\nat: 2027-01-14 09:00\ntext: Hello.\n"
+
+
+def invoke(project: Project, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [*args, "--config", str(project.config_path)], catch_exceptions=False)
+
+
+def test_validate_clean_exit_0(project: Project) -> None:
+    project.write("good.yaml", GOOD)
+    result = invoke(project, "validate")
+    assert result.exit_code == 0, result.output
+    assert "1 file, 1 post: 0 errors" in result.stderr
+
+
+def test_validate_errors_exit_1_with_positions(project: Project) -> None:
+    project.write("good.yaml", GOOD)
+    project.write("bad.yaml", "id: bad\nat: 2027-01-14 09:00\ntxt: hi\n")
+    result = invoke(project, "validate")
+    assert result.exit_code == 1
+    assert "bad.yaml:3:1: error: [bad] unknown key 'txt' (did you mean 'text'?)" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_validate_paths_argument(project: Project) -> None:
+    good = project.write("good.yaml", GOOD)
+    project.write("bad.yaml", "nope: [")
+    assert (
+        runner.invoke(app, ["validate", str(good), "-c", str(project.config_path)]).exit_code == 0
+    )
+
+
+def test_validate_json(project: Project) -> None:
+    project.write("bad.yaml", "id: bad\nat: 2027-01-14 09:00\ntext: hi\naccounts: [nope]\n")
+    result = invoke(project, "validate", "--format", "json")
+    assert result.exit_code == 1
+    (finding,) = json.loads(result.stdout)
+    assert finding["code"] == "unknown-account"
+    assert (finding["line"], finding["column"], finding["post_id"]) == (4, 12, "bad")
+    assert finding["file"].endswith("bad.yaml")
+
+
+def test_validate_json_clean_is_an_empty_list(project: Project) -> None:
+    project.write("good.yaml", GOOD)
+    result = invoke(project, "validate", "--format", "json")
+    assert (result.exit_code, json.loads(result.stdout)) == (0, [])
+
+
+def test_validate_github_annotations(project: Project) -> None:
+    project.write("bad.yaml", "id: bad\nat: 2027-01-14 09:00\ntext: hi\nlink: 'javascript:x'\n")
+    result = invoke(project, "validate", "--format", "github")
+    assert result.exit_code == 1
+    (line,) = result.stdout.strip().splitlines()
+    assert line.startswith("::error file=")
+    assert ",line=4,col=7,title=postscheduler invalid-value::[bad] link: only http" in line
+
+
+def test_validate_unusable_config_is_a_finding(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project("timezone: Nowhere/Atlantis\n")
+    result = invoke(project, "validate", "--format", "github")
+    assert result.exit_code == 1
+    assert "::error file=" in result.stdout and "unknown time zone" in result.stdout
+
+
+def test_queue_lists_in_local_time_and_marks_blocked(project: Project) -> None:
+    project.write("a.yaml", "id: summer\nat: 2027-07-01T09:00Z\ntext: Summer post.\n")
+    project.write(
+        "b.yaml", "id: winter\nat: 2027-01-14 09:00\ntext: |\n  First line\n  second line\n"
+    )
+    project.write("c.yaml", "id: broken\nat: 2027-02-01 09:00\ntext: hi\naccounts: [nope]\n")
+    project.write("d.yaml", "id: later\nstatus: draft\ntext: not yet\n")
+    result = invoke(project, "queue", "--from", "2027-01-01 00:00")
+    assert result.exit_code == 1  # a queued post is blocked
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["WHEN", "POST", "ACCOUNTS", "FIRST", "LINE", "NOTES"]
+    assert "Thu 2027-01-14 09:00 GMT  winter" in lines[2]
+    assert "broken" in lines[3] and "BLOCKED: account 'nope'" in lines[3]
+    assert "Thu 2027-07-01 10:00 BST  summer" in lines[4]  # shown in the configured zone
+    assert "1 drafts" in result.stderr
+
+
+def test_queue_days_and_account_filters(project: Project) -> None:
+    project.write("a.yaml", "id: soon\nat: 2027-01-02 09:00\ntext: a\naccounts: [outbox]\n")
+    project.write("b.yaml", "id: far\nat: 2027-03-01 09:00\ntext: b\naccounts: [outbox]\n")
+    result = invoke(project, "queue", "--from", "2027-01-01 00:00", "--days", "7")
+    assert result.exit_code == 0 and "soon" in result.stdout and "far" not in result.stdout
+    result = invoke(project, "queue", "--from", "2027-01-01 00:00", "--account", "mastodon")
+    assert result.exit_code == 0 and "Nothing queued" in result.stdout
+    result = invoke(project, "queue", "--account", "mastodn")
+    assert result.exit_code == 2 and "did you mean 'mastodon'" in result.stderr
+
+
+def test_preview_shows_final_text_counts_and_credit(project: Project) -> None:
+    project.image()
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\naccounts: [outbox, bluesky]\ntext: A march.\n"
+        "link: https://example.org/a\n"
+        "image: {file: images/photo.jpg, alt: Marchers., credit: Jane Doe}\n",
+    )
+    result = invoke(project, "preview", "p")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "=== p → bluesky (Bluesky) · Thu 2027-01-14 09:00 GMT" in out
+    assert "A march.\n\nhttps://example.org/a\n\n📷 Jane Doe\n" in out
+    assert "43/300 graphemes, 46/3000 UTF-8 bytes" in out
+    assert "[image: images/photo.jpg · JPEG 64×48" in out
+    assert "[alt: Marchers.]" in out and "[credit: Jane Doe]" in out
+    only = invoke(project, "preview", "p", "--account", "outbox").stdout
+    assert "bluesky" not in only
+
+
+def test_preview_over_limit_and_unknown_post(project: Project) -> None:
+    project.write("p.yaml", f"id: peru\nat: 2027-01-14 09:00\naccounts: [x]\ntext: {'y' * 300}\n")
+    result = invoke(project, "preview", "peru")
+    assert result.exit_code == 1
+    assert "300/280 weighted characters  ** OVER THE LIMIT **" in result.stdout
+    result = invoke(project, "preview", "peur")
+    assert result.exit_code == 2 and "no post with id 'peur'" in result.stderr
+    assert "did you mean 'peru'" in result.stderr
+
+
+def test_preview_of_an_invalid_post_lists_its_errors(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-13-01 09:00\ntext: hi\n")
+    result = invoke(project, "preview", "p")
+    assert result.exit_code == 2 and "month must be in 1..12" in result.stderr
+
+
+def test_schema_matches_committed_copy() -> None:
+    committed = (PROJECT_ROOT / "posts" / "post.schema.json").read_text(encoding="utf-8")
+    assert committed == schema_text(), "run: postscheduler schema -o posts/post.schema.json"
+    schema = json.loads(committed)
+    assert {"Image", "Quote", "Post"} <= set(schema["$defs"])
+    assert schema["$defs"]["Image"]["required"] == ["alt", "credit"]
+
+
+def test_init_scaffolds_a_valid_project(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", str(tmp_path / "campaign")])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "campaign"
+    assert (root / "scheduler.yaml").is_file() and (root / "posts" / "post.schema.json").is_file()
+    example = (root / "posts" / "welcome.yaml").read_text()
+    assert example.startswith("# yaml-language-server: $schema=post.schema.json")
+    result = runner.invoke(app, ["validate", "-c", str(root / "scheduler.yaml")])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["init", str(root)])
+    assert again.exit_code == 0 and again.stdout.count("kept") == 3
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        assert command.help, name
+        assert "Example: postscheduler " + name in command.help, name
+        assert f"`{name}" in (PROJECT_ROOT / "README.md").read_text(), f"README lacks {name}"
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("postscheduler ")
+
+
+@pytest.mark.parametrize("command", [["validate"], ["queue"], ["preview", "peru-article"]])
+def test_organiser_commands_stay_light(command: list[str]) -> None:
+    """validate, queue and preview must not pull in the network or scheduler stacks."""
+    code = (
+        "import sys\n"
+        "from postscheduler.cli import app\n"
+        f"sys.argv = ['postscheduler', *{command!r}]\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('httpx', 'apscheduler', 'twitter_text') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_examples_are_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "postscheduler", "validate", "--format", "json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == []
