@@ -91,14 +91,15 @@ def iter_post_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Post files under ``paths`` (files or folders), sorted, skipping hidden entries."""
     for path in paths:
         if path.is_dir():
-            found = []
-            for candidate in path.rglob("*"):
-                rel = candidate.relative_to(path)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                if candidate.suffix.lower() in POST_SUFFIXES and candidate.is_file():
-                    found.append(candidate)
-            yield from sorted(found)
+            found: list[str] = []
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.extend(
+                    f"{folder}{os.sep}{name}"
+                    for name in files
+                    if not name.startswith(".") and name.lower().endswith(POST_SUFFIXES)
+                )
+            yield from (Path(name) for name in sorted(found))
         else:
             yield path
 

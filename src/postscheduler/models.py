@@ -35,10 +35,14 @@ from .times import TimeError, parse_time
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _ID_RE = re.compile(ID_PATTERN)
+_SPACE = re.compile(r"\s")
+_HTTP_URL = re.compile(r"^https?://[^\s/?#@:]+(?::\d+)?(?:[/?#]\S*)?$", re.IGNORECASE)
 
 
 def check_http_url(value: str) -> str:
     value = value.strip()
+    if _HTTP_URL.match(value):
+        return value
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https"):
         scheme = f"{parts.scheme}:" if parts.scheme else "no scheme"
@@ -46,7 +50,7 @@ def check_http_url(value: str) -> str:
             f"only http:// and https:// links can be published ({scheme} is refused); "
             "write the full address, e.g. https://example.org/page"
         )
-    if not parts.hostname or any(c.isspace() for c in value):
+    if not parts.hostname or _SPACE.search(value):
         raise ValueError(f"{value!r} is not a valid web address")
     return value
 

@@ -8,26 +8,34 @@ previews is byte-for-byte what goes out. The photo credit is part of the text (t
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
-from .config import Settings
+from .config import MastodonAccount, Settings
 from .models import Content, Image, Post, Quote
 from .platforms import Measure, Platform, get_platform
 
 BLOCK_SEPARATOR = "\n\n"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class RenderedPart:
     """One status / skeet / tweet / message. Part 0 is the post, the rest are its replies."""
 
     index: int
     text: str
     image: Image | None
-    measures: tuple[Measure, ...]
+    limited: bool  # whether the account has any text limit to check
+    _measure: Callable[[str], list[Measure]] = dataclasses.field(repr=False, compare=False)
+
+    @functools.cached_property
+    def measures(self) -> tuple[Measure, ...]:
+        """The text counted against each limit (computed on first use: counting costs)."""
+        return tuple(self._measure(self.text))
 
     @property
     def over_limit(self) -> bool:
-        return any(m.over for m in self.measures)
+        return self.limited and any(m.over for m in self.measures)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,7 +55,7 @@ class Rendering:
 
 def effective_content(post: Post, account: str, platform: str) -> Content:
     """The post's content with overrides applied: the platform's, then the account's."""
-    base = Content.model_validate({name: getattr(post, name) for name in Content.model_fields})
+    base: Content = post  # a Post is a Content; models are frozen, so sharing is safe
     for key in (platform, account):
         override = (post.overrides or {}).get(key)
         if override is not None:
@@ -91,11 +99,17 @@ def render_post(post: Post, account: str, settings: Settings) -> Rendering:
     platform = get_platform(account_cfg.platform)
     content = effective_content(post, account, platform.name)
     credit_format = settings.config.credit_format
-    url_length = getattr(account_cfg, "characters_reserved_per_url", None)
+    url_length = None
+    if isinstance(account_cfg, MastodonAccount):
+        url_length = account_cfg.characters_reserved_per_url
+
+    limited = bool(platform.text_limits) or account_cfg.max_characters is not None
+
+    def measure(text: str) -> list[Measure]:
+        return platform.measure(text, account_cfg.max_characters, url_length)
 
     def part(index: int, text: str, image: Image | None) -> RenderedPart:
-        measures = platform.measure(text, account_cfg.max_characters, url_length)
-        return RenderedPart(index, text, image, tuple(measures))
+        return RenderedPart(index, text, image, limited, measure)
 
     parts = [part(0, compose_main_text(content, credit_format), content.image)]
     for i, reply in enumerate(content.thread or (), start=1):

@@ -143,6 +143,8 @@ def _check_rendering(
     platform: Platform = rendering.platform
     account = rendering.account
     for part in rendering.parts:
+        if not part.limited:
+            continue
         if part.index == 0:
             text_loc: tuple[str | int, ...] = ("text",) if sp.post.text else ("id",)
         else:

@@ -71,6 +71,13 @@ def parse_time(text: str, zone: ZoneInfo) -> dt.datetime:
 
     Returns an aware datetime. A date alone means midnight.
     """
+    if len(text) >= 16 and text[10] in " T":  # the usual forms: let C code parse them
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return localize(parsed, zone) if parsed.tzinfo is None else parsed
     m = _TIME_RE.match(text)
     if not m:
         raise TimeError(

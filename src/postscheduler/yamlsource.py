@@ -14,6 +14,8 @@ it can use much memory.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +23,96 @@ import yaml
 
 from .errors import Finding, error
 
-try:  # libyaml is several times faster; fall back so a pure-Python PyYAML still works
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+# YAML 1.2 "core schema" for plain scalars: only these become non-strings. YAML 1.1's
+# yes/no/on/off booleans, sexagesimal numbers and implicit timestamps stay text, so
+# `credit: NO` (a photographer's initials) or `text: yes` mean what they say.
+_NULL_TAG = "tag:yaml.org,2002:null"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL = (_NULL_TAG, re.compile(r"^(?:~|null|Null|NULL|)$"))
+_BOOL = (_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"))
+_INT = (_INT_TAG, re.compile(r"^[-+]?(?:[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"))
+_FLOAT = (
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+)
+_NUMBER = (_INT, _FLOAT)
+# Candidates by first character, so most text is settled by one dict lookup.
+_BY_FIRST: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    "": (_NULL,),
+    "~": (_NULL,),
+    "n": (_NULL,),
+    "N": (_NULL,),
+    "t": (_BOOL,),
+    "T": (_BOOL,),
+    "f": (_BOOL,),
+    "F": (_BOOL,),
+    "<": ((_MERGE_TAG, re.compile(r"^<<$")),),
+    **dict.fromkeys("0123456789-+.", _NUMBER),
+}
+
+
+class _CoreResolver:
+    """Resolves tags by the YAML 1.2 core schema, in one cheap call per node.
+
+    libyaml's parser asks the resolver about every node; PyYAML's own resolver keeps a stack
+    for path resolvers we never use. Doing without it is most of what makes validating
+    thousands of post files cost little more than parsing them.
+    """
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, pattern in _BY_FIRST.get(value[:1], ()):
+                    if pattern.match(value):
+                        return tag
+            return _STR_TAG
+        return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
+
+
+try:  # libyaml's parser is several times faster than PyYAML's own
+    from yaml._yaml import CParser as _Parser
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml.composer import Composer
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Parser(Reader, Scanner, Parser, Composer):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            Composer.__init__(self)
+
+
+class _Loader(_Parser, yaml.constructor.SafeConstructor, _CoreResolver):
+    def __init__(self, stream: str) -> None:
+        _Parser.__init__(self, stream)
+        yaml.constructor.SafeConstructor.__init__(self)
+
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 
 Path_ = tuple[str | int, ...]
 
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+_COLLECTION_TAGS = frozenset({_MAP_TAG, _SEQ_TAG})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,12 +123,17 @@ class Mark:
 
 @dataclasses.dataclass(slots=True)
 class Document:
-    """A parsed YAML document: its value and where each part of it was written."""
+    """A parsed YAML document: its value and where each part of it was written.
+
+    Positions are kept packed in one int each (see ``_pack``) and turned into ``Mark`` only
+    when a finding needs one: a catalog of thousands of posts keeps every position, and
+    PyYAML's mark objects would be most of its memory.
+    """
 
     path: Path
     data: Any
-    value_marks: dict[Path_, Mark]
-    key_marks: dict[Path_, Mark]
+    value_marks: dict[Path_, int]
+    key_marks: dict[Path_, int]
 
     def mark_of(self, loc: Path_, *, key: bool = False) -> Mark:
         """Position of the value (or of its key) at ``loc``, else of its nearest ancestor."""
@@ -56,11 +141,12 @@ class Document:
         probe = tuple(loc)
         while probe:
             if probe in marks:
-                return marks[probe]
+                return _unpack(marks[probe])
             if probe in self.value_marks:
-                return self.value_marks[probe]
+                return _unpack(self.value_marks[probe])
             probe = probe[:-1]
-        return self.value_marks.get((), Mark(1, 1))
+        root = self.value_marks.get(())
+        return _unpack(root) if root is not None else Mark(1, 1)
 
 
 class YamlSourceError(Exception):
@@ -73,13 +159,53 @@ def _mark(m: Any) -> Mark:
     return Mark(m.line + 1, m.column + 1)
 
 
+_COLUMN_BITS = 24
+
+
+def _pack(m: Any) -> int:
+    return (m.line << _COLUMN_BITS) | min(m.column, (1 << _COLUMN_BITS) - 1)
+
+
+def _unpack(packed: int) -> Mark:
+    return Mark((packed >> _COLUMN_BITS) + 1, (packed & ((1 << _COLUMN_BITS) - 1)) + 1)
+
+
+def _scalar(node: yaml.Node, file: Path) -> Any:
+    value: str = node.value
+    tag = node.tag
+    if tag == _NULL_TAG:
+        return None
+    if tag == _BOOL_TAG:
+        return value.lower() == "true"
+    try:
+        if tag == _INT_TAG:
+            return int(value, 0) if value.lstrip("+-")[:2] in ("0x", "0o") else int(value, 10)
+        if tag == _FLOAT_TAG:
+            return float(value.replace(".inf", "inf").replace(".Inf", "inf").replace(".INF", "inf"))
+    except ValueError:
+        pass
+    m = _mark(node.start_mark)
+    raise YamlSourceError(
+        error(
+            "yaml-syntax",
+            f"cannot read {value!r} as {tag.rsplit(':', 1)[-1]}"
+            if tag in (_INT_TAG, _FLOAT_TAG)
+            else f"YAML tag {tag!r} is not allowed in post files",
+            file=file,
+            line=m.line,
+            column=m.column,
+            hint="remove the !tag",
+        )
+    )
+
+
 class _Builder:
     def __init__(self, loader: Any, file: Path) -> None:
         self.loader = loader
         self.file = file
         self.count = 0
-        self.value_marks: dict[Path_, Mark] = {}
-        self.key_marks: dict[Path_, Mark] = {}
+        self.value_marks: dict[Path_, int] = {}
+        self.key_marks: dict[Path_, int] = {}
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.count += 1
@@ -96,7 +222,10 @@ class _Builder:
                     hint="write the values out instead of repeating aliases",
                 )
             )
-        self.value_marks.setdefault(path, _mark(node.start_mark))
+        self.value_marks.setdefault(path, _pack(node.start_mark))
+        tag = node.tag
+        if tag == _STR_TAG:
+            return node.value  # the common case, without PyYAML's constructor dispatch
         if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
             m = _mark(node.start_mark)
             raise YamlSourceError(
@@ -110,10 +239,15 @@ class _Builder:
                 )
             )
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
+            if any(key.tag == _MERGE_TAG for key, _ in node.value):
+                self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self.build(key_node, (*path, "<key>"))
+                key = (
+                    key_node.value
+                    if key_node.tag == _STR_TAG
+                    else self.build(key_node, (*path, "<key>"))
+                )
                 if isinstance(key, list | dict):
                     m = _mark(key_node.start_mark)
                     raise YamlSourceError(
@@ -138,16 +272,12 @@ class _Builder:
                         )
                     )
                 child = (*path, key)
-                self.key_marks[child] = _mark(key_node.start_mark)
+                self.key_marks[child] = _pack(key_node.start_mark)
                 result[key] = self.build(value_node, child)
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        if node.tag == _TIMESTAMP_TAG:
-            # Keep times as written: PyYAML would turn "2027-01-14 09:00:00" into a naive
-            # datetime and drop what the zone rules need to see. The models parse them.
-            return node.value
-        return self.loader.construct_object(node, deep=True)
+        return _scalar(node, self.file)
 
 
 def _decode(raw: bytes, file: Path) -> str:
@@ -179,9 +309,28 @@ def _decode(raw: bytes, file: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, file: Path) -> YamlSourceError:
+    before = text[: exc.position]
+    return YamlSourceError(
+        error(
+            "yaml-syntax",
+            f"character U+{exc.character:04X} is not allowed in YAML"
+            if isinstance(exc.character, int)
+            else f"YAML syntax error: {exc.reason}",
+            file=file,
+            line=before.count("\n") + 1,
+            column=exc.position - (before.rfind("\n") + 1) + 1,
+            hint="remove the control character",
+        )
+    )
+
+
 def parse_yaml(text: str, file: Path) -> Document:
     """Parse one YAML document from ``text``; raise YamlSourceError with a positioned finding."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # the pure-Python reader checks on creation
+        raise _reader_problem(exc, text, file) from None
     try:
         try:
             node = loader.get_single_node()
@@ -202,19 +351,7 @@ def parse_yaml(text: str, file: Path) -> Document:
                 )
             ) from None
         except yaml.reader.ReaderError as exc:
-            before = text[: exc.position]
-            raise YamlSourceError(
-                error(
-                    "yaml-syntax",
-                    f"character U+{exc.character:04X} is not allowed in YAML"
-                    if isinstance(exc.character, int)
-                    else f"YAML syntax error: {exc.reason}",
-                    file=file,
-                    line=before.count("\n") + 1,
-                    column=exc.position - (before.rfind("\n") + 1) + 1,
-                    hint="remove the control character",
-                )
-            ) from None
+            raise _reader_problem(exc, text, file) from None
         except yaml.YAMLError as exc:
             raise YamlSourceError(
                 error("yaml-syntax", f"YAML syntax error: {exc}", file=file)
@@ -224,7 +361,7 @@ def parse_yaml(text: str, file: Path) -> Document:
         builder = _Builder(loader, file)
         try:
             data = builder.build(node, ())
-        except yaml.constructor.ConstructorError as exc:
+        except yaml.constructor.ConstructorError as exc:  # from merge keys (<<)
             mark = exc.problem_mark
             where = _mark(mark) if mark is not None else Mark(0, 0)
             raise YamlSourceError(
@@ -248,17 +385,19 @@ def parse_yaml(text: str, file: Path) -> Document:
 def read_yaml(file: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
     """Read and parse ``file``; every problem becomes a YamlSourceError carrying a finding."""
     try:
-        size = file.stat().st_size
-        if size > max_bytes:
-            raise YamlSourceError(
-                error(
-                    "file-too-large",
-                    f"file is {size:,} bytes, over the {max_bytes:,}-byte limit for a post file",
-                    file=file,
-                    hint="split it into several files",
+        with file.open("rb") as fh:
+            raw = fh.read(max_bytes + 1)  # never read more than the cap, whatever the size
+            if len(raw) > max_bytes:
+                size = os.fstat(fh.fileno()).st_size
+                raise YamlSourceError(
+                    error(
+                        "file-too-large",
+                        f"file is {size:,} bytes, over the {max_bytes:,}-byte limit "
+                        "for a post file",
+                        file=file,
+                        hint="split it into several files",
+                    )
                 )
-            )
-        raw = file.read_bytes()
     except OSError as exc:
         raise YamlSourceError(
             error("unreadable", f"cannot read the file: {exc.strerror}", file=file)
