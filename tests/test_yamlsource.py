@@ -112,3 +112,32 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_bytes("\ufeffid: a\n".encode())
     assert read_yaml(path).data == {"id": "a"}
+
+
+def test_yaml_1_2_core_schema() -> None:
+    """Only true/false, null and numbers are typed: `NO`, `yes`, `on`, `12:30` stay text."""
+    text = (
+        "a: yes\nb: NO\nc: on\nd: 12:30\ne: true\nf: ~\ng: 0x1F\nh: 010\ni: -1.5e3\n"
+        "j: .inf\nk: '42'\nl: !!str 7\nm:\n"
+    )
+    data = parse_yaml(text, Path("p.yaml")).data
+    assert data == {
+        "a": "yes",
+        "b": "NO",
+        "c": "on",
+        "d": "12:30",
+        "e": True,
+        "f": None,
+        "g": 31,
+        "h": 10,
+        "i": -1500.0,
+        "j": float("inf"),
+        "k": "42",
+        "l": "7",
+        "m": None,
+    }
+
+
+def test_explicit_foreign_tag_is_refused() -> None:
+    finding = _problem("credit: !!binary aGVsbG8=\n").finding
+    assert (finding.code, finding.line) == ("yaml-syntax", 1)

@@ -162,7 +162,7 @@ def _mark(m: Any) -> Mark:
 _COLUMN_BITS = 24
 
 
-def _pack(m: Any) -> int:
+def _pack(m: yaml.Mark) -> int:
     return (m.line << _COLUMN_BITS) | min(m.column, (1 << _COLUMN_BITS) - 1)
 
 
