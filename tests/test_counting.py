@@ -90,9 +90,25 @@ def test_bluesky_length_vectors() -> None:
         assert counting.utf8_bytes(case["text"]) == case["utf8ByteLength"]
 
 
-def test_ascii_fast_path_matches_segmentation() -> None:
-    for text in ["", "a", "line\r\nbreak", "\r\r\n\n", "tab\tand\x7f"]:
-        assert counting.graphemes(text) == len(counting._GRAPHEME.findall(text))
+def test_fast_path_matches_segmentation() -> None:
+    simple = [
+        "",
+        "a",
+        "line\r\nbreak",
+        "\r\r\n\n",
+        "tab\tand\x7f",
+        "Perú: “Solidarity” — café… ½ ǅ ʰ",
+        "".join(chr(c) for c in range(0x20, 0x300)),
+        "".join(chr(c) for c in range(0x2010, 0x2028))
+        + "".join(chr(c) for c in range(0x2030, 0x205F)),
+    ]
+    for text in simple:
+        assert counting._SIMPLE_TEXT.fullmatch(text)
+        assert counting.graphemes(text) == len(counting._grapheme_re().findall(text)), text
+    # combining marks, ZWJ and emoji take the full segmentation
+    for text in ["e\u0301", "a\u200db", "✊🏽", "🇵🇪", "नमस्ते", "한국어"]:
+        assert not counting._SIMPLE_TEXT.fullmatch(text)
+        assert counting.graphemes(text) == len(counting._grapheme_re().findall(text)), text
 
 
 def test_bluesky_counts_graphemes_and_bytes() -> None:

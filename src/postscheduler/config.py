@@ -91,9 +91,17 @@ def _url_or_ref(value: Any) -> str | EnvRef:
     return _http_url(value)
 
 
-class _Account(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class AccountConfig(BaseModel):
+    """What every account has; each platform's model adds its own keys.
 
+    The platform models build their validators only when an account on that platform is
+    configured (``defer_build``): a validator costs milliseconds to build, and every
+    command pays for the ones it builds at start-up.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    platform: str
     max_characters: int | None = Field(
         default=None, gt=0, description="This account's own text limit, if not the platform's."
     )
@@ -104,15 +112,21 @@ class _Account(BaseModel):
     def secrets(self) -> dict[str, EnvRef]:
         return {k: v for k, v in self if isinstance(v, EnvRef)}
 
+    @classmethod
+    def keys_for(cls, data: Mapping[str, Any]) -> set[str]:
+        """The keys allowed in ``data``, which depend on its platform."""
+        model = ACCOUNT_TYPES.get(str(data.get("platform")), cls)
+        return set(model.model_fields)
 
-class OutboxAccount(_Account):
+
+class OutboxAccount(AccountConfig):
     """Writes what would be published to a local folder: the embedded default."""
 
     platform: Literal["outbox"]
     path: str = "outbox"
 
 
-class MastodonAccount(_Account):
+class MastodonAccount(AccountConfig):
     platform: Literal["mastodon"]
     instance: HttpUrl
     token: Secret
@@ -121,7 +135,7 @@ class MastodonAccount(_Account):
     characters_reserved_per_url: int = 23
 
 
-class BlueskyAccount(_Account):
+class BlueskyAccount(AccountConfig):
     platform: Literal["bluesky"]
     service: HttpUrl = "https://bsky.social"
     handle: str
@@ -129,7 +143,7 @@ class BlueskyAccount(_Account):
     language: str | None = None
 
 
-class XAccount(_Account):
+class XAccount(AccountConfig):
     platform: Literal["x"]
     consumer_key: Secret
     consumer_secret: Secret
@@ -138,7 +152,7 @@ class XAccount(_Account):
     api_base: HttpUrl = "https://api.x.com"
 
 
-class TelegramAccount(_Account):
+class TelegramAccount(AccountConfig):
     platform: Literal["telegram"]
     bot_token: Secret
     chat_id: str | int
@@ -146,33 +160,52 @@ class TelegramAccount(_Account):
     link_preview: bool = True
 
 
-class DiscordAccount(_Account):
+class DiscordAccount(AccountConfig):
     platform: Literal["discord"]
     webhook_url: Secret  # the URL is the credential
 
 
-class SlackAccount(_Account):
+class SlackAccount(AccountConfig):
     platform: Literal["slack"]
     webhook_url: Secret
 
 
-class WebhookAccount(_Account):
+class WebhookAccount(AccountConfig):
     platform: Literal["webhook"]
     url: Annotated[str | EnvRef, BeforeValidator(_url_or_ref)]
     secret: Secret
 
 
-Account = Annotated[
-    OutboxAccount
-    | MastodonAccount
-    | BlueskyAccount
-    | XAccount
-    | TelegramAccount
-    | DiscordAccount
-    | SlackAccount
-    | WebhookAccount,
-    Field(discriminator="platform"),
-]
+ACCOUNT_TYPES: dict[str, type[AccountConfig]] = {
+    "outbox": OutboxAccount,
+    "mastodon": MastodonAccount,
+    "bluesky": BlueskyAccount,
+    "x": XAccount,
+    "telegram": TelegramAccount,
+    "discord": DiscordAccount,
+    "slack": SlackAccount,
+    "webhook": WebhookAccount,
+}
+
+
+def _account(value: Any) -> Any:
+    if isinstance(value, AccountConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("an account is a mapping with platform: and its settings")
+    platform = value.get("platform")
+    if platform is None:
+        raise ValueError(f"missing platform: (one of {', '.join(ACCOUNT_TYPES)})")
+    model = ACCOUNT_TYPES.get(str(platform))
+    if model is None:
+        raise ValueError(
+            f"unknown platform {platform!r}; expected one of {', '.join(ACCOUNT_TYPES)}"
+        )
+    # A ValidationError raised here is merged into the config's, under this account's key.
+    return model.model_validate(value)
+
+
+Account = Annotated[AccountConfig, BeforeValidator(_account)]
 
 
 class Defaults(BaseModel):

@@ -15,30 +15,49 @@ another, so every rule and every preview goes through these functions:
 from __future__ import annotations
 
 import functools
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
-import regex
+if TYPE_CHECKING:
+    import regex
 
 # twitter_text compiles its URL and emoji expressions on import (~0.4 s), so it is imported
 # only when a text can contain a URL or an X account needs counting: organiser commands on
 # posts for other platforms never pay for it.
 
-_GRAPHEME = regex.compile(r"\X")
 
-# Mastodon's Account::MENTION_RE: only the username part of a remote mention counts.
-_MENTION = regex.compile(
-    r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w.-]+\w+)?", regex.IGNORECASE
-)
+@functools.cache
+def _grapheme_re() -> regex.Pattern[str]:
+    import regex  # ~10 ms to import: only pay it when a limit needs counting
+
+    return regex.compile(r"\X")
+
+
+@functools.cache
+def _mention_re() -> regex.Pattern[str]:
+    import regex
+
+    # Mastodon's Account::MENTION_RE: only the username part of a remote mention counts.
+    return regex.compile(
+        r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w.-]+\w+)?", regex.IGNORECASE
+    )
+
 
 MASTODON_URL_LENGTH = 23
 
 
+# Code points that always form a cluster of their own (UAX #29: no Extend, ZWJ, SpacingMark,
+# Prepend, Regional Indicator, Hangul or emoji among them): Latin-1, Latin Extended, IPA,
+# spacing modifiers, and typographic punctuation (dashes, quotes, ellipsis, primes).
+_SIMPLE_TEXT = re.compile("[\x00-\u02ff\u2010-\u2027\u2030-\u205e]*")
+
+
 def graphemes(text: str) -> int:
     """Number of extended grapheme clusters."""
-    if text.isascii():
-        # Only CR LF joins two ASCII code points into one cluster.
+    if text.isascii() or _SIMPLE_TEXT.fullmatch(text):
+        # Such text is one cluster per code point, except that CR LF is one cluster.
         return len(text) - text.count("\r\n")
-    return len(_GRAPHEME.findall(text))
+    return len(_grapheme_re().findall(text))
 
 
 def utf8_bytes(text: str) -> int:
@@ -71,7 +90,7 @@ def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     spans: list[tuple[int, int, str]] = [
         (start, end, "x" * url_length) for start, end, _ in url_spans(text)
     ]
-    for m in _MENTION.finditer(text):
+    for m in _mention_re().finditer(text):
         if not any(start <= m.start() < end for start, end, _ in spans):
             spans.append((m.start(), m.end(), "@" + m[1]))
     spans.sort()

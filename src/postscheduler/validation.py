@@ -45,8 +45,12 @@ def _members(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> set[str]:
-    """Names of the keys accepted by the mapping found at ``loc`` under ``model``."""
+def fields_at(model: type[BaseModel], loc: Sequence[str | int], data: Any = None) -> set[str]:
+    """Names of the keys accepted by the mapping found at ``loc`` under ``model``.
+
+    ``data`` is that mapping: a model whose keys depend on its content (an account's depend
+    on its platform) says which through a ``keys_for(data)`` class method.
+    """
     current: list[Any] = [model]
     for part in loc:
         following: list[Any] = []
@@ -64,7 +68,11 @@ def fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> set[str]:
     names: set[str] = set()
     for typ in current:
         if isinstance(typ, type) and issubclass(typ, BaseModel):
-            names.update(typ.model_fields)
+            keys_for = getattr(typ, "keys_for", None)
+            if keys_for is not None and isinstance(data, dict):
+                names.update(keys_for(data))
+            else:
+                names.update(typ.model_fields)
     return names
 
 
@@ -85,6 +93,14 @@ def doc_path(data: Any, loc: Loc) -> Loc:
         elif i == len(loc) - 1:
             out.append(part)
     return tuple(out)
+
+
+def _value_at(data: Any, path: Loc) -> Any:
+    for part in path:
+        found, data = _child(data, part)
+        if not found:
+            return None
+    return data
 
 
 def _child(container: Any, part: str | int) -> tuple[bool, Any]:
@@ -142,7 +158,8 @@ def findings_from_validation_error(
             key = str(loc[-1])
             mark = doc.mark_of(path, key=True)
             parent = loc[:-1]
-            known = sorted(fields_at(model, parent))
+            parent_data = _value_at(doc.data, path[:-1])
+            known = sorted(fields_at(model, parent, parent_data))
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             message = f"unknown key {key!r}"
             if parent:
@@ -186,9 +203,6 @@ def findings_from_validation_error(
             msg = f"{msg[0].lower()}{msg[1:]}, got {_describe(err.get('input'))}"
         else:
             msg = msg[0].lower() + msg[1:]
-        if kind == "union_tag_invalid":
-            ctx = err.get("ctx", {})
-            msg = f"unknown platform {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
         findings.append(
             error(
                 "invalid-value",
