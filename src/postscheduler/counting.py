@@ -46,18 +46,38 @@ def _mention_re() -> regex.Pattern[str]:
 MASTODON_URL_LENGTH = 23
 
 
-# Code points that always form a cluster of their own (UAX #29: no Extend, ZWJ, SpacingMark,
-# Prepend, Regional Indicator, Hangul or emoji among them): Latin-1, Latin Extended, IPA,
-# spacing modifiers, and typographic punctuation (dashes, quotes, ellipsis, primes).
-_SIMPLE_TEXT = re.compile("[\x00-\u02ff\u2010-\u2027\u2030-\u205e]*")
+# "Simple" code points: each is a cluster of its own whatever surrounds it, since UAX #29
+# joins nothing to them from either side unless the neighbour is itself not simple (Extend,
+# ZWJ and SpacingMark join to what precedes them, Prepend to what follows). They are
+# Latin-1, Latin Extended, IPA, spacing modifiers and typographic punctuation (dashes,
+# quotes, ellipsis, primes), less CR and LF, which join each other.
+_SIMPLE = "\x00-\x09\x0b\x0c\x0e-\u02ff\u2010-\u2027\u2030-\u205e"
+_NOT_SIMPLE = re.compile(f"[^{_SIMPLE}]+")
 
 
 def graphemes(text: str) -> int:
-    """Number of extended grapheme clusters."""
-    if text.isascii() or _SIMPLE_TEXT.fullmatch(text):
-        # Such text is one cluster per code point, except that CR LF is one cluster.
-        return len(text) - text.count("\r\n")
-    return len(_grapheme_re().findall(text))
+    """Number of extended grapheme clusters.
+
+    Full segmentation (``\\X``) is slow, so it runs only on the stretches of text that need
+    it, each taken with the simple code point on either side of it: a cluster can cross from
+    a simple code point into its non-simple neighbour, never between two simple ones.
+    """
+    if text.isascii():
+        return len(text) - text.count("\r\n")  # CR LF is the only ASCII cluster of two
+    n = len(text)
+    segments: list[list[int]] = []
+    for m in _NOT_SIMPLE.finditer(text):
+        start, end = max(m.start() - 1, 0), min(m.end() + 1, n)
+        if segments and start < segments[-1][1] + 1:
+            segments[-1][1] = end  # fewer than two simple code points apart: one stretch
+        else:
+            segments.append([start, end])
+    total = n
+    segment_re = _grapheme_re()
+    for start, end in segments:
+        total -= end - start
+        total += len(segment_re.findall(text, start, end))
+    return total
 
 
 def utf8_bytes(text: str) -> int:
