@@ -22,6 +22,14 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+def alias_bomb() -> str:
+    """A "billion laughs" document: nine levels of nine aliases, 9**9 strings if expanded."""
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
 BASE_CONFIG = """\
 timezone: Europe/London
 posts_dir: posts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from postscheduler.errors import Finding
 from postscheduler.loader import load_posts
 
-from .conftest import Project
+from .conftest import Project, alias_bomb
 
 GOOD = """\
 id: good
@@ -172,10 +172,7 @@ def test_invalid_utf8_and_binary_files(project: Project) -> None:
 
 
 def test_alias_bomb_file(project: Project) -> None:
-    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
-    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
-        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
-    project.write("bomb.yaml", "\n".join(lines) + "\n")
+    project.write("bomb.yaml", alias_bomb())
     project.write("good.yaml", GOOD)
     ids, findings = _load(project)
     assert ids == ["good"]

@@ -121,14 +121,11 @@ def _load_single(doc: Document, data: dict[str, Any], settings: Settings, catalo
     if "id" not in data:
         stem = doc.path.stem
         if not is_valid_id(stem):
-            mark = doc.mark_of(())
             catalog.findings.append(
                 error(
                     "invalid-id",
                     f"the file name {stem!r} cannot serve as the post id",
-                    file=doc.path,
-                    line=mark.line,
-                    column=mark.column,
+                    **doc.where(()),
                     hint="add `id:` with letters, digits, '.', '_' or '-'",
                 )
             )
@@ -150,14 +147,11 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
     entries = data["posts"]
     if "id" in shared or "at" in shared:
         key = "id" if "id" in shared else "at"
-        mark = doc.mark_of((key,), key=True)
         catalog.findings.append(
             error(
                 "misplaced-key",
                 f"{key!r} belongs to each post under posts:, not to the pack",
-                file=doc.path,
-                line=mark.line,
-                column=mark.column,
+                **doc.where((key,), key=True),
                 hint=f"move {key}: into each entry of posts:",
             )
         )
@@ -184,28 +178,22 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
         if post_id is not None:
             catalog.claim_id(post_id, doc.path, doc.mark_of((*base, "id"), key=True))
         if not isinstance(entry, dict):
-            mark = doc.mark_of(base)
             catalog.findings.append(
                 error(
                     "invalid-value",
                     "each entry of posts: must be a mapping with id:, at: and what to publish",
-                    file=doc.path,
-                    line=mark.line,
-                    column=mark.column,
+                    **doc.where(base),
                 )
             )
             continue
         if not shared_ok:
             if post_id:
                 catalog.blocked_ids.add(post_id)
-            mark = doc.mark_of(base)
             catalog.findings.append(
                 error(
                     "pack-invalid",
                     "not checked further: the shared fields of its pack are invalid",
-                    file=doc.path,
-                    line=mark.line,
-                    column=mark.column,
+                    **doc.where(base),
                     post_id=post_id,
                 )
             )
@@ -249,14 +237,11 @@ def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
         )
         return
     if not isinstance(data, dict):
-        mark = doc.mark_of(())
         catalog.findings.append(
             error(
                 "not-a-mapping",
                 f"a post file must be a mapping of keys (id:, at:, text: ...), not {_kind(data)}",
-                file=path,
-                line=mark.line,
-                column=mark.column,
+                **doc.where(()),
             )
         )
         return

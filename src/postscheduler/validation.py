@@ -152,64 +152,43 @@ def findings_from_validation_error(
         loc: Loc = tuple(err["loc"])
         kind = err["type"]
         path = to_doc(loc) if to_doc else doc_path(doc.data, loc)
-        where = {"file": doc.path, "post_id": post_id, "account": account}
         hint = None
         if kind == "extra_forbidden":
-            key = str(loc[-1])
-            mark = doc.mark_of(path, key=True)
+            code, at, key = "unknown-key", path, True
             parent = loc[:-1]
-            parent_data = _value_at(doc.data, path[:-1])
-            known = sorted(fields_at(model, parent, parent_data))
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            message = f"unknown key {key!r}"
+            known = sorted(fields_at(model, parent, _value_at(doc.data, path[:-1])))
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            message = f"unknown key {str(loc[-1])!r}"
             if parent:
                 message += f" in {_key_name(parent)}"
             if close:
                 hint = f"did you mean {close[0]!r}?"
             elif known:
                 hint = f"allowed here: {', '.join(known)}"
-            findings.append(
-                error(
-                    "unknown-key",
-                    message,
-                    line=mark.line,
-                    column=mark.column,
-                    hint=hint,
-                    **where,
-                )
-            )
-            continue
-        if kind == "missing":
-            mark = doc.mark_of(path[:-1], key=True)
+        elif kind == "missing":
+            code, at, key = "missing-key", path[:-1], True
             message = f"missing required key {str(loc[-1])!r}"
             if len(loc) > 1:
                 message += f" in {_key_name(loc[:-1])}"
-            findings.append(
-                error(
-                    "missing-key",
-                    message,
-                    line=mark.line,
-                    column=mark.column,
-                    hint=_MISSING_HINTS.get(str(loc[-1])),
-                    **where,
-                )
-            )
-            continue
-        mark = doc.mark_of(path)
-        msg = err["msg"]
-        if msg.startswith(("Value error, ", "Assertion failed, ")):
-            msg = msg.split(", ", 1)[1]
-        elif kind.endswith(("_type", "_parsing")) or kind == "model_type":
-            msg = f"{msg[0].lower()}{msg[1:]}, got {_describe(err.get('input'))}"
+            hint = _MISSING_HINTS.get(str(loc[-1]))
         else:
-            msg = msg[0].lower() + msg[1:]
+            code, at, key = "invalid-value", path, False
+            msg = err["msg"]
+            if msg.startswith(("Value error, ", "Assertion failed, ")):
+                msg = msg.split(", ", 1)[1]
+            elif kind.endswith(("_type", "_parsing")) or kind == "model_type":
+                msg = f"{msg[0].lower()}{msg[1:]}, got {_describe(err.get('input'))}"
+            else:
+                msg = msg[0].lower() + msg[1:]
+            message = f"{_key_name(loc)}: {msg}" if loc else msg
         findings.append(
             error(
-                "invalid-value",
-                f"{_key_name(loc)}: {msg}" if loc else msg,
-                line=mark.line,
-                column=mark.column,
-                **where,
+                code,
+                message,
+                hint=hint,
+                post_id=post_id,
+                account=account,
+                **doc.where(at, key=key),
             )
         )
     return findings

@@ -148,6 +148,11 @@ class Document:
         root = self.value_marks.get(())
         return _unpack(root) if root is not None else Mark(1, 1)
 
+    def where(self, loc: Path_, *, key: bool = False) -> dict[str, Any]:
+        """``file``, ``line`` and ``column`` keyword arguments for a finding at ``loc``."""
+        mark = self.mark_of(loc, key=key)
+        return {"file": self.path, "line": mark.line, "column": mark.column}
+
 
 class YamlSourceError(Exception):
     def __init__(self, finding: Finding) -> None:
@@ -157,6 +162,16 @@ class YamlSourceError(Exception):
 
 def _mark(m: Any) -> Mark:
     return Mark(m.line + 1, m.column + 1)
+
+
+def _fail(
+    code: str, message: str, file: Path, at: Any = None, hint: str | None = None
+) -> YamlSourceError:
+    """The exception for a problem at PyYAML mark ``at`` (or the whole file)."""
+    where = _mark(at) if at is not None else Mark(0, 0)
+    return YamlSourceError(
+        error(code, message, file=file, line=where.line, column=where.column, hint=hint)
+    )
 
 
 _COLUMN_BITS = 24
@@ -184,19 +199,12 @@ def _scalar(node: yaml.Node, file: Path) -> Any:
             return float(value.replace(".inf", "inf").replace(".Inf", "inf").replace(".INF", "inf"))
     except ValueError:
         pass
-    m = _mark(node.start_mark)
-    raise YamlSourceError(
-        error(
-            "yaml-syntax",
-            f"cannot read {value!r} as {tag.rsplit(':', 1)[-1]}"
-            if tag in (_INT_TAG, _FLOAT_TAG)
-            else f"YAML tag {tag!r} is not allowed in post files",
-            file=file,
-            line=m.line,
-            column=m.column,
-            hint="remove the !tag",
-        )
-    )
+    if tag in (_INT_TAG, _FLOAT_TAG):
+        raise _fail("yaml-syntax", f"cannot read {value!r} as a number", file, node.start_mark)
+    raise _fail(*_FOREIGN_TAG, file, node.start_mark, hint="remove the !tag")
+
+
+_FOREIGN_TAG = ("yaml-syntax", "this YAML !tag is not allowed in post files")
 
 
 class _Builder:
@@ -210,34 +218,20 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            m = _mark(node.start_mark)
-            raise YamlSourceError(
-                error(
-                    "yaml-too-large",
-                    f"the document expands to more than {MAX_NODES:,} values "
-                    "(nested aliases: a YAML 'billion laughs' bomb?)",
-                    file=self.file,
-                    line=m.line,
-                    column=m.column,
-                    hint="write the values out instead of repeating aliases",
-                )
+            raise _fail(
+                "yaml-too-large",
+                f"the document expands to more than {MAX_NODES:,} values "
+                "(nested aliases: a YAML 'billion laughs' bomb?)",
+                self.file,
+                node.start_mark,
+                hint="write the values out instead of repeating aliases",
             )
         self.value_marks.setdefault(path, _pack(node.start_mark))
         tag = node.tag
         if tag == _STR_TAG:
             return node.value  # the common case, without PyYAML's constructor dispatch
         if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
-            m = _mark(node.start_mark)
-            raise YamlSourceError(
-                error(
-                    "yaml-syntax",
-                    f"YAML tag {node.tag!r} is not allowed in post files",
-                    file=self.file,
-                    line=m.line,
-                    column=m.column,
-                    hint="remove the !tag",
-                )
-            )
+            raise _fail(*_FOREIGN_TAG, self.file, node.start_mark, hint="remove the !tag")
         if isinstance(node, yaml.MappingNode):
             if any(key.tag == _MERGE_TAG for key, _ in node.value):
                 self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
@@ -249,27 +243,19 @@ class _Builder:
                     else self.build(key_node, (*path, "<key>"))
                 )
                 if isinstance(key, list | dict):
-                    m = _mark(key_node.start_mark)
-                    raise YamlSourceError(
-                        error(
-                            "yaml-syntax",
-                            "a key must be a plain word, not a list or mapping",
-                            file=self.file,
-                            line=m.line,
-                            column=m.column,
-                        )
+                    raise _fail(
+                        "yaml-syntax",
+                        "a key must be a plain word, not a list or mapping",
+                        self.file,
+                        key_node.start_mark,
                     )
                 if key in result:
-                    m = _mark(key_node.start_mark)
-                    raise YamlSourceError(
-                        error(
-                            "duplicate-key",
-                            f"key {key!r} appears twice in the same mapping",
-                            file=self.file,
-                            line=m.line,
-                            column=m.column,
-                            hint="remove one of them: YAML would silently keep only the last",
-                        )
+                    raise _fail(
+                        "duplicate-key",
+                        f"key {key!r} appears twice in the same mapping",
+                        self.file,
+                        key_node.start_mark,
+                        hint="remove one of them: YAML would silently keep only the last",
                     )
                 child = (*path, key)
                 self.key_marks[child] = _pack(key_node.start_mark)
@@ -335,48 +321,31 @@ def parse_yaml(text: str, file: Path) -> Document:
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = _mark(mark) if mark is not None else Mark(0, 0)
             problem = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
                 problem = f"{exc.problem} ({exc.context})"
-            raise YamlSourceError(
-                error(
-                    "yaml-syntax",
-                    f"YAML syntax error: {problem}",
-                    file=file,
-                    line=where.line,
-                    column=where.column,
-                    hint="check the indentation and quoting around this position",
-                )
+            raise _fail(
+                "yaml-syntax",
+                f"YAML syntax error: {problem}",
+                file,
+                exc.problem_mark or exc.context_mark,
+                hint="check the indentation and quoting around this position",
             ) from None
         except yaml.reader.ReaderError as exc:
             raise _reader_problem(exc, text, file) from None
         except yaml.YAMLError as exc:
-            raise YamlSourceError(
-                error("yaml-syntax", f"YAML syntax error: {exc}", file=file)
-            ) from None
+            raise _fail("yaml-syntax", f"YAML syntax error: {exc}", file) from None
         if node is None:
             return Document(file, None, {}, {})
         builder = _Builder(loader, file)
         try:
             data = builder.build(node, ())
         except yaml.constructor.ConstructorError as exc:  # from merge keys (<<)
-            mark = exc.problem_mark
-            where = _mark(mark) if mark is not None else Mark(0, 0)
-            raise YamlSourceError(
-                error(
-                    "yaml-syntax",
-                    f"YAML error: {exc.problem}",
-                    file=file,
-                    line=where.line,
-                    column=where.column,
-                )
+            raise _fail(
+                "yaml-syntax", f"YAML error: {exc.problem}", file, exc.problem_mark
             ) from None
         except RecursionError:
-            raise YamlSourceError(
-                error("yaml-too-large", "the document is nested too deeply", file=file)
-            ) from None
+            raise _fail("yaml-too-large", "the document is nested too deeply", file) from None
         return Document(file, data, builder.value_marks, builder.key_marks)
     finally:
         loader.dispose()
