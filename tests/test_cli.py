@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,55 @@ def test_examples_are_clean() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_a_folder_of_bad_files_never_gives_a_traceback(project: Project) -> None:
+    """Every kind of bad input at once, through the real entry point: each file is reported."""
+    from .conftest import alias_bomb
+
+    project.write("syntax.yaml", 'id: a\ntext: "unclosed\n')
+    project.write("types.yaml", "id: b\nat: 2027-01-14 09:00\ntext: {a: 1}\n")
+    project.write("keys.yaml", "id: c\nat: 2027-01-14 09:00\ntxt: hi\n")
+    project.write("dup1.yaml", "id: d\nat: 2027-01-14 09:00\ntext: one\n")
+    project.write("dup2.yaml", "id: d\nat: 2027-01-14 09:00\ntext: two\n")
+    project.write("empty.yaml", "")
+    project.write("list.yaml", "- a\n")
+    project.write_bytes("latin1.yaml", b"id: e\ntext: caf\xe9\n")
+    project.write_bytes("junk.yaml", bytes(range(256)) * 8)
+    project.write("bomb.yaml", alias_bomb())
+    project.write("huge.yaml", "text: " + "x" * (1024 * 1024) + "\n")
+    project.write(
+        "escape.yaml", "id: f\nat: 2027-01-14 09:00\nimage: {file: ../x.jpg, alt: a, credit: b}\n"
+    )
+    project.write("js.yaml", "id: g\nat: 2027-01-14 09:00\nlink: javascript:alert(1)\n")
+    project.write("nothing.yaml", "id: h\nat: 2027-01-14 09:00\n")
+    project.write("account.yaml", "id: i\nat: 2027-01-14 09:00\ntext: hi\naccounts: [nobody]\n")
+    project.write("good.yaml", GOOD)
+    env = {**os.environ, "MASTODON_TOKEN": CANARY}
+    outputs = {}
+    for command in ("validate", "queue", "preview"):
+        extra = {"queue": ["--from", "2027-01-01 00:00"], "preview": ["good"]}.get(command, [])
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "postscheduler",
+                command,
+                *extra,
+                "-c",
+                str(project.config_path),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        outputs[command] = result.stdout + result.stderr
+        assert "Traceback" not in outputs[command], outputs[command]
+        assert CANARY not in outputs[command]
+        assert result.returncode == (0 if command == "preview" else 1), outputs[command]
+    reported = {Path(line.split(":", 1)[0]).name for line in outputs["validate"].splitlines()}
+    expected = {p.name for p in project.posts.glob("*.yaml")} - {"good.yaml"}
+    assert expected <= reported
+
+
+CANARY = "canary-7Hq2-SECRET-must-not-appear"
