@@ -1,0 +1,193 @@
+"""The ledger: what was planned, attempted and published, one row per delivery.
+
+A delivery is one thread part of one post to one account. Its state moves
+
+    planned ─► sending ─► published (remote id, url)
+       ▲          ├─────► retry (retry_at) ─► sending ...
+       │          ├─────► failed (the platform's reason)
+       │          └─────► unconfirmed (outcome unknown; a person decides)
+       └── skipped (late, expired, draft, deleted) ◄── planned
+
+and every change is committed before the next network step, so after a crash the ledger says
+exactly which deliveries were in flight (``sending``): those are *in doubt*, and only their
+publisher can say whether resending them is safe.
+
+Implementations: ``sqlite.SqliteLedger`` (one daemon, the default). A PostgreSQL ledger for
+several daemons must keep the same contract: ``claim`` is the only way into ``sending`` and
+succeeds for exactly one caller, and ``acquire_daemon_lock`` is exclusive per ledger.
+
+Exceptions::
+
+    LedgerError(PostschedulerError)      the ledger cannot be opened or is inconsistent
+     └── LedgerLockedError              another daemon holds this ledger
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+
+from ..errors import PostschedulerError
+
+
+class DeliveryState(enum.StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    PUBLISHED = "published"
+    RETRY = "retry"
+    FAILED = "failed"
+    UNCONFIRMED = "unconfirmed"
+    SKIPPED = "skipped"
+
+
+# States a delivery never leaves by itself: only a person (retry, resolve) moves it on.
+FINAL_STATES = frozenset({DeliveryState.PUBLISHED, DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
+# States from which the daemon may start an attempt.
+CLAIMABLE_STATES = frozenset({DeliveryState.PLANNED, DeliveryState.RETRY})
+
+
+class LedgerError(PostschedulerError):
+    """The ledger cannot be used."""
+
+
+class LedgerLockedError(LedgerError):
+    """Another daemon is running on this ledger."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, order=True)
+class DeliveryKey:
+    post_id: str
+    account: str
+    part: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.post_id} → {self.account}" + (f" part {self.part + 1}" if self.part else "")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """A ledger row."""
+
+    key: DeliveryKey
+    state: DeliveryState
+    due_at: dt.datetime
+    content_hash: str
+    attempts: int = 0
+    identity: str | None = None  # chosen before the first attempt: idempotency key, rkey...
+    retry_at: dt.datetime | None = None
+    remote_id: str | None = None
+    remote_url: str | None = None
+    reason: str | None = None
+    updated_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One line of a delivery's history."""
+
+    at: dt.datetime
+    key: DeliveryKey
+    state: DeliveryState
+    attempt: int
+    detail: str | None
+
+
+class Ledger(abc.ABC):
+    """Durable delivery state. Every method commits before it returns."""
+
+    @abc.abstractmethod
+    def plan(
+        self, key: DeliveryKey, due_at: dt.datetime, content_hash: str, now: dt.datetime
+    ) -> Delivery:
+        """Make sure ``key`` is planned for ``due_at``; return its row.
+
+        A delivery not yet attempted (planned, skipped) takes the new time and content; one
+        waiting to retry keeps its retry time; one in flight or done is returned unchanged.
+        """
+
+    @abc.abstractmethod
+    def claim(self, key: DeliveryKey, identity: str, now: dt.datetime) -> Delivery | None:
+        """Move a planned or retrying delivery to ``sending``, or return None.
+
+        Exactly one caller wins. The identity is kept from the first claim on, so every
+        attempt of a delivery presents the same one to an idempotent platform.
+        """
+
+    @abc.abstractmethod
+    def record_published(
+        self,
+        key: DeliveryKey,
+        remote_id: str | None,
+        remote_url: str | None,
+        now: dt.datetime,
+        detail: str | None = None,
+    ) -> Delivery: ...
+
+    @abc.abstractmethod
+    def record_retry(
+        self, key: DeliveryKey, retry_at: dt.datetime, reason: str, now: dt.datetime
+    ) -> Delivery: ...
+
+    @abc.abstractmethod
+    def record_failed(self, key: DeliveryKey, reason: str, now: dt.datetime) -> Delivery: ...
+
+    @abc.abstractmethod
+    def record_unconfirmed(self, key: DeliveryKey, reason: str, now: dt.datetime) -> Delivery: ...
+
+    @abc.abstractmethod
+    def record_skipped(self, key: DeliveryKey, reason: str, now: dt.datetime) -> Delivery:
+        """Skip a delivery that has not started (planned or retry); others are unchanged."""
+
+    @abc.abstractmethod
+    def requeue(
+        self, key: DeliveryKey, due_at: dt.datetime, reason: str, now: dt.datetime
+    ) -> Delivery:
+        """A person's decision to send again (retry, resolve --resend): back to planned."""
+
+    @abc.abstractmethod
+    def get(self, key: DeliveryKey) -> Delivery | None: ...
+
+    @abc.abstractmethod
+    def deliveries(
+        self,
+        *,
+        post_id: str | None = None,
+        account: str | None = None,
+        states: Iterable[DeliveryState] | None = None,
+    ) -> list[Delivery]:
+        """Rows matching every given filter, by due time then key."""
+
+    @abc.abstractmethod
+    def events(self, *, post_id: str | None = None, account: str | None = None) -> list[Event]:
+        """History, oldest first."""
+
+    @abc.abstractmethod
+    def counts(self) -> dict[DeliveryState, int]: ...
+
+    @abc.abstractmethod
+    def acquire_daemon_lock(self) -> AbstractContextManager[None]:
+        """Hold this ledger for one daemon; raise LedgerLockedError if another has it."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def in_doubt(self) -> list[Delivery]:
+        """Deliveries a crash left in flight: nobody knows whether they went out."""
+        return self.deliveries(states=[DeliveryState.SENDING])
+
+    def iter_due(self, until: dt.datetime) -> Iterator[Delivery]:
+        """Claimable deliveries due (or due to retry) by ``until``."""
+        for d in self.deliveries(states=CLAIMABLE_STATES):
+            when = d.retry_at if d.state is DeliveryState.RETRY and d.retry_at else d.due_at
+            if when <= until:
+                yield d

@@ -1,0 +1,454 @@
+"""SQLite ledger: one file beside the project, WAL mode, every change committed at once."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    CLAIMABLE_STATES,
+    Delivery,
+    DeliveryKey,
+    DeliveryState,
+    Event,
+    Ledger,
+    LedgerError,
+    LedgerLockedError,
+)
+
+# Named migrations, applied in order and recorded in schema_migrations. Never edit one that
+# has shipped: add the next.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_deliveries_and_events",
+        """
+        CREATE TABLE deliveries (
+            post_id      TEXT    NOT NULL,
+            account      TEXT    NOT NULL,
+            part         INTEGER NOT NULL,
+            state        TEXT    NOT NULL,
+            due_at       TEXT    NOT NULL,
+            content_hash TEXT    NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            identity     TEXT,
+            retry_at     TEXT,
+            remote_id    TEXT,
+            remote_url   TEXT,
+            reason       TEXT,
+            updated_at   TEXT    NOT NULL,
+            PRIMARY KEY (post_id, account, part)
+        );
+        CREATE INDEX deliveries_by_state ON deliveries (state, due_at);
+        CREATE TABLE events (
+            id      INTEGER PRIMARY KEY AUTOINCREMENT,
+            at      TEXT    NOT NULL,
+            post_id TEXT    NOT NULL,
+            account TEXT    NOT NULL,
+            part    INTEGER NOT NULL,
+            state   TEXT    NOT NULL,
+            attempt INTEGER NOT NULL,
+            detail  TEXT
+        );
+        CREATE INDEX events_by_post ON events (post_id, account);
+        """,
+    ),
+]
+
+_COLUMNS = (
+    "post_id, account, part, state, due_at, content_hash, attempts, identity, retry_at, "
+    "remote_id, remote_url, reason, updated_at"
+)
+
+
+def _ts(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    # Fixed width UTC text sorts like the instants it names.
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _from_ts(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _row(row: sqlite3.Row) -> Delivery:
+    due = _from_ts(row["due_at"])
+    assert due is not None
+    return Delivery(
+        key=DeliveryKey(row["post_id"], row["account"], row["part"]),
+        state=DeliveryState(row["state"]),
+        due_at=due,
+        content_hash=row["content_hash"],
+        attempts=row["attempts"],
+        identity=row["identity"],
+        retry_at=_from_ts(row["retry_at"]),
+        remote_id=row["remote_id"],
+        remote_url=row["remote_url"],
+        reason=row["reason"],
+        updated_at=_from_ts(row["updated_at"]),
+    )
+
+
+class SqliteLedger(Ledger):
+    """The default ledger. ``path`` may be ``:memory:`` for tests."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we open every transaction ourselves (BEGIN IMMEDIATE),
+            # so a write never waits behind an implicit read transaction.
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._db.row_factory = sqlite3.Row
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit has reached the disk before the HTTP request that follows it.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
+        self._lock_fd: int | None = None
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {r[0] for r in db.execute("SELECT name FROM schema_migrations")}
+            known = {name for name, _ in MIGRATIONS}
+            unknown = done - known
+            if unknown:
+                raise LedgerError(
+                    f"the ledger {self.path} was written by a newer postscheduler "
+                    f"(migrations {', '.join(sorted(unknown))}): upgrade postscheduler"
+                )
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?)",
+                    (name, _ts(dt.datetime.now(dt.UTC))),
+                )
+
+    def migrations(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM schema_migrations ORDER BY name")]
+
+    def _select(self, db: sqlite3.Connection, key: DeliveryKey) -> Delivery | None:
+        row = db.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE post_id=? AND account=? AND part=?",
+            (key.post_id, key.account, key.part),
+        ).fetchone()
+        return _row(row) if row else None
+
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        key: DeliveryKey,
+        state: DeliveryState,
+        attempt: int,
+        now: dt.datetime,
+        detail: str | None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (at, post_id, account, part, state, attempt, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (_ts(now), key.post_id, key.account, key.part, state.value, attempt, detail),
+        )
+
+    def _transition(
+        self,
+        key: DeliveryKey,
+        to: DeliveryState,
+        now: dt.datetime,
+        *,
+        allowed_from: Iterable[DeliveryState],
+        detail: str | None = None,
+        **columns: Any,
+    ) -> Delivery:
+        allowed = [s.value for s in allowed_from]
+        with self._write() as db:
+            current = self._select(db, key)
+            if current is None:
+                raise LedgerError(f"no delivery {key} in the ledger")
+            if current.state.value not in allowed:
+                return current  # not ours to change: the caller reads the state it got
+            sets = ", ".join(f"{c}=?" for c in ("state", "updated_at", *columns))
+            db.execute(
+                f"UPDATE deliveries SET {sets} WHERE post_id=? AND account=? AND part=?",
+                (to.value, _ts(now), *columns.values(), key.post_id, key.account, key.part),
+            )
+            self._event(db, key, to, current.attempts, now, detail)
+            updated = self._select(db, key)
+        assert updated is not None
+        return updated
+
+    # --- the contract ---------------------------------------------------------------------
+
+    def plan(
+        self, key: DeliveryKey, due_at: dt.datetime, content_hash: str, now: dt.datetime
+    ) -> Delivery:
+        with self._write() as db:
+            current = self._select(db, key)
+            if current is None:
+                db.execute(
+                    f"INSERT INTO deliveries ({_COLUMNS}) VALUES "
+                    "(?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?)",
+                    (
+                        key.post_id,
+                        key.account,
+                        key.part,
+                        DeliveryState.PLANNED.value,
+                        _ts(due_at),
+                        content_hash,
+                        _ts(now),
+                    ),
+                )
+                self._event(db, key, DeliveryState.PLANNED, 0, now, f"due {_ts(due_at)}")
+            elif current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
+                current.due_at != due_at
+                or current.content_hash != content_hash
+                or current.state is DeliveryState.SKIPPED
+            ):
+                db.execute(
+                    "UPDATE deliveries SET state=?, due_at=?, content_hash=?, reason=NULL, "
+                    "updated_at=? WHERE post_id=? AND account=? AND part=?",
+                    (
+                        DeliveryState.PLANNED.value,
+                        _ts(due_at),
+                        content_hash,
+                        _ts(now),
+                        key.post_id,
+                        key.account,
+                        key.part,
+                    ),
+                )
+                self._event(
+                    db, key, DeliveryState.PLANNED, current.attempts, now, f"due {_ts(due_at)}"
+                )
+            elif current.state is DeliveryState.RETRY and current.content_hash != content_hash:
+                db.execute(
+                    "UPDATE deliveries SET content_hash=?, updated_at=? "
+                    "WHERE post_id=? AND account=? AND part=?",
+                    (content_hash, _ts(now), key.post_id, key.account, key.part),
+                )
+            result = self._select(db, key)
+        assert result is not None
+        return result
+
+    def claim(self, key: DeliveryKey, identity: str, now: dt.datetime) -> Delivery | None:
+        claimable = tuple(s.value for s in CLAIMABLE_STATES)
+        marks = ",".join("?" * len(claimable))
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state=?, attempts=attempts+1, "
+                "identity=COALESCE(identity, ?), retry_at=NULL, updated_at=? "
+                f"WHERE post_id=? AND account=? AND part=? AND state IN ({marks})",
+                (
+                    DeliveryState.SENDING.value,
+                    identity,
+                    _ts(now),
+                    key.post_id,
+                    key.account,
+                    key.part,
+                    *claimable,
+                ),
+            )
+            if cursor.rowcount != 1:
+                return None
+            claimed = self._select(db, key)
+            assert claimed is not None
+            self._event(db, key, DeliveryState.SENDING, claimed.attempts, now, None)
+        return claimed
+
+    def record_published(
+        self,
+        key: DeliveryKey,
+        remote_id: str | None,
+        remote_url: str | None,
+        now: dt.datetime,
+        detail: str | None = None,
+    ) -> Delivery:
+        return self._transition(
+            key,
+            DeliveryState.PUBLISHED,
+            now,
+            allowed_from=[DeliveryState.SENDING, DeliveryState.UNCONFIRMED],
+            detail=detail or remote_url or remote_id,
+            remote_id=remote_id,
+            remote_url=remote_url,
+            reason=None,
+        )
+
+    def record_retry(
+        self, key: DeliveryKey, retry_at: dt.datetime, reason: str, now: dt.datetime
+    ) -> Delivery:
+        return self._transition(
+            key,
+            DeliveryState.RETRY,
+            now,
+            allowed_from=[DeliveryState.SENDING],
+            detail=reason,
+            retry_at=_ts(retry_at),
+            reason=reason,
+        )
+
+    def record_failed(self, key: DeliveryKey, reason: str, now: dt.datetime) -> Delivery:
+        return self._transition(
+            key,
+            DeliveryState.FAILED,
+            now,
+            allowed_from=[DeliveryState.SENDING, DeliveryState.RETRY],
+            detail=reason,
+            reason=reason,
+        )
+
+    def record_unconfirmed(self, key: DeliveryKey, reason: str, now: dt.datetime) -> Delivery:
+        return self._transition(
+            key,
+            DeliveryState.UNCONFIRMED,
+            now,
+            allowed_from=[DeliveryState.SENDING],
+            detail=reason,
+            reason=reason,
+        )
+
+    def record_skipped(self, key: DeliveryKey, reason: str, now: dt.datetime) -> Delivery:
+        return self._transition(
+            key,
+            DeliveryState.SKIPPED,
+            now,
+            allowed_from=CLAIMABLE_STATES,
+            detail=reason,
+            reason=reason,
+            retry_at=None,
+        )
+
+    def requeue(
+        self, key: DeliveryKey, due_at: dt.datetime, reason: str, now: dt.datetime
+    ) -> Delivery:
+        return self._transition(
+            key,
+            DeliveryState.PLANNED,
+            now,
+            allowed_from=[
+                DeliveryState.FAILED,
+                DeliveryState.UNCONFIRMED,
+                DeliveryState.RETRY,
+                DeliveryState.SKIPPED,
+            ],
+            detail=reason,
+            due_at=_ts(due_at),
+            retry_at=None,
+            reason=None,
+        )
+
+    def get(self, key: DeliveryKey) -> Delivery | None:
+        return self._select(self._db, key)
+
+    def deliveries(
+        self,
+        *,
+        post_id: str | None = None,
+        account: str | None = None,
+        states: Iterable[DeliveryState] | None = None,
+    ) -> list[Delivery]:
+        where, args = [], []
+        if post_id is not None:
+            where.append("post_id=?")
+            args.append(post_id)
+        if account is not None:
+            where.append("account=?")
+            args.append(account)
+        if states is not None:
+            values = [s.value for s in states]
+            where.append(f"state IN ({','.join('?' * len(values))})")
+            args.extend(values)
+        sql = f"SELECT {_COLUMNS} FROM deliveries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY due_at, post_id, account, part"
+        return [_row(r) for r in self._db.execute(sql, args)]
+
+    def events(self, *, post_id: str | None = None, account: str | None = None) -> list[Event]:
+        where, args = [], []
+        if post_id is not None:
+            where.append("post_id=?")
+            args.append(post_id)
+        if account is not None:
+            where.append("account=?")
+            args.append(account)
+        sql = "SELECT at, post_id, account, part, state, attempt, detail FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        out = []
+        for r in self._db.execute(sql, args):
+            at = _from_ts(r["at"])
+            assert at is not None
+            out.append(
+                Event(
+                    at,
+                    DeliveryKey(r["post_id"], r["account"], r["part"]),
+                    DeliveryState(r["state"]),
+                    r["attempt"],
+                    r["detail"],
+                )
+            )
+        return out
+
+    def counts(self) -> dict[DeliveryState, int]:
+        counts = dict.fromkeys(DeliveryState, 0)
+        for state, n in self._db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state"):
+            counts[DeliveryState(state)] = n
+        return counts
+
+    @contextlib.contextmanager
+    def acquire_daemon_lock(self) -> Iterator[None]:
+        """An exclusive lock on ``<ledger>.lock``; the OS drops it if the process dies."""
+        if self.path == ":memory:":
+            yield
+            return
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 100, 0).decode(errors="replace").strip()
+                raise LedgerLockedError(
+                    f"another postscheduler daemon is running on {self.path}"
+                    + (f" (pid {holder})" if holder else "")
+                    + ": stop it first, or give this one its own ledger"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def close(self) -> None:
+        self._db.close()

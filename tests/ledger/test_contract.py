@@ -1,0 +1,253 @@
+"""The ledger contract, run over every implementation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from postscheduler.ledger import (
+    DeliveryKey,
+    DeliveryState,
+    Ledger,
+    LedgerError,
+    LedgerLockedError,
+    open_ledger,
+)
+from postscheduler.ledger.sqlite import SqliteLedger
+
+T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
+KEY = DeliveryKey("peru-article", "outbox")
+
+
+def later(minutes: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Ledger]]:
+    opened: list[Ledger] = []
+
+    def make() -> Ledger:
+        where = ":memory:" if request.param == "sqlite-memory" else str(tmp_path / "ledger.db")
+        ledger = SqliteLedger(where)
+        opened.append(ledger)
+        return ledger
+
+    yield make
+    for ledger in opened:
+        ledger.close()
+
+
+@pytest.fixture
+def ledger(make_ledger: Callable[[], Ledger]) -> Ledger:
+    return make_ledger()
+
+
+def test_plan_then_replan_before_sending(ledger: Ledger) -> None:
+    d = ledger.plan(KEY, T0, "h1", now=later(-60))
+    assert (d.state, d.due_at, d.attempts) == (DeliveryState.PLANNED, T0, 0)
+    d = ledger.plan(KEY, later(30), "h2", now=later(-50))
+    assert (d.due_at, d.content_hash) == (later(30), "h2")
+
+
+def test_claim_is_exclusive_and_keeps_identity(ledger: Ledger) -> None:
+    ledger.plan(KEY, T0, "h", now=T0)
+    first = ledger.claim(KEY, "id-1", now=T0)
+    assert first is not None and first.state is DeliveryState.SENDING and first.attempts == 1
+    assert ledger.claim(KEY, "id-2", now=T0) is None  # already in flight
+    ledger.record_retry(KEY, later(1), "503 Service Unavailable", now=T0)
+    second = ledger.claim(KEY, "id-3", now=later(1))
+    assert second is not None and second.attempts == 2
+    assert second.identity == "id-1"  # every attempt presents the same identity
+
+
+def test_published_is_final_and_replanning_does_not_touch_it(ledger: Ledger) -> None:
+    ledger.plan(KEY, T0, "h", now=T0)
+    ledger.claim(KEY, "id", now=T0)
+    d = ledger.record_published(KEY, "109", "https://m.example/@a/109", now=T0)
+    assert (d.state, d.remote_id, d.remote_url) == (
+        DeliveryState.PUBLISHED,
+        "109",
+        "https://m.example/@a/109",
+    )
+    assert ledger.plan(KEY, later(60), "changed", now=later(1)).state is DeliveryState.PUBLISHED
+    assert ledger.claim(KEY, "id", now=later(2)) is None
+    assert ledger.record_skipped(KEY, "deleted", now=later(3)).state is DeliveryState.PUBLISHED
+
+
+def test_failed_and_unconfirmed_wait_for_a_person(ledger: Ledger) -> None:
+    a, b = KEY, DeliveryKey("peru-article", "x")
+    for key in (a, b):
+        ledger.plan(key, T0, "h", now=T0)
+        ledger.claim(key, "id", now=T0)
+    assert (
+        ledger.record_failed(a, "422 Validation failed", now=T0).reason == "422 Validation failed"
+    )
+    assert (
+        ledger.record_unconfirmed(b, "connection lost after sending", now=T0).state
+        is DeliveryState.UNCONFIRMED
+    )
+    for key in (a, b):
+        assert ledger.claim(key, "id", now=later(1)) is None
+        requeued = ledger.requeue(key, later(5), "resolve --resend", now=later(1))
+        assert (requeued.state, requeued.due_at) == (DeliveryState.PLANNED, later(5))
+    assert ledger.claim(a, "new", now=later(5)).identity == "id"  # type: ignore[union-attr]
+
+
+def test_skipped_only_before_sending_and_revived_by_a_new_plan(ledger: Ledger) -> None:
+    ledger.plan(KEY, T0, "h", now=T0)
+    assert ledger.record_skipped(KEY, "late", now=later(90)).state is DeliveryState.SKIPPED
+    revived = ledger.plan(KEY, later(120), "h", now=later(91))
+    assert (revived.state, revived.reason) == (DeliveryState.PLANNED, None)
+    ledger.claim(KEY, "id", now=later(120))
+    assert ledger.record_skipped(KEY, "late", now=later(121)).state is DeliveryState.SENDING
+
+
+def test_in_doubt_survives_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    first = SqliteLedger(path)
+    first.plan(KEY, T0, "h", now=T0)
+    first.claim(KEY, "idem-1", now=T0)
+    del first  # no close, no record: as if the process died here
+    reopened = SqliteLedger(path)
+    (doubt,) = reopened.in_doubt()
+    assert (doubt.key, doubt.identity, doubt.attempts) == (KEY, "idem-1", 1)
+    reopened.close()
+
+
+def test_due_deliveries_and_counts(ledger: Ledger) -> None:
+    keys = [DeliveryKey(f"p{i}", "outbox") for i in range(4)]
+    for i, key in enumerate(keys):
+        ledger.plan(key, later(i * 10), "h", now=T0)
+    ledger.claim(keys[0], "id", now=T0)
+    ledger.record_retry(keys[0], later(25), "429", now=T0)
+    due = [d.key for d in ledger.iter_due(later(20))]
+    assert due == [keys[1], keys[2]]  # keys[0] waits until its retry time
+    assert ledger.counts()[DeliveryState.PLANNED] == 3
+    assert ledger.counts()[DeliveryState.RETRY] == 1
+
+
+def test_history_in_order(ledger: Ledger) -> None:
+    ledger.plan(KEY, T0, "h", now=T0)
+    ledger.claim(KEY, "id", now=T0)
+    ledger.record_retry(KEY, later(1), "503 Service Unavailable", now=T0)
+    ledger.claim(KEY, "id", now=later(1))
+    ledger.record_published(KEY, "1", None, now=later(1))
+    events = ledger.events(post_id="peru-article")
+    assert [(e.state.value, e.attempt) for e in events] == [
+        ("planned", 0),
+        ("sending", 1),
+        ("retry", 1),
+        ("sending", 2),
+        ("published", 2),
+    ]
+    assert events[2].detail == "503 Service Unavailable"
+
+
+def test_concurrent_claims_have_one_winner(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    setup = SqliteLedger(path)
+    keys = [DeliveryKey(f"p{i}", "outbox") for i in range(50)]
+    for key in keys:
+        setup.plan(key, T0, "h", now=T0)
+    setup.close()
+    wins: list[DeliveryKey] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        ledger = SqliteLedger(path)
+        for key in keys:
+            if ledger.claim(key, "id", now=T0) is not None:
+                with lock:
+                    wins.append(key)
+        ledger.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == sorted(keys)  # each claimed exactly once
+
+
+def test_migrations_are_named_and_a_newer_ledger_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = SqliteLedger(path)
+    assert ledger.migrations() == ["0001_deliveries_and_events"]
+    ledger.close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO schema_migrations VALUES ('9999_from_the_future', 'x')")
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="newer postscheduler"):
+        SqliteLedger(path)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        SqliteLedger(path)
+
+
+def test_second_daemon_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    a, b = SqliteLedger(path), SqliteLedger(path)
+    with (
+        a.acquire_daemon_lock(),
+        pytest.raises(LedgerLockedError, match="another postscheduler daemon"),
+        b.acquire_daemon_lock(),
+    ):
+        pass
+    with b.acquire_daemon_lock():  # released with the first daemon
+        pass
+    a.close()
+    b.close()
+
+
+def test_lock_is_released_when_its_process_is_killed(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from postscheduler.ledger.sqlite import SqliteLedger\n"
+            f"with SqliteLedger({str(path)!r}).acquire_daemon_lock():\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    second = SqliteLedger(path)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with (
+            pytest.raises(LedgerLockedError, match=f"pid {holder.pid}"),
+            second.acquire_daemon_lock(),
+        ):
+            pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    with second.acquire_daemon_lock():
+        pass
+    second.close()
+
+
+def test_open_ledger_paths(tmp_path: Path) -> None:
+    ledger = open_ledger(".postscheduler/ledger.db", tmp_path)
+    assert (tmp_path / ".postscheduler" / "ledger.db").exists()
+    ledger.close()
+    with pytest.raises(LedgerError, match="PostgreSQL"):
+        open_ledger("postgresql://u@h/db", tmp_path)
