@@ -1,0 +1,160 @@
+"""The publisher contract: the one interface every platform implements.
+
+A publisher turns one rendered part (``PublishJob``) into one remote post and keeps every
+quirk of its platform inside its own module. The daemon relies on exactly this:
+
+``platform``
+    The platform name used in ``scheduler.yaml`` (``platform: outbox``). How text is counted
+    and limited is declared in ``postscheduler.platforms`` under the same name, so ``validate``
+    and ``preview`` know it without importing any publisher.
+
+``idempotent``
+    True when publishing the same job twice with the same ``identity`` creates one post
+    (Mastodon's Idempotency-Key, Bluesky's record key, the outbox's file name). Only then is
+    a publish whose outcome is unknown retried automatically; otherwise it ends
+    ``unconfirmed`` and a person decides (``postscheduler resolve``).
+
+``identity(key)``
+    The client-chosen identity of a delivery, derived from the key alone so it is the same
+    after a restart. It is written to the ledger before the first attempt.
+
+``publish(job)``
+    Publish and return ``Published(remote_id, url)``. Raise ``TransientError`` when nothing
+    was published and trying later may work (timeouts before sending, connection refused,
+    5xx, 429: give ``retry_after`` when the platform says), ``PermanentError`` when retrying
+    cannot help (401, 403, 422: with the platform's own words), and ``OutcomeUnknownError``
+    when the request may have been carried out (the connection dropped after it was sent).
+
+``resolve_in_doubt(job)``
+    After a crash, a delivery left ``sending``: return ``Published`` if it is known to have
+    gone out, ``NOT_SENT`` if it certainly did not (so it can be sent), or ``UNKNOWN``.
+    The default: an idempotent publisher says ``NOT_SENT`` (resending is harmless), any other
+    says ``UNKNOWN``.
+
+``check_credentials()``
+    Verify the account's credentials with the platform; return a description of the account
+    ("@campaign@mastodon.social"). Raise ``PermanentError`` when they are wrong.
+
+Exceptions::
+
+    PublishError                  base; ``message`` is shown to people and kept in the ledger
+     ├── TransientError           nothing was published; retry later (``retry_after`` seconds)
+     ├── PermanentError           nothing was published; retrying will not help
+     └── OutcomeUnknownError      it may have been published; only an idempotent resend is safe
+
+Messages must never contain a secret: publishers build them from the platform's response
+body, never from request headers or URLs that carry tokens.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+from ..config import AccountConfig, Settings
+from ..ledger import DeliveryKey
+from ..models import Image
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class PublishError(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class TransientError(PublishError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentError(PublishError):
+    pass
+
+
+class OutcomeUnknownError(PublishError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Published:
+    remote_id: str | None
+    url: str | None = None
+
+
+class Resolution(enum.Enum):
+    NOT_SENT = "not sent"
+    UNKNOWN = "unknown"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PublishJob:
+    """One part of one post for one account, exactly as rendered."""
+
+    key: DeliveryKey
+    identity: str
+    text: str
+    image: Image | None
+    image_path: str | None  # resolved path of image.file, inside posts_dir
+    link: str | None
+    language: str | None
+    content_warning: str | None
+    reply_to: Published | None  # the previous part of the thread, once published
+    root: Published | None  # the first part of the thread
+    parts: int  # how many parts the thread has
+    due_at: dt.datetime
+    attempt: int
+
+
+class Publisher(abc.ABC):
+    platform: ClassVar[str]
+    idempotent: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        account: str,
+        config: AccountConfig,
+        settings: Settings,
+        *,
+        env: Mapping[str, str],
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.account = account
+        self.config = config
+        self.settings = settings
+        self.env = env
+        self.http = http
+
+    def identity(self, key: DeliveryKey) -> str:
+        digest = hashlib.sha256(f"{key.post_id}\0{key.account}\0{key.part}".encode()).hexdigest()
+        return f"postscheduler-{digest[:32]}"
+
+    @abc.abstractmethod
+    async def publish(self, job: PublishJob) -> Published: ...
+
+    async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
+        return Resolution.NOT_SENT if self.idempotent else Resolution.UNKNOWN
+
+    @abc.abstractmethod
+    async def check_credentials(self) -> str: ...
+
+    def secret(self, field: str) -> str:
+        """The value of a secret field, from the environment; PermanentError if unset."""
+        ref = getattr(self.config, field)
+        value = ref.resolve(self.env) if ref is not None else None
+        if not value:
+            raise PermanentError(
+                f"{field} refers to ${{{ref.name}}}, which is not set in the environment"
+            )
+        return str(value)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release what the publisher holds (sessions); the HTTP client is the caller's."""

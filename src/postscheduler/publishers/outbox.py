@@ -1,0 +1,106 @@
+"""Outbox: publishes into a local folder, one JSON file per delivery plus a readable timeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import OutboxAccount
+from .base import PermanentError, Published, Publisher, PublishJob, Resolution
+
+TIMELINE = "timeline.txt"
+
+
+class OutboxPublisher(Publisher):
+    platform = "outbox"
+    # The file name is the delivery's identity: writing it again changes nothing, and the
+    # timeline gets an entry only with the file's first writing.
+    idempotent = True
+
+    @property
+    def folder(self) -> Path:
+        assert isinstance(self.config, OutboxAccount)
+        return self.settings.base_dir / self.config.path
+
+    def _file(self, job: PublishJob) -> Path:
+        name = f"{job.key.post_id}.{job.key.account}.{job.key.part + 1}.json"
+        return self.folder / name
+
+    def _record(self, job: PublishJob) -> dict[str, Any]:
+        image = None
+        if job.image is not None:
+            image = {
+                "file": job.image.file,
+                "url": job.image.url,
+                "alt": job.image.alt,
+                "credit": job.image.credit,
+            }
+        return {
+            "id": job.identity,
+            "post_id": job.key.post_id,
+            "account": job.key.account,
+            "part": job.key.part + 1,
+            "parts": job.parts,
+            "in_reply_to": job.reply_to.remote_id if job.reply_to else None,
+            "text": job.text,
+            "link": job.link,
+            "image": image,
+            "language": job.language,
+            "content_warning": job.content_warning,
+            "due_at": job.due_at.isoformat(),
+        }
+
+    def _timeline_entry(self, job: PublishJob, published_at: dt.datetime) -> str:
+        zone = self.settings.config.zone
+        head = (
+            f"=== {published_at.astimezone(zone):%Y-%m-%d %H:%M %Z} · {job.key.post_id} → "
+            f"{job.key.account} · part {job.key.part + 1}/{job.parts} · {job.identity}"
+        )
+        lines = [head, job.text]
+        if job.image is not None:
+            lines.append(f"[image: {job.image.file or job.image.url} · alt: {job.image.alt}]")
+        return "\n".join(lines) + "\n\n"
+
+    def _append_timeline(self, job: PublishJob, published_at: dt.datetime) -> None:
+        with (self.folder / TIMELINE).open("a", encoding="utf-8") as fh:
+            fh.write(self._timeline_entry(job, published_at))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _in_timeline(self, job: PublishJob) -> bool:
+        path = self.folder / TIMELINE
+        return path.exists() and job.identity in path.read_text(encoding="utf-8")
+
+    async def publish(self, job: PublishJob) -> Published:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self._file(job)
+        published = Published(job.identity, target.resolve().as_uri())
+        if target.exists():
+            if not self._in_timeline(job):  # a crash fell between the file and the timeline
+                self._append_timeline(job, dt.datetime.now(dt.UTC))
+            return published
+        now = dt.datetime.now(dt.UTC)
+        record = self._record(job) | {"published_at": now.isoformat()}
+        tmp = target.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(record, fh, ensure_ascii=False, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(target)  # atomic: the file is there whole or not at all
+        self._append_timeline(job, now)
+        return published
+
+    async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
+        if self._file(job).exists():
+            return await self.publish(job)  # completes the timeline if needed
+        return Resolution.NOT_SENT
+
+    async def check_credentials(self) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.folder, os.W_OK):
+            raise PermanentError(f"cannot write to {self.folder}")
+        return f"folder {self.folder}"
