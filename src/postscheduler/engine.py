@@ -1,0 +1,419 @@
+"""From valid posts to published deliveries: planning, sending, retrying, recovering.
+
+The engine is what ``run`` (the daemon) and ``run --once`` drive. It keeps the delivery
+semantics of DESIGN.md:
+
+- every state change is committed to the ledger before the next network step;
+- one account's thread parts go out in order, each a reply to the previous one, and a part
+  is attempted only once the part before it is published;
+- transient errors are retried with exponential backoff and jitter, honouring the platform's
+  ``retry_after``; permanent ones fail at once with the platform's words;
+- a publish whose outcome is unknown is resent only by an idempotent publisher; otherwise the
+  delivery becomes ``unconfirmed`` and waits for a person;
+- a delivery found due more than ``late_grace`` ago is skipped as late, loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from .config import Settings
+from .images import ImageError, resolve_image_path
+from .ledger import (
+    CLAIMABLE_STATES,
+    Delivery,
+    DeliveryKey,
+    DeliveryState,
+    Ledger,
+)
+from .loader import Catalog, SourcedPost
+from .publishers import (
+    OutcomeUnknownError,
+    PermanentError,
+    Published,
+    Publisher,
+    PublishError,
+    PublishJob,
+    Resolution,
+    TransientError,
+    make_publisher,
+)
+from .render import RenderedPart, Rendering, render_post, target_accounts
+
+log = logging.getLogger("postscheduler")
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def content_hash(part: RenderedPart) -> str:
+    """What the part publishes: its text and its image (file, URL, alt and credit)."""
+    h = hashlib.sha256(part.text.encode())
+    if part.image is not None:
+        for value in (part.image.file, part.image.url, part.image.alt, part.image.credit):
+            h.update(b"\0" + (value or "").encode())
+    return h.hexdigest()[:32]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanResult:
+    planned: int
+    skipped: int
+    changed_after_publishing: list[DeliveryKey]
+
+
+def _valid_posts(catalog: Catalog) -> dict[str, SourcedPost]:
+    return {sp.id: sp for sp in catalog.posts if sp.id not in catalog.blocked_ids}
+
+
+def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime) -> PlanResult:
+    """Bring the ledger in line with the posts: plan new and edited deliveries, skip drafts,
+    cancel deliveries of deleted posts. Posts with errors are held: their deliveries stay as
+    they are until the file is fixed."""
+    planned = skipped = 0
+    changed: list[DeliveryKey] = []
+    live: set[DeliveryKey] = set()
+    for sp in _valid_posts(catalog).values():
+        post = sp.post
+        for account in target_accounts(post, settings):
+            rendering = render_post(post, account, settings)
+            for part in rendering.parts:
+                key = DeliveryKey(post.id, account, part.index)
+                live.add(key)
+                due = post.at or now
+                row = ledger.plan(key, due, content_hash(part), now)
+                if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
+                    changed.append(key)
+                if post.is_draft and row.state in CLAIMABLE_STATES:
+                    ledger.record_skipped(key, "draft", now)
+                    skipped += 1
+                elif row.state is DeliveryState.PLANNED:
+                    planned += 1
+    held = catalog.blocked_ids
+    for row in ledger.deliveries(states=CLAIMABLE_STATES):
+        if row.key not in live and row.key.post_id not in held:
+            ledger.record_skipped(row.key, "deleted", now)
+            log.info("cancelled %s: the post or account is gone", row.key)
+            skipped += 1
+    for key in changed:
+        log.warning("%s was edited after it was published; it will not be sent again", key)
+    return PlanResult(planned, skipped, changed)
+
+
+def backoff(attempt: int, settings: Settings, retry_after: float | None) -> dt.timedelta:
+    """Delay before attempt ``attempt + 1``: exponential with jitter, or what the platform asked."""
+    policy = settings.config.publishing.retry
+    if retry_after is not None:
+        return dt.timedelta(seconds=max(retry_after, 0.0))
+    base = policy.first_delay.total_seconds() * (2 ** max(attempt - 1, 0))
+    capped = min(base, policy.max_delay.total_seconds())
+    return dt.timedelta(seconds=capped * random.uniform(0.5, 1.0))  # jitter, not crypto
+
+
+class Engine:
+    """Sends due deliveries for one catalog; created per run, reused across reloads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        *,
+        clock: Clock = utc_now,
+        dry_run: bool = False,
+        publishers: dict[str, Publisher] | None = None,
+        http: Any = None,
+        redact: Callable[[str], str] = str,
+    ) -> None:
+        self.settings = settings
+        self.redact = redact  # every reason written to the ledger goes through it
+        self.ledger = ledger
+        self.clock = clock
+        self.dry_run = dry_run
+        self.catalog = Catalog()
+        self._publishers: dict[str, Publisher] = dict(publishers or {})
+        self._http = http
+        self._account_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._last_sent: dict[str, dt.datetime] = {}
+
+    # --- posts and publishers ---------------------------------------------------------------
+
+    def load(self, catalog: Catalog) -> PlanResult:
+        self.catalog = catalog
+        return plan(catalog, self.settings, self.ledger, self.clock())
+
+    def publisher(self, account: str) -> Publisher:
+        if account not in self._publishers:
+            self._publishers[account] = make_publisher(account, self.settings, http=self._http)
+        return self._publishers[account]
+
+    async def aclose(self) -> None:
+        for publisher in self._publishers.values():
+            await publisher.aclose()
+
+    def _post(self, post_id: str) -> SourcedPost | None:
+        return _valid_posts(self.catalog).get(post_id)
+
+    def _job(
+        self,
+        rendering: Rendering,
+        part: RenderedPart,
+        row: Delivery,
+        identity: str,
+        previous: list[Published],
+    ) -> PublishJob:
+        image_path = None
+        if part.image is not None and part.image.file is not None:
+            try:
+                image_path = str(resolve_image_path(self.settings.posts_dir, part.image.file))
+            except ImageError as exc:  # validated at load; the file may have gone since
+                raise PermanentError(str(exc)) from None
+        return PublishJob(
+            key=row.key,
+            identity=identity,
+            text=part.text,
+            image=part.image,
+            image_path=image_path,
+            link=rendering.link,
+            language=rendering.content.language,
+            content_warning=rendering.content.content_warning,
+            reply_to=previous[-1] if previous else None,
+            root=previous[0] if previous else None,
+            parts=len(rendering.parts),
+            due_at=row.due_at,
+            attempt=row.attempts,
+        )
+
+    # --- recovery ---------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Resolve the deliveries a crash left ``sending``."""
+        for row in self.ledger.in_doubt():
+            key = row.key
+            sp = self._post(key.post_id)
+            outcome: Published | Resolution = Resolution.UNKNOWN
+            if sp is not None and key.account in self.settings.config.accounts:
+                rendering = render_post(sp.post, key.account, self.settings)
+                if key.part < len(rendering.parts):
+                    previous = self._published_before(key)
+                    publisher = self.publisher(key.account)
+                    job = self._job(
+                        rendering, rendering.parts[key.part], row, row.identity or "", previous
+                    )
+                    try:
+                        outcome = await publisher.resolve_in_doubt(job)
+                    except PublishError as exc:
+                        log.warning("could not resolve %s after a restart: %s", key, exc.message)
+            now = self.clock()
+            if isinstance(outcome, Published):
+                self.ledger.record_published(
+                    key, outcome.remote_id, outcome.url, now, detail="confirmed after restart"
+                )
+                log.info("recovered %s: it was published before the restart", key)
+            elif outcome is Resolution.NOT_SENT:
+                self.ledger.record_retry(key, now, "in flight at a restart; safe to send", now)
+                log.info("recovered %s: not sent before the restart; sending again", key)
+            else:
+                self.ledger.record_unconfirmed(
+                    key,
+                    "in flight when the daemon stopped; the platform cannot tell whether it "
+                    "was published: check the account, then `postscheduler resolve`",
+                    now,
+                )
+                log.error("UNCONFIRMED %s: may or may not have been published", key)
+
+    def _published_before(self, key: DeliveryKey) -> list[Published]:
+        out = []
+        for part in range(key.part):
+            row = self.ledger.get(DeliveryKey(key.post_id, key.account, part))
+            if row is None or row.state is not DeliveryState.PUBLISHED:
+                break
+            out.append(Published(row.remote_id, row.remote_url))
+        return out
+
+    # --- delivering -------------------------------------------------------------------------
+
+    def due_groups(self, until: dt.datetime) -> list[tuple[str, str]]:
+        """(post id, account) pairs with a delivery due by ``until``, soonest first."""
+        seen: dict[tuple[str, str], None] = {}
+        for row in self.ledger.iter_due(until):
+            seen.setdefault((row.key.post_id, row.key.account), None)
+        return list(seen)
+
+    async def run_due(self, until: dt.datetime | None = None) -> dict[tuple[str, str], Any]:
+        """Deliver everything due by ``until`` (default: now); accounts in parallel."""
+        groups = self.due_groups(until or self.clock())
+        results = await asyncio.gather(*(self.deliver(p, a) for p, a in groups))
+        return dict(zip(groups, results, strict=True))
+
+    async def deliver(self, post_id: str, account: str) -> dt.datetime | None:
+        """Send the due parts of ``post_id`` to ``account``, in order.
+
+        Returns when to call again (a retry time), or None when nothing is left to do now.
+        """
+        sp = self._post(post_id)
+        if sp is None:
+            if post_id in self.catalog.blocked_ids:
+                log.warning(
+                    "held %s → %s: its post file has errors (run validate)", post_id, account
+                )
+            return None
+        if account not in self.settings.config.accounts:
+            return None
+        async with self._account_locks[account]:
+            return await self._deliver_locked(sp, account)
+
+    async def _deliver_locked(self, sp: SourcedPost, account: str) -> dt.datetime | None:
+        post = sp.post
+        rendering = render_post(post, account, self.settings)
+        previous: list[Published] = []
+        for part in rendering.parts:
+            key = DeliveryKey(post.id, account, part.index)
+            row = self.ledger.get(key)
+            if row is None:
+                return None
+            if row.state is DeliveryState.PUBLISHED:
+                previous.append(Published(row.remote_id, row.remote_url))
+                continue
+            if row.state not in CLAIMABLE_STATES:
+                return None  # failed, unconfirmed, skipped or in flight: not ours to send
+            now = self.clock()
+            if row.state is DeliveryState.RETRY and row.retry_at and row.retry_at > now:
+                return row.retry_at
+            if row.due_at > now:
+                return row.due_at
+            if self._skip_if_stale(sp, rendering, part.index, row, now):
+                return None
+            await self._wait_for_gap(account)
+            if self.dry_run:
+                log.info("dry run: would publish %s:\n%s", key, part.text)
+                return None
+            publisher = self.publisher(account)
+            claimed = self.ledger.claim(key, publisher.identity(key), self.clock())
+            if claimed is None:
+                return None
+            result = await self._attempt(publisher, rendering, part, claimed, previous)
+            if not isinstance(result, Published):
+                return result
+            previous.append(result)
+        return None
+
+    def _skip_if_stale(
+        self,
+        sp: SourcedPost,
+        rendering: Rendering,
+        index: int,
+        row: Delivery,
+        now: dt.datetime,
+    ) -> bool:
+        post = sp.post
+        reason = None
+        if post.expires is not None and now >= post.expires:
+            reason = "expired"
+        elif (
+            index == 0
+            and row.attempts == 0
+            and now - row.due_at > self.settings.config.publishing.late_grace
+        ):
+            # Only a thread that has not started is late: once its first part is out, the
+            # rest follows, or readers would see half a thread.
+            reason = "late"
+        if reason is None:
+            return False
+        for part in rendering.parts[index:]:
+            self.ledger.record_skipped(
+                DeliveryKey(post.id, rendering.account, part.index), reason, now
+            )
+        log.warning(
+            "SKIPPED %s → %s: %s (due %s, now %s)",
+            post.id,
+            rendering.account,
+            reason,
+            row.due_at.isoformat(timespec="seconds"),
+            now.isoformat(timespec="seconds"),
+        )
+        return True
+
+    async def _wait_for_gap(self, account: str) -> None:
+        cfg = self.settings.config
+        gap = cfg.accounts[account].min_gap or cfg.publishing.min_gap
+        last = self._last_sent.get(account)
+        if last is not None and gap:
+            wait = (last + gap - self.clock()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _attempt(
+        self,
+        publisher: Publisher,
+        rendering: Rendering,
+        part: RenderedPart,
+        row: Delivery,
+        previous: list[Published],
+    ) -> Published | dt.datetime | None:
+        key = row.key
+        attempt = row.attempts
+        try:
+            job = self._job(rendering, part, row, row.identity or "", previous)
+            published = await publisher.publish(job)
+        except TransientError as exc:
+            return self._retry_or_fail(key, attempt, self.redact(exc.message), exc.retry_after)
+        except OutcomeUnknownError as exc:
+            return self._unknown(publisher, key, attempt, self.redact(exc.message))
+        except PermanentError as exc:
+            message = self.redact(exc.message)
+            self.ledger.record_failed(key, message, self.clock())
+            log.error("FAILED %s attempt %d: %s", key, attempt, message)
+            return None
+        except Exception as exc:  # a bug or an unexpected library error, mid-request
+            log.exception("error while publishing %s attempt %d", key, attempt)
+            return self._unknown(publisher, key, attempt, self.redact(f"unexpected error: {exc!r}"))
+        now = self.clock()
+        self.ledger.record_published(key, published.remote_id, published.url, now)
+        self._last_sent[key.account] = now
+        log.info("published %s attempt %d: %s", key, attempt, published.url or published.remote_id)
+        return published
+
+    def _retry_or_fail(
+        self, key: DeliveryKey, attempt: int, message: str, retry_after: float | None
+    ) -> dt.datetime | None:
+        now = self.clock()
+        if attempt >= self.settings.config.publishing.retry.attempts:
+            reason = f"gave up after {attempt} attempts: {message}"
+            self.ledger.record_failed(key, reason, now)
+            log.error("FAILED %s attempt %d: %s", key, attempt, reason)
+            return None
+        retry_at = now + backoff(attempt, self.settings, retry_after)
+        self.ledger.record_retry(key, retry_at, message, now)
+        log.warning(
+            "retry %s attempt %d: %s; next attempt at %s",
+            key,
+            attempt,
+            message,
+            retry_at.isoformat(timespec="seconds"),
+        )
+        return retry_at
+
+    def _unknown(
+        self, publisher: Publisher, key: DeliveryKey, attempt: int, message: str
+    ) -> dt.datetime | None:
+        if publisher.idempotent:
+            return self._retry_or_fail(key, attempt, f"outcome unknown ({message})", None)
+        self.ledger.record_unconfirmed(
+            key,
+            f"{message}; it may have been published: check the account, then "
+            f"`postscheduler resolve {key.post_id} --account {key.account} --sent|--resend`",
+            self.clock(),
+        )
+        log.error("UNCONFIRMED %s attempt %d: %s", key, attempt, message)
+        return None
