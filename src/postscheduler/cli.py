@@ -370,6 +370,115 @@ def _describe_image(image: Any, settings: Any) -> str:
     return "\n".join(lines)
 
 
+# --- the daemon and the ledger ----------------------------------------------------------
+
+
+@app.command()
+def run(
+    once: Annotated[
+        bool, typer.Option("--once", help="Send what is due now, then exit (for cron or CI).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Render and log what would be sent; send nothing.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Publish each post to each account when it is due; keeps running and follows edits.
+
+    Stops cleanly on SIGTERM or Ctrl-C, letting deliveries in flight finish.
+
+    Example: postscheduler run --once
+    """
+    import asyncio
+
+    from .daemon import Daemon, run_once
+    from .redact import setup_logging
+
+    with _reported():
+        settings = _settings(config)
+        redactor = setup_logging(settings, verbose=verbose)
+        if once:
+            report = asyncio.run(run_once(settings, dry_run=dry_run, redactor=redactor))
+            summary = ", ".join(f"{n} {s.value}" for s, n in report.counts.items() if n)
+            _echo_err(f"done: {summary or 'nothing in the ledger'}")
+            if report.errors:
+                raise typer.Exit(EXIT_FINDINGS)
+            return
+        asyncio.run(Daemon(config, settings=settings, dry_run=dry_run).run())
+
+
+def _open_ledger(settings: Any) -> Any:
+    from .ledger import open_ledger
+
+    return open_ledger(settings.config.ledger, settings.base_dir)
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Deliveries per state, what is due next, and every failure with its reason.
+
+    Example: postscheduler status
+    """
+    from .ledger import DeliveryState
+
+    with _reported():
+        settings = _settings(config)
+        with _open_ledger(settings) as ledger:
+            counts = ledger.counts()
+            upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
+            problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
+    zone = settings.config.zone
+    typer.echo("  ".join(f"{s.value}: {counts[s]}" for s in DeliveryState))
+    if upcoming:
+        first = upcoming[0]
+        when = (
+            first.retry_at
+            if first.state is DeliveryState.RETRY and first.retry_at
+            else first.due_at
+        )
+        typer.echo(f"next: {first.key} at {_fmt_when(when.astimezone(zone))}")
+    for row in problems:
+        typer.echo(
+            f"{row.state.value.upper()}: {row.key} after {row.attempts} attempts: {row.reason}"
+        )
+    if problems:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def history(
+    post: Annotated[str | None, typer.Option("--post", "-p", help="Only this post.")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every state change of every delivery, oldest first, in local time.
+
+    Example: postscheduler history --post peru-article
+    """
+    with _reported():
+        settings = _settings(config)
+        with _open_ledger(settings) as ledger:
+            events = ledger.events(post_id=post, account=account)
+    zone = settings.config.zone
+    rows = [
+        [
+            _fmt_when(e.at.astimezone(zone)),
+            str(e.key),
+            e.state.value,
+            str(e.attempt),
+            e.detail or "",
+        ]
+        for e in events
+    ]
+    if rows:
+        typer.echo(_table(rows, ["WHEN", "DELIVERY", "STATE", "ATTEMPT", "DETAIL"]))
+    else:
+        typer.echo("No history yet.")
+
+
 # --- schema and init --------------------------------------------------------------------
 
 
@@ -423,7 +532,7 @@ def init(
     typer.echo("next: postscheduler validate && postscheduler queue")
 
 
-def run() -> None:
+def entry_point() -> None:
     try:
         app()
     except KeyboardInterrupt:

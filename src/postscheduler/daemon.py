@@ -1,0 +1,230 @@
+"""``postscheduler run``: the long-running daemon, and ``run --once`` for cron.
+
+The daemon holds the ledger's lock, recovers what a crash left in flight, then keeps one
+APScheduler date job per (post, account) with something to send, under the id
+``post_id@account``. It watches ``posts_dir`` and the configuration with watchfiles and
+reconciles on every change: an edited post is rescheduled, a deleted one cancelled, a file
+with errors has its posts held (the error is logged) while everything else goes on, and a
+published post is never sent again.
+
+On SIGTERM or SIGINT it takes no new deliveries, lets those in flight finish (for at most
+``SHUTDOWN_GRACE``), and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import Settings, load_settings
+from .engine import Engine, utc_now
+from .errors import ConfigError
+from .ledger import CLAIMABLE_STATES, DeliveryState, Ledger, open_ledger
+from .redact import Redactor
+from .rules import validate
+
+log = logging.getLogger("postscheduler")
+
+SHUTDOWN_GRACE = 30.0  # seconds in-flight deliveries get to finish after SIGTERM
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunReport:
+    counts: dict[DeliveryState, int]
+    errors: int  # findings that hold posts back
+
+
+def _log_findings(catalog: Any) -> int:
+    errors = 0
+    for finding in catalog.findings:
+        if finding.is_error:
+            errors += 1
+            log.error("HELD %s", finding.as_text())
+    return errors
+
+
+async def run_once(
+    settings: Settings,
+    *,
+    clock: Callable[[], dt.datetime] = utc_now,
+    dry_run: bool = False,
+    redactor: Redactor | None = None,
+) -> RunReport:
+    """Recover, send what is due now, and return: for cron, CI, or a manual catch-up."""
+    redactor = redactor or Redactor.for_settings(settings)
+    ledger = open_ledger(settings.config.ledger, settings.base_dir)
+    with ledger, ledger.acquire_daemon_lock():
+        catalog = validate(settings, now=clock())
+        errors = _log_findings(catalog)
+        engine = Engine(settings, ledger, clock=clock, dry_run=dry_run, redact=redactor)
+        engine.load(catalog)
+        try:
+            await engine.recover()
+            await engine.run_due()
+        finally:
+            await engine.aclose()
+        return RunReport(ledger.counts(), errors)
+
+
+class Daemon:
+    """The scheduler loop. ``stop()`` (or a signal) ends ``run()``."""
+
+    def __init__(
+        self,
+        config_path: Path | None,
+        *,
+        settings: Settings | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.config_path = config_path
+        self.settings = settings or load_settings(config_path)
+        self.dry_run = dry_run
+        self.clock = clock
+        self.redactor = Redactor.for_settings(self.settings)
+        self._stop = asyncio.Event()
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self.ledger: Ledger | None = None
+        self.engine: Engine | None = None
+        self.scheduler: Any = None
+        self.reloads = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- reconciling ------------------------------------------------------------------------
+
+    def _new_engine(self, ledger: Ledger) -> Engine:
+        return Engine(
+            self.settings, ledger, clock=self.clock, dry_run=self.dry_run, redact=self.redactor
+        )
+
+    def reload(self, *, config_changed: bool = False) -> None:
+        """Re-read the posts (and the configuration) and reschedule to match."""
+        assert self.ledger is not None and self.engine is not None
+        if config_changed:
+            try:
+                self.settings = load_settings(self.config_path)
+            except ConfigError as exc:
+                log.error("configuration not reloaded, keeping the previous one: %s", exc)
+                return
+            self.redactor = Redactor.for_settings(self.settings)
+            self.engine = self._new_engine(self.ledger)
+        catalog = validate(self.settings, now=self.clock())
+        _log_findings(catalog)
+        result = self.engine.load(catalog)
+        self.reloads += 1
+        log.info(
+            "loaded %d posts from %d files: %d deliveries planned",
+            len(catalog.posts),
+            len(catalog.files),
+            result.planned,
+        )
+        self._schedule_all()
+
+    def _schedule_all(self) -> None:
+        assert self.ledger is not None
+        wanted: dict[str, dt.datetime] = {}
+        for row in self.ledger.deliveries(states=CLAIMABLE_STATES):
+            when = row.retry_at if row.state is DeliveryState.RETRY and row.retry_at else row.due_at
+            job_id = f"{row.key.post_id}@{row.key.account}"
+            wanted[job_id] = min(when, wanted.get(job_id, when))
+        for job in self.scheduler.get_jobs():
+            if job.id not in wanted:
+                job.remove()
+        for job_id, when in wanted.items():
+            self._schedule(job_id, when)
+
+    def _schedule(self, job_id: str, when: dt.datetime) -> None:
+        post_id, account = job_id.rsplit("@", 1)
+        run_at = max(when, self.clock())
+        job = self.scheduler.get_job(job_id)
+        if job is not None and job.next_run_time == run_at:
+            return
+        self.scheduler.add_job(
+            self._run_job,
+            "date",
+            run_date=run_at,
+            args=(post_id, account),
+            id=job_id,
+            replace_existing=True,
+            misfire_grace_time=None,  # the engine decides what is late, not the scheduler
+        )
+
+    async def _run_job(self, post_id: str, account: str) -> None:
+        if self._stop.is_set():
+            return
+        assert self.engine is not None
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            again = await self.engine.deliver(post_id, account)
+        finally:
+            self._in_flight.discard(task)
+        if again is not None and not self._stop.is_set():
+            self._schedule(f"{post_id}@{account}", again)
+
+    # --- watching ---------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        import watchfiles
+
+        posts_dir = self.settings.posts_dir
+        paths = [posts_dir]
+        config = self.settings.path.resolve() if self.settings.path else None
+        if config is not None:
+            paths.append(config.parent)
+        async for changes in watchfiles.awatch(
+            *paths, stop_event=self._stop, debounce=200, step=50, recursive=True
+        ):
+            changed = {Path(p).resolve() for _, p in changes}
+            config_changed = config is not None and config in changed
+            if config_changed or any(p.is_relative_to(posts_dir) for p in changed):
+                log.info("change seen in %d files: reloading", len(changed))
+                self.reload(config_changed=config_changed)
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self.ledger = open_ledger(self.settings.config.ledger, self.settings.base_dir)
+        with self.ledger, self.ledger.acquire_daemon_lock():
+            self.engine = self._new_engine(self.ledger)
+            self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
+            self.scheduler.start()
+            watcher: asyncio.Task[None] | None = None
+            try:
+                catalog = validate(self.settings, now=self.clock())
+                _log_findings(catalog)
+                self.engine.load(catalog)
+                await self.engine.recover()
+                self.reload()
+                log.info("daemon started: watching %s", self.settings.posts_dir)
+                watcher = asyncio.create_task(self._watch())
+                await self._stop.wait()
+                log.info(
+                    "stopping: no new deliveries; waiting for %d in flight", len(self._in_flight)
+                )
+            finally:
+                self.scheduler.shutdown(wait=False)
+                if self._in_flight:
+                    await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
+                self._stop.set()
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher
+                await self.engine.aclose()
+        log.info("daemon stopped")
