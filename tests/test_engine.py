@@ -1,0 +1,365 @@
+"""The delivery engine against scripted publishers and the real outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from postscheduler.engine import Engine
+from postscheduler.ledger import DeliveryKey, DeliveryState
+from postscheduler.ledger.sqlite import SqliteLedger
+from postscheduler.publishers import (
+    OutcomeUnknownError,
+    PermanentError,
+    Published,
+    Publisher,
+    PublishJob,
+    TransientError,
+)
+from postscheduler.redact import Redactor
+from postscheduler.rules import validate
+
+from .conftest import Project
+
+T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
+
+CONFIG = """\
+timezone: UTC
+posts_dir: posts
+ledger: ledger.db
+accounts:
+  outbox: {platform: outbox, path: outbox}
+  a: {platform: outbox, path: out-a}
+  b: {platform: outbox, path: out-b}
+defaults: {accounts: [outbox]}
+publishing:
+  late_grace: 30m
+  retry: {attempts: 3, first_delay: 30s, max_delay: 10m}
+"""
+
+
+class Clock:
+    def __init__(self, now: dt.datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += dt.timedelta(**kw)
+
+
+class Scripted(Publisher):
+    """Publishes according to a script: each entry is an exception to raise or None."""
+
+    platform = "outbox"
+
+    def __init__(self, script: list[Exception | None] | None = None, idempotent: bool = False):
+        self.script = list(script or [])
+        self.calls: list[PublishJob] = []
+        self.active = 0
+        self.max_active = 0
+        self.delay = 0.0
+        self.idempotent = idempotent  # type: ignore[misc]  # per fake, not per class
+
+    async def publish(self, job: PublishJob) -> Published:
+        self.calls.append(job)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            outcome = self.script.pop(0) if self.script else None
+            if outcome is not None:
+                raise outcome
+            return Published(f"r{len(self.calls)}", f"https://example.test/{len(self.calls)}")
+        finally:
+            self.active -= 1
+
+    async def check_credentials(self) -> str:
+        return "scripted"
+
+
+@pytest.fixture
+def project(make_project: Callable[[str], Project]) -> Project:
+    return make_project(CONFIG)
+
+
+def engine_for(project: Project, clock: Clock, **publishers: Publisher) -> Engine:
+    settings = project.settings()
+    ledger = SqliteLedger(project.root / "ledger.db")
+    engine = Engine(
+        settings, ledger, clock=clock, publishers=publishers, redact=Redactor.for_settings(settings)
+    )
+    engine.load(validate(settings, now=clock()))
+    return engine
+
+
+def state(engine: Engine, post: str, account: str = "outbox", part: int = 0) -> Any:
+    row = engine.ledger.get(DeliveryKey(post, account, part))
+    assert row is not None
+    return row
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_outbox_publishes_exactly_once(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: Hello.\nthread: [Two., Three.]\n")
+    clock = Clock(T0 + dt.timedelta(seconds=1))
+    engine = engine_for(project, clock)
+    run(engine.run_due())
+    run(engine.run_due())
+    files = sorted(p.name for p in (project.root / "outbox").glob("*.json"))
+    assert files == ["p.outbox.1.json", "p.outbox.2.json", "p.outbox.3.json"]
+    second = json.loads((project.root / "outbox" / "p.outbox.2.json").read_text())
+    first_id = state(engine, "p").remote_id
+    assert second["in_reply_to"] == first_id and second["text"] == "Two."
+    timeline = (project.root / "outbox" / "timeline.txt").read_text()
+    assert timeline.count("=== ") == 3
+    assert [state(engine, "p", part=i).state for i in range(3)] == [DeliveryState.PUBLISHED] * 3
+
+
+def test_not_due_yet_is_not_sent(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 10:00\ntext: Later.\n")
+    fake = Scripted()
+    engine = engine_for(project, Clock(), outbox=fake)
+    run(engine.run_due())
+    assert fake.calls == [] and state(engine, "p").state is DeliveryState.PLANNED
+    assert run(engine.deliver("p", "outbox")) == dt.datetime(2027, 1, 14, 10, 0, tzinfo=dt.UTC)
+
+
+def test_thread_parts_in_order_each_replying_to_the_last(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\nthread: [Two., Three.]\n")
+    fake = Scripted()
+    engine = engine_for(project, Clock(), outbox=fake)
+    run(engine.run_due())
+    assert [c.text for c in fake.calls] == ["One.", "Two.", "Three."]
+    assert [c.reply_to.remote_id if c.reply_to else None for c in fake.calls] == [None, "r1", "r2"]
+    assert all(c.root is None or c.root.remote_id == "r1" for c in fake.calls)
+
+
+def test_transient_error_retries_with_backoff_then_fails(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\nthread: [Two.]\n")
+    fake = Scripted([TransientError("503 Service Unavailable")] * 3)
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    again = run(engine.deliver("p", "outbox"))
+    row = state(engine, "p")
+    assert row.state is DeliveryState.RETRY and row.reason == "503 Service Unavailable"
+    assert T0 + dt.timedelta(seconds=15) <= again <= T0 + dt.timedelta(seconds=30)  # jitter
+    clock.now = again
+    again = run(engine.deliver("p", "outbox"))
+    assert T0 + dt.timedelta(seconds=15 + 30) <= again  # doubled
+    clock.now = again
+    assert run(engine.deliver("p", "outbox")) is None
+    row = state(engine, "p")
+    assert row.state is DeliveryState.FAILED and "gave up after 3 attempts" in row.reason
+    assert state(engine, "p", part=1).state is DeliveryState.PLANNED  # the thread stops there
+    assert len({c.identity for c in fake.calls}) == 1  # the same identity on every attempt
+
+
+def test_retry_after_is_honoured(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted([TransientError("429 Too Many Requests", retry_after=120)])
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    assert run(engine.deliver("p", "outbox")) == T0 + dt.timedelta(seconds=120)
+    clock.advance(seconds=119)
+    run(engine.run_due())
+    assert len(fake.calls) == 1
+    clock.advance(seconds=1)
+    run(engine.run_due())
+    assert state(engine, "p").state is DeliveryState.PUBLISHED and len(fake.calls) == 2
+
+
+def test_permanent_error_fails_at_once_with_the_platform_words(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted([PermanentError("mastodon: 422 Text character limit of 500 exceeded")])
+    engine = engine_for(project, Clock(), outbox=fake)
+    assert run(engine.deliver("p", "outbox")) is None
+    row = state(engine, "p")
+    assert (row.state, row.reason) == (
+        DeliveryState.FAILED,
+        "mastodon: 422 Text character limit of 500 exceeded",
+    )
+
+
+def test_unknown_outcome_is_never_resent_by_a_non_idempotent_publisher(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted([OutcomeUnknownError("connection reset after the request was sent")])
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    run(engine.run_due())
+    clock.advance(hours=1)
+    run(engine.run_due())
+    row = state(engine, "p")
+    assert row.state is DeliveryState.UNCONFIRMED and "resolve p --account outbox" in row.reason
+    assert len(fake.calls) == 1
+
+
+def test_unknown_outcome_is_resent_by_an_idempotent_publisher(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted([OutcomeUnknownError("read timeout")], idempotent=True)
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    clock.now = run(engine.deliver("p", "outbox"))
+    run(engine.run_due())
+    assert state(engine, "p").state is DeliveryState.PUBLISHED
+    assert fake.calls[0].identity == fake.calls[1].identity
+
+
+def test_late_and_expired_are_skipped_loudly(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.write("late.yaml", "id: late\nat: 2027-01-14 08:00\ntext: Old.\n")
+    project.write("grace.yaml", "id: grace\nat: 2027-01-14 08:45\ntext: Just in time.\n")
+    project.write(
+        "exp.yaml", "id: exp\nat: 2027-01-14 08:59\nexpires: 2027-01-14 09:00\ntext: Gone.\n"
+    )
+    fake = Scripted()
+    engine = engine_for(project, Clock(), outbox=fake)
+    with caplog.at_level(logging.WARNING, logger="postscheduler"):
+        run(engine.run_due())
+    assert (state(engine, "late").state, state(engine, "late").reason) == (
+        DeliveryState.SKIPPED,
+        "late",
+    )
+    assert state(engine, "exp").reason == "expired"
+    assert state(engine, "grace").state is DeliveryState.PUBLISHED
+    assert [c.key.post_id for c in fake.calls] == ["grace"]
+    assert sum("SKIPPED" in r.message for r in caplog.records) == 2
+
+
+def test_edit_delete_and_hold(project: Project) -> None:
+    project.write("edit.yaml", "id: edit\nat: 2027-01-14 10:00\ntext: v1\n")
+    project.write("gone.yaml", "id: gone\nat: 2027-01-14 10:00\ntext: bye\n")
+    project.write("held.yaml", "id: held\nat: 2027-01-14 09:00\ntext: ok\n")
+    clock = Clock()
+    fake = Scripted()
+    engine = engine_for(project, clock, outbox=fake)
+    settings = engine.settings
+    project.write("edit.yaml", "id: edit\nat: 2027-01-14 11:00\ntext: v2\n")
+    (project.posts / "gone.yaml").unlink()
+    project.write("held.yaml", "id: held\nat: 2027-01-14 09:00\ntxt: typo\n")
+    engine.load(validate(settings, now=clock()))
+    assert state(engine, "edit").due_at == dt.datetime(2027, 1, 14, 11, tzinfo=dt.UTC)
+    assert (state(engine, "gone").state, state(engine, "gone").reason) == (
+        DeliveryState.SKIPPED,
+        "deleted",
+    )
+    run(engine.run_due())
+    assert fake.calls == []  # held: its file has an error
+    assert state(engine, "held").state is DeliveryState.PLANNED
+    project.write("held.yaml", "id: held\nat: 2027-01-14 09:00\ntext: fixed\n")
+    engine.load(validate(settings, now=clock()))
+    run(engine.run_due())
+    assert [c.text for c in fake.calls] == ["fixed"]
+
+
+def test_published_post_is_not_resent_after_an_edit(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: v1\n")
+    clock = Clock()
+    fake = Scripted()
+    engine = engine_for(project, clock, outbox=fake)
+    run(engine.run_due())
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:30\ntext: v2\n")
+    with caplog.at_level(logging.WARNING, logger="postscheduler"):
+        result = engine.load(validate(engine.settings, now=clock()))
+    clock.advance(hours=1)
+    run(engine.run_due())
+    assert len(fake.calls) == 1 and result.changed_after_publishing == [DeliveryKey("p", "outbox")]
+    assert any("edited after it was published" in r.message for r in caplog.records)
+
+
+def test_accounts_go_out_concurrently(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: hi\naccounts: [a, b]\n")
+    shared = Scripted()
+    shared.delay = 0.05
+    engine = engine_for(project, Clock(), a=shared, b=shared)
+    run(engine.run_due())
+    assert shared.max_active == 2  # both accounts were in flight at once
+
+
+def test_recovery_of_in_doubt_deliveries(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: hi\naccounts: [a, b, outbox]\n")
+    clock = Clock()
+    engine = engine_for(project, clock)
+    for account in ("a", "b", "outbox"):
+        engine.ledger.claim(DeliveryKey("p", account), "id-" + account, clock())
+    # outbox: the file was written before the crash; a: not idempotent; b: idempotent
+    run(engine.publisher("outbox").publish(_job_for(engine, "outbox")))
+    a, b = Scripted(), Scripted(idempotent=True)
+    engine._publishers.update(a=a, b=b)
+    run(engine.recover())
+    assert state(engine, "p", "outbox").state is DeliveryState.PUBLISHED
+    assert state(engine, "p", "a").state is DeliveryState.UNCONFIRMED
+    assert state(engine, "p", "b").state is DeliveryState.RETRY
+    run(engine.run_due())
+    assert a.calls == []  # never resent automatically
+    assert [c.identity for c in b.calls] == ["id-b"]  # resent under its recorded identity
+    assert state(engine, "p", "b").state is DeliveryState.PUBLISHED
+    timeline = (project.root / "outbox" / "timeline.txt").read_text()
+    assert timeline.count("=== ") == 1
+
+
+def _job_for(engine: Engine, account: str) -> PublishJob:
+    from postscheduler.render import render_post
+
+    sp = engine.catalog.get("p")
+    rendering = render_post(sp.post, account, engine.settings)
+    row = state(engine, "p", account)
+    return engine._job(rendering, rendering.parts[0], row, row.identity, [])
+
+
+def test_secrets_never_reach_the_ledger_or_logs(
+    make_project: Callable[[str], Project], caplog: pytest.LogCaptureFixture
+) -> None:
+    canary = "canary-9f3K-TOPSECRET"
+    project = make_project(
+        CONFIG.replace(
+            "accounts:\n",
+            'accounts:\n  m: {platform: mastodon, instance: "https://m.x", token: "${TOKEN}"}\n',
+        )
+    )
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: hi\naccounts: [m]\n")
+    settings = project.settings({"TOKEN": canary})
+    leaky = Scripted(
+        [PermanentError(f"401 for Authorization: Bearer {canary} at /api?token={canary}")]
+    )
+    ledger = SqliteLedger(project.root / "ledger.db")
+    engine = Engine(
+        settings,
+        ledger,
+        clock=Clock(),
+        publishers={"m": leaky},
+        redact=Redactor.for_settings(settings),
+    )
+    engine.load(validate(settings, now=T0))
+    with caplog.at_level(logging.DEBUG, logger="postscheduler"):
+        run(engine.run_due())
+    row = state(engine, "p", "m")
+    assert row.state is DeliveryState.FAILED and canary not in row.reason and "***" in row.reason
+    assert all(canary not in (e.detail or "") for e in ledger.events())
+    assert canary not in (project.root / "ledger.db").read_bytes().decode("latin-1")
+    assert all(canary not in r.getMessage() for r in caplog.records)
+
+
+def test_dry_run_sends_nothing(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: hi\n")
+    fake = Scripted()
+    settings = project.settings()
+    ledger = SqliteLedger(project.root / "ledger.db")
+    engine = Engine(settings, ledger, clock=Clock(), publishers={"outbox": fake}, dry_run=True)
+    engine.load(validate(settings, now=T0))
+    run(engine.run_due())
+    assert fake.calls == [] and state(engine, "p").state is DeliveryState.PLANNED
