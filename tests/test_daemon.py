@@ -1,0 +1,145 @@
+"""`postscheduler run` as a real process: publishing on time, following edits, stopping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from postscheduler.ledger import DeliveryKey, DeliveryState
+from postscheduler.ledger.sqlite import SqliteLedger
+
+from .conftest import Project
+
+CONFIG = """\
+timezone: UTC
+posts_dir: posts
+ledger: state/ledger.db
+accounts:
+  outbox: {platform: outbox, path: outbox}
+defaults: {accounts: [outbox]}
+"""
+
+
+def at(seconds: float) -> str:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return when.isoformat(timespec="seconds")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.fixture
+def project(make_project: Callable[[str], Project]) -> Project:
+    return make_project(CONFIG)
+
+
+@pytest.fixture
+def daemon(project: Project) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=10)
+
+
+def row(project: Project, post: str) -> DeliveryState | None:
+    ledger = SqliteLedger(project.root / "state" / "ledger.db")
+    try:
+        found = ledger.get(DeliveryKey(post, "outbox"))
+        return found.state if found else None
+    finally:
+        ledger.close()
+
+
+def outbox(project: Project, post: str) -> Path:
+    return project.root / "outbox" / f"{post}.outbox.1.json"
+
+
+def test_daemon_publishes_on_time_follows_edits_and_stops_cleanly(
+    project: Project, daemon: subprocess.Popen[str]
+) -> None:
+    project.write("soon.yaml", f"id: soon\nat: {at(1.5)}\ntext: On time.\n")
+    project.write("later.yaml", f"id: later\nat: {at(3600)}\ntext: Not yet.\n")
+    project.write("dropped.yaml", f"id: dropped\nat: {at(3600)}\ntext: Never.\n")
+    assert wait_for(lambda: outbox(project, "soon").exists()), "the due post never arrived"
+    assert not outbox(project, "later").exists()
+
+    # edits while running: a new post, a post moved to now, a deleted post, a broken file
+    project.write("new.yaml", f"id: new\nat: {at(1)}\ntext: Added while running.\n")
+    project.write("later.yaml", f"id: later\nat: {at(1)}\ntext: Moved up.\n")
+    (project.posts / "dropped.yaml").unlink()
+    project.write("broken.yaml", "id: broken\nat: [\n")
+    assert wait_for(lambda: outbox(project, "new").exists() and outbox(project, "later").exists())
+    assert wait_for(lambda: row(project, "dropped") is DeliveryState.SKIPPED)
+
+    # a second daemon on the same ledger is refused
+    second = subprocess.run(
+        [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 2
+    assert "another postscheduler daemon is running" in second.stderr
+    assert "Traceback" not in second.stderr
+
+    daemon.send_signal(signal.SIGTERM)
+    output, _ = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, output
+    assert "Traceback" not in output
+    assert "broken.yaml" in output  # the bad file was reported, the rest went on
+    assert "daemon stopped" in output
+    for post in ("soon", "new", "later"):
+        assert row(project, post) is DeliveryState.PUBLISHED
+
+
+def test_run_once_and_status(project: Project) -> None:
+    project.write("due.yaml", f"id: due\nat: {at(-5)}\ntext: Due.\n")
+    project.write("future.yaml", f"id: future\nat: {at(3600)}\ntext: Later.\n")
+    cmd = [sys.executable, "-m", "postscheduler"]
+    once = subprocess.run(
+        [*cmd, "run", "--once", "-c", str(project.config_path)], capture_output=True, text=True
+    )
+    assert once.returncode == 0, once.stderr
+    assert outbox(project, "due").exists() and not outbox(project, "future").exists()
+    status = subprocess.run(
+        [*cmd, "status", "-c", str(project.config_path)], capture_output=True, text=True
+    )
+    assert status.returncode == 0
+    assert "planned: 1" in status.stdout and "published: 1" in status.stdout
+    assert "next: future → outbox" in status.stdout
+    hist = subprocess.run(
+        [*cmd, "history", "--post", "due", "-c", str(project.config_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert [line.split()[7] for line in hist.stdout.splitlines()[2:]] == [
+        "planned",
+        "sending",
+        "published",
+    ]
+    again = subprocess.run(
+        [*cmd, "run", "--once", "-c", str(project.config_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0
+    assert len(list((project.root / "outbox").glob("*.json"))) == 1  # nothing sent twice
