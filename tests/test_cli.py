@@ -168,11 +168,24 @@ def test_init_scaffolds_a_valid_project(tmp_path: Path) -> None:
 def test_every_command_has_help_with_an_example() -> None:
     import typer.main
 
-    group = typer.main.get_command(app)
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
-        assert command.help, name
-        assert "Example: postscheduler " + name in command.help, name
-        assert f"`{name}" in (PROJECT_ROOT / "README.md").read_text(), f"README lacks {name}"
+    readme = (PROJECT_ROOT / "README.md").read_text()
+
+    def walk(group: object, prefix: str) -> list[tuple[str, object]]:
+        found = []
+        for name, command in group.commands.items():  # type: ignore[attr-defined]
+            full = f"{prefix}{name}"
+            if hasattr(command, "commands"):
+                found.extend(walk(command, full + " "))
+            else:
+                found.append((full, command))
+        return found
+
+    commands = walk(typer.main.get_command(app), "")
+    assert len(commands) >= 12
+    for name, command in commands:
+        assert command.help, name  # type: ignore[attr-defined]
+        assert "Example: postscheduler " + name in command.help, name  # type: ignore[attr-defined]
+        assert f"`{name}" in readme, f"README lacks {name}"
 
 
 def test_version() -> None:

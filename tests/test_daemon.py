@@ -90,6 +90,20 @@ def test_daemon_publishes_on_time_follows_edits_and_stops_cleanly(
     assert wait_for(lambda: outbox(project, "new").exists() and outbox(project, "later").exists())
     assert wait_for(lambda: row(project, "dropped") is DeliveryState.SKIPPED)
 
+    # `publish --now` from another shell: the running daemon sends it
+    project.write("manual.yaml", f"id: manual\nat: {at(7200)}\ntext: By hand.\n")
+    assert wait_for(lambda: row(project, "manual") is DeliveryState.PLANNED)
+    config = ["-c", str(project.config_path)]
+    by_hand = subprocess.run(
+        [sys.executable, "-m", "postscheduler", "publish", "manual", "--now", *config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert "a daemon is running" in by_hand.stderr
+    assert wait_for(lambda: outbox(project, "manual").exists())
+
     # a second daemon on the same ledger is refused
     second = subprocess.run(
         [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
@@ -107,7 +121,7 @@ def test_daemon_publishes_on_time_follows_edits_and_stops_cleanly(
     assert "Traceback" not in output
     assert "broken.yaml" in output  # the bad file was reported, the rest went on
     assert "daemon stopped" in output
-    for post in ("soon", "new", "later"):
+    for post in ("soon", "new", "later", "manual"):
         assert row(project, post) is DeliveryState.PUBLISHED
 
 

@@ -479,6 +479,128 @@ def history(
         typer.echo("No history yet.")
 
 
+def _report_outcome(outcome: Any, settings: Any) -> None:
+    for row in outcome.deliveries:
+        line = f"{row.key}: {row.state.value}"
+        if row.remote_url or row.remote_id:
+            line += f" ({row.remote_url or row.remote_id})"
+        if row.reason:
+            line += f": {row.reason}"
+        typer.echo(line)
+    if outcome.sent_by_daemon:
+        _echo_err("a daemon is running on this ledger: it sends these within seconds")
+
+
+@app.command()
+def publish(
+    post_id: Annotated[str, typer.Argument(metavar="POST", help="The post id.")],
+    now: Annotated[bool, typer.Option("--now", help="Send it now (required).")] = False,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only to this account.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send a post now instead of at its time; parts already published are not sent again.
+
+    Example: postscheduler publish peru-article --now --account outbox
+    """
+    from .operations import publish_now
+
+    if not now:
+        _echo_err("error: say --now to publish a post before its time")
+        raise typer.Exit(EXIT_UNUSABLE)
+    with _reported():
+        settings = _settings(config)
+        from .redact import setup_logging
+
+        setup_logging(settings)
+        outcome = publish_now(settings, post_id, account)
+    _report_outcome(outcome, settings)
+
+
+@app.command()
+def retry(
+    post_id: Annotated[
+        str | None, typer.Argument(metavar="[POST]", help="The post whose failures to retry.")
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed delivery.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Send failed deliveries again, after fixing what made them fail.
+
+    Example: postscheduler retry --failed
+    """
+    from .operations import retry_failed
+
+    if (post_id is None) == (not failed):
+        _echo_err("error: give a POST, or --failed for every failed delivery")
+        raise typer.Exit(EXIT_UNUSABLE)
+    with _reported():
+        settings = _settings(config)
+        from .redact import setup_logging
+
+        setup_logging(settings)
+        outcome = retry_failed(settings, post_id)
+    _report_outcome(outcome, settings)
+
+
+@app.command()
+def resolve(
+    post_id: Annotated[str, typer.Argument(metavar="POST", help="The post id.")],
+    account: Annotated[str, typer.Option("--account", "-a", help="The account.")],
+    sent: Annotated[bool, typer.Option("--sent", help="It was published: record it.")] = False,
+    resend: Annotated[bool, typer.Option("--resend", help="It was not: send it again.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Settle an unconfirmed delivery after checking the account by hand.
+
+    Example: postscheduler resolve peru-article --account x --sent
+    """
+    from .operations import resolve_unconfirmed
+
+    if sent == resend:
+        _echo_err("error: say --sent (it went out) or --resend (it did not)")
+        raise typer.Exit(EXIT_UNUSABLE)
+    with _reported():
+        settings = _settings(config)
+        from .redact import setup_logging
+
+        setup_logging(settings)
+        outcome = resolve_unconfirmed(settings, post_id, account, sent=sent)
+    _report_outcome(outcome, settings)
+
+
+accounts_app = typer.Typer(help="Configured accounts.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.command("check")
+def accounts_check(
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Verify each account's credentials with its platform.
+
+    Example: postscheduler accounts check
+    """
+    import asyncio
+
+    from .config import unknown_account_finding
+    from .operations import check_accounts
+
+    with _reported():
+        settings = _settings(config)
+        if account is not None and account not in settings.config.accounts:
+            raise PostschedulerError(unknown_account_finding(account, settings).as_text())
+        results = asyncio.run(check_accounts(settings, account))
+    for r in results:
+        typer.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.account} ({r.platform}): {r.detail}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
 # --- schema and init --------------------------------------------------------------------
 
 

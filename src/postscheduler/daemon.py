@@ -33,6 +33,9 @@ from .rules import validate
 log = logging.getLogger("postscheduler")
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight deliveries get to finish after SIGTERM
+# How often the daemon re-reads the ledger, to pick up what `publish --now`, `retry` and
+# `resolve --resend` made due while it runs.
+RESCAN_INTERVAL = 2.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -172,6 +175,13 @@ class Daemon:
         if again is not None and not self._stop.is_set():
             self._schedule(f"{post_id}@{account}", again)
 
+    async def _rescan(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), RESCAN_INTERVAL)
+            if not self._stop.is_set():
+                self._schedule_all()
+
     # --- watching ---------------------------------------------------------------------------
 
     async def _watch(self) -> None:
@@ -214,7 +224,9 @@ class Daemon:
                 self.reload()
                 log.info("daemon started: watching %s", self.settings.posts_dir)
                 watcher = asyncio.create_task(self._watch())
+                rescan = asyncio.create_task(self._rescan())
                 await self._stop.wait()
+                await rescan
                 log.info(
                     "stopping: no new deliveries; waiting for %d in flight", len(self._in_flight)
                 )

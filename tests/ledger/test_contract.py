@@ -251,3 +251,13 @@ def test_open_ledger_paths(tmp_path: Path) -> None:
     ledger.close()
     with pytest.raises(LedgerError, match="PostgreSQL"):
         open_ledger("postgresql://u@h/db", tmp_path)
+
+
+def test_a_person_s_send_now_survives_replanning_until_the_post_time_changes(
+    ledger: Ledger,
+) -> None:
+    ledger.plan(KEY, later(600), "h", now=T0)
+    ledger.requeue(KEY, T0, "publish --now", now=T0)
+    assert ledger.plan(KEY, later(600), "edited words", now=T0).due_at == T0
+    moved = ledger.plan(KEY, later(900), "edited words", now=T0)
+    assert (moved.due_at, moved.scheduled_at) == (later(900), later(900))

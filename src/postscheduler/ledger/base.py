@@ -74,7 +74,8 @@ class Delivery:
 
     key: DeliveryKey
     state: DeliveryState
-    due_at: dt.datetime
+    due_at: dt.datetime  # when to send: the post's time, or sooner if a person asked
+    scheduled_at: dt.datetime  # the post's time when it was last planned
     content_hash: str
     attempts: int = 0
     identity: str | None = None  # chosen before the first attempt: idempotency key, rkey...
@@ -101,12 +102,14 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     def plan(
-        self, key: DeliveryKey, due_at: dt.datetime, content_hash: str, now: dt.datetime
+        self, key: DeliveryKey, scheduled_at: dt.datetime, content_hash: str, now: dt.datetime
     ) -> Delivery:
-        """Make sure ``key`` is planned for ``due_at``; return its row.
+        """Make sure ``key`` is planned for the post's time ``scheduled_at``; return its row.
 
-        A delivery not yet attempted (planned, skipped) takes the new time and content; one
-        waiting to retry keeps its retry time; one in flight or done is returned unchanged.
+        A delivery not yet attempted (planned, skipped) whose post time changed is due at the
+        new time; one whose words alone changed keeps its due time (a ``publish --now`` stays
+        now); one waiting to retry keeps its retry time; one in flight or done is returned
+        unchanged.
         """
 
     @abc.abstractmethod
@@ -146,7 +149,8 @@ class Ledger(abc.ABC):
     def requeue(
         self, key: DeliveryKey, due_at: dt.datetime, reason: str, now: dt.datetime
     ) -> Delivery:
-        """A person's decision to send again (retry, resolve --resend): back to planned."""
+        """A person's decision to send now or again (publish --now, retry, resolve --resend):
+        planned, due at ``due_at``. Published and in-flight deliveries are unchanged."""
 
     @abc.abstractmethod
     def get(self, key: DeliveryKey) -> Delivery | None: ...

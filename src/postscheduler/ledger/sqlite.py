@@ -34,6 +34,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             part         INTEGER NOT NULL,
             state        TEXT    NOT NULL,
             due_at       TEXT    NOT NULL,
+            scheduled_at TEXT    NOT NULL,
             content_hash TEXT    NOT NULL,
             attempts     INTEGER NOT NULL DEFAULT 0,
             identity     TEXT,
@@ -61,7 +62,8 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 _COLUMNS = (
-    "post_id, account, part, state, due_at, content_hash, attempts, identity, retry_at, "
+    "post_id, account, part, state, due_at, scheduled_at, content_hash, attempts, identity, "
+    "retry_at, "
     "remote_id, remote_url, reason, updated_at"
 )
 
@@ -81,11 +83,13 @@ def _from_ts(value: str | None) -> dt.datetime | None:
 
 def _row(row: sqlite3.Row) -> Delivery:
     due = _from_ts(row["due_at"])
-    assert due is not None
+    scheduled = _from_ts(row["scheduled_at"])
+    assert due is not None and scheduled is not None
     return Delivery(
         key=DeliveryKey(row["post_id"], row["account"], row["part"]),
         state=DeliveryState(row["state"]),
         due_at=due,
+        scheduled_at=scheduled,
         content_hash=row["content_hash"],
         attempts=row["attempts"],
         identity=row["identity"],
@@ -210,51 +214,56 @@ class SqliteLedger(Ledger):
     # --- the contract ---------------------------------------------------------------------
 
     def plan(
-        self, key: DeliveryKey, due_at: dt.datetime, content_hash: str, now: dt.datetime
+        self, key: DeliveryKey, scheduled_at: dt.datetime, content_hash: str, now: dt.datetime
     ) -> Delivery:
         with self._write() as db:
             current = self._select(db, key)
+            where = (key.post_id, key.account, key.part)
             if current is None:
                 db.execute(
                     f"INSERT INTO deliveries ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?)",
+                    "(?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?)",
                     (
-                        key.post_id,
-                        key.account,
-                        key.part,
+                        *where,
                         DeliveryState.PLANNED.value,
-                        _ts(due_at),
+                        _ts(scheduled_at),
+                        _ts(scheduled_at),
                         content_hash,
                         _ts(now),
                     ),
                 )
-                self._event(db, key, DeliveryState.PLANNED, 0, now, f"due {_ts(due_at)}")
+                self._event(db, key, DeliveryState.PLANNED, 0, now, f"due {_ts(scheduled_at)}")
             elif current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
-                current.due_at != due_at
-                or current.content_hash != content_hash
-                or current.state is DeliveryState.SKIPPED
+                current.scheduled_at != scheduled_at or current.state is DeliveryState.SKIPPED
             ):
+                # The post's time changed (or a skipped post came back): it is due then,
+                # whatever a person had asked before.
                 db.execute(
-                    "UPDATE deliveries SET state=?, due_at=?, content_hash=?, reason=NULL, "
-                    "updated_at=? WHERE post_id=? AND account=? AND part=?",
+                    "UPDATE deliveries SET state=?, due_at=?, scheduled_at=?, content_hash=?, "
+                    "reason=NULL, updated_at=? WHERE post_id=? AND account=? AND part=?",
                     (
                         DeliveryState.PLANNED.value,
-                        _ts(due_at),
+                        _ts(scheduled_at),
+                        _ts(scheduled_at),
                         content_hash,
                         _ts(now),
-                        key.post_id,
-                        key.account,
-                        key.part,
+                        *where,
                     ),
                 )
                 self._event(
-                    db, key, DeliveryState.PLANNED, current.attempts, now, f"due {_ts(due_at)}"
+                    db,
+                    key,
+                    DeliveryState.PLANNED,
+                    current.attempts,
+                    now,
+                    f"due {_ts(scheduled_at)}",
                 )
-            elif current.state is DeliveryState.RETRY and current.content_hash != content_hash:
+            elif current.state in CLAIMABLE_STATES and current.content_hash != content_hash:
+                # Only the words changed: keep the time, which may be a `publish --now`.
                 db.execute(
                     "UPDATE deliveries SET content_hash=?, updated_at=? "
                     "WHERE post_id=? AND account=? AND part=?",
-                    (content_hash, _ts(now), key.post_id, key.account, key.part),
+                    (content_hash, _ts(now), *where),
                 )
             result = self._select(db, key)
         assert result is not None
@@ -356,6 +365,7 @@ class SqliteLedger(Ledger):
             DeliveryState.PLANNED,
             now,
             allowed_from=[
+                DeliveryState.PLANNED,
                 DeliveryState.FAILED,
                 DeliveryState.UNCONFIRMED,
                 DeliveryState.RETRY,

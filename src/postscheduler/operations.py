@@ -1,0 +1,160 @@
+"""What a person does to deliveries: send now, retry, resolve, check accounts.
+
+Each function changes the ledger, then sends what it made due, either itself (when no daemon
+holds the ledger) or by leaving it to the running daemon, which rescans the ledger every few
+seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+
+from .config import Settings
+from .engine import Engine, content_hash, utc_now
+from .errors import PostschedulerError
+from .ledger import (
+    Delivery,
+    DeliveryKey,
+    DeliveryState,
+    Ledger,
+    LedgerLockedError,
+    open_ledger,
+)
+from .publishers import PublishError, make_publisher
+from .redact import Redactor
+from .render import render_post, target_accounts
+from .rules import validate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an operation did: the deliveries it touched, as they are now."""
+
+    deliveries: list[Delivery]
+    sent_by_daemon: bool  # a running daemon holds the ledger and will send them
+
+
+def _accounts(settings: Settings, post_accounts: list[str], only: str | None) -> list[str]:
+    if only is None:
+        return post_accounts
+    if only not in post_accounts:
+        raise PostschedulerError(
+            f"the post does not go to {only!r} (it goes to {', '.join(post_accounts)})"
+        )
+    return [only]
+
+
+async def _send(settings: Settings, ledger: Ledger, groups: Iterable[tuple[str, str]]) -> bool:
+    """Send ``groups`` now if no daemon holds the ledger; True if a daemon will instead."""
+    try:
+        with ledger.acquire_daemon_lock():
+            engine = Engine(settings, ledger, redact=Redactor.for_settings(settings))
+            engine.load(validate(settings, now=utc_now()))
+            try:
+                for post_id, account in groups:
+                    await engine.deliver(post_id, account)
+            finally:
+                await engine.aclose()
+    except LedgerLockedError:
+        return True
+    return False
+
+
+def _rows(ledger: Ledger, keys: Iterable[DeliveryKey]) -> list[Delivery]:
+    return [row for key in keys if (row := ledger.get(key)) is not None]
+
+
+def publish_now(settings: Settings, post_id: str, account: str | None = None) -> Outcome:
+    """Send a post now instead of at its time; published parts are never sent again."""
+    catalog = validate(settings, now=utc_now())
+    sp = catalog.get(post_id)
+    errors = catalog.errors_for(post_id)
+    if errors:
+        raise PostschedulerError(
+            f"post {post_id!r} has errors; fix them first:\n  "
+            + "\n  ".join(f.as_text() for f in errors)
+        )
+    now = utc_now()
+    keys: list[DeliveryKey] = []
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+        for name in _accounts(settings, target_accounts(sp.post, settings), account):
+            for part in render_post(sp.post, name, settings).parts:
+                key = DeliveryKey(post_id, name, part.index)
+                row = ledger.plan(key, sp.post.at or now, content_hash(part), now)
+                if row.state is DeliveryState.UNCONFIRMED:
+                    raise PostschedulerError(
+                        f"{key} may already have been published: settle it first with "
+                        f"`postscheduler resolve {post_id} --account {name} --sent|--resend`"
+                    )
+                if row.state is not DeliveryState.PUBLISHED:
+                    ledger.requeue(key, now, "publish --now", now)
+                keys.append(key)
+        groups = dict.fromkeys((k.post_id, k.account) for k in keys)
+        by_daemon = asyncio.run(_send(settings, ledger, groups))
+        return Outcome(_rows(ledger, keys), by_daemon)
+
+
+def retry_failed(settings: Settings, post_id: str | None = None) -> Outcome:
+    """Send failed deliveries again (all of them, or one post's)."""
+    now = utc_now()
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+        failed = ledger.deliveries(post_id=post_id, states=[DeliveryState.FAILED])
+        if not failed:
+            raise PostschedulerError(
+                "nothing failed" + (f" for post {post_id!r}" if post_id else "")
+            )
+        for row in failed:
+            ledger.requeue(row.key, now, "retry requested", now)
+        groups = dict.fromkeys((r.key.post_id, r.key.account) for r in failed)
+        by_daemon = asyncio.run(_send(settings, ledger, groups))
+        return Outcome(_rows(ledger, [r.key for r in failed]), by_daemon)
+
+
+def resolve_unconfirmed(settings: Settings, post_id: str, account: str, *, sent: bool) -> Outcome:
+    """A person's answer for an unconfirmed delivery: it was sent, or send it again."""
+    now = utc_now()
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+        rows = ledger.deliveries(
+            post_id=post_id, account=account, states=[DeliveryState.UNCONFIRMED]
+        )
+        if not rows:
+            raise PostschedulerError(f"nothing of {post_id!r} to {account!r} is unconfirmed")
+        for row in rows:
+            if sent:
+                ledger.record_published(row.key, None, None, now, detail="confirmed by hand")
+            else:
+                ledger.requeue(row.key, now, "resend requested by hand", now)
+        by_daemon = False
+        if not sent:
+            by_daemon = asyncio.run(_send(settings, ledger, [(post_id, account)]))
+        return Outcome(_rows(ledger, [r.key for r in rows]), by_daemon)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccountCheck:
+    account: str
+    platform: str
+    ok: bool
+    detail: str
+
+
+async def check_accounts(settings: Settings, only: str | None = None) -> list[AccountCheck]:
+    """Verify each account's credentials with its platform, concurrently."""
+    names = [only] if only else list(settings.config.accounts)
+    redact = Redactor.for_settings(settings)
+
+    async def check(name: str) -> AccountCheck:
+        platform = settings.config.accounts[name].platform
+        try:
+            publisher = make_publisher(name, settings)
+            try:
+                detail = await publisher.check_credentials()
+            finally:
+                await publisher.aclose()
+        except PublishError as exc:
+            return AccountCheck(name, platform, False, redact(exc.message))
+        return AccountCheck(name, platform, True, redact(detail))
+
+    return list(await asyncio.gather(*(check(n) for n in names)))

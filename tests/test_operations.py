@@ -1,0 +1,125 @@
+"""publish --now, retry, resolve and accounts check, through the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from postscheduler.cli import app
+from postscheduler.ledger import DeliveryKey, DeliveryState
+from postscheduler.ledger.sqlite import SqliteLedger
+
+from .conftest import Project
+
+CONFIG = """\
+timezone: UTC
+posts_dir: posts
+ledger: ledger.db
+accounts:
+  outbox: {platform: outbox, path: outbox}
+  x:
+    platform: x
+    consumer_key: ${X_KEY}
+    consumer_secret: ${X_SECRET}
+    access_token: ${X_TOKEN}
+    access_token_secret: ${X_TOKEN_SECRET}
+defaults: {accounts: [outbox]}
+"""
+
+runner = CliRunner()
+NOW = dt.datetime.now(dt.UTC)
+POST_AT = dt.datetime(2099, 1, 1, 9, 0, tzinfo=dt.UTC)  # the time in future.yaml
+
+
+@pytest.fixture
+def project(make_project: Callable[[str], Project]) -> Project:
+    p = make_project(CONFIG)
+    p.write("future.yaml", "id: future\nat: 2099-01-01 09:00\ntext: Far ahead.\nthread: [Two.]\n")
+    return p
+
+
+def cli(project: Project, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [*args, "-c", str(project.config_path)], catch_exceptions=False)
+
+
+def ledger(project: Project) -> SqliteLedger:
+    return SqliteLedger(project.root / "ledger.db")
+
+
+def test_publish_now_sends_a_future_post_once(project: Project) -> None:
+    result = cli(project, "publish", "future", "--now")
+    assert result.exit_code == 0, result.output
+    assert "future → outbox: published" in result.stdout
+    assert "future → outbox part 2: published" in result.stdout
+    assert len(list((project.root / "outbox").glob("*.json"))) == 2
+    again = cli(project, "publish", "future", "--now")
+    assert again.exit_code == 0
+    assert len(list((project.root / "outbox").glob("*.json"))) == 2  # nothing sent twice
+
+
+def test_publish_needs_now_and_a_valid_post(project: Project) -> None:
+    assert cli(project, "publish", "future").exit_code == 2
+    project.write("bad.yaml", "id: bad\nat: 2099-01-01 09:00\ntext: hi\naccounts: [nope]\n")
+    result = cli(project, "publish", "bad", "--now")
+    assert result.exit_code == 2 and "has errors" in result.stderr
+    result = cli(project, "publish", "futur", "--now")
+    assert result.exit_code == 2 and "did you mean 'future'" in result.stderr
+    result = cli(project, "publish", "future", "--now", "--account", "x")
+    assert result.exit_code == 2 and "does not go to 'x'" in result.stderr
+
+
+def test_retry_failed(project: Project) -> None:
+    cli(project, "validate")
+    with ledger(project) as db:
+        key = DeliveryKey("future", "outbox")
+        db.plan(key, POST_AT, "h", NOW)
+        db.claim(key, "id", NOW)
+        db.record_failed(key, "500 broken", NOW)
+    assert cli(project, "status").exit_code == 1
+    assert "FAILED: future → outbox after 1 attempts: 500 broken" in cli(project, "status").stdout
+    result = cli(project, "retry", "--failed")
+    assert result.exit_code == 0, result.output
+    assert "future → outbox: published" in result.stdout
+    assert cli(project, "retry", "--failed").exit_code == 2  # nothing failed any more
+    assert cli(project, "retry").exit_code == 2
+
+
+def test_resolve_unconfirmed(project: Project) -> None:
+    with ledger(project) as db:
+        for post in ("a", "b"):
+            key = DeliveryKey("future", "outbox", 0 if post == "a" else 1)
+            db.plan(key, POST_AT, "h", NOW)
+            db.claim(key, "id", NOW)
+            db.record_unconfirmed(key, "connection lost", NOW)
+    result = cli(project, "publish", "future", "--now")
+    assert result.exit_code == 2 and "resolve future --account outbox" in result.stderr
+    assert cli(project, "resolve", "future", "--account", "outbox").exit_code == 2
+    result = cli(project, "resolve", "future", "--account", "outbox", "--sent")
+    assert result.exit_code == 0, result.output
+    with ledger(project) as db:
+        assert all(r.state is DeliveryState.PUBLISHED for r in db.deliveries(post_id="future"))
+        assert db.events(post_id="future")[-1].detail == "confirmed by hand"
+    assert not (project.root / "outbox").exists()  # --sent sends nothing
+
+
+def test_resolve_resend(project: Project) -> None:
+    with ledger(project) as db:
+        key = DeliveryKey("future", "outbox")
+        db.plan(key, POST_AT, "h", NOW)
+        db.claim(key, "id", NOW)
+        db.record_unconfirmed(key, "connection lost", NOW)
+    result = cli(project, "resolve", "future", "--account", "outbox", "--resend")
+    assert result.exit_code == 0, result.output
+    assert (project.root / "outbox" / "future.outbox.1.json").exists()
+
+
+def test_accounts_check(project: Project) -> None:
+    result = cli(project, "accounts", "check")
+    assert result.exit_code == 1
+    assert "ok    outbox (outbox): folder" in result.stdout
+    assert "FAIL  x (x):" in result.stdout
+    assert cli(project, "accounts", "check", "--account", "outbox").exit_code == 0
+    assert cli(project, "accounts", "check", "--account", "nope").exit_code == 2
