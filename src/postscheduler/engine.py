@@ -143,6 +143,7 @@ class Engine:
         self.catalog = Catalog()
         self._publishers: dict[str, Publisher] = dict(publishers or {})
         self._http = http
+        self._owns_http = False
         self._account_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._last_sent: dict[str, dt.datetime] = {}
 
@@ -154,12 +155,32 @@ class Engine:
 
     def publisher(self, account: str) -> Publisher:
         if account not in self._publishers:
-            self._publishers[account] = make_publisher(account, self.settings, http=self._http)
+            from .publishers import publisher_class
+
+            platform = self.settings.config.accounts[account].platform
+            http = self._http_client() if publisher_class(platform).uses_http else None
+            self._publishers[account] = make_publisher(account, self.settings, http=http)
         return self._publishers[account]
+
+    def _http_client(self) -> Any:
+        if self._http is None:
+            import httpx  # only a run with an HTTP platform pays for importing it
+
+            # connect: a refused or slow connection is retried; read: a platform that takes
+            # longer than this has it in hand, and the outcome becomes unknown.
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0),
+                headers={"User-Agent": "postscheduler"},
+                follow_redirects=False,
+            )
+            self._owns_http = True
+        return self._http
 
     async def aclose(self) -> None:
         for publisher in self._publishers.values():
             await publisher.aclose()
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
 
     def _post(self, post_id: str) -> SourcedPost | None:
         return _valid_posts(self.catalog).get(post_id)

@@ -38,6 +38,7 @@ __all__ = [
 # platform name -> module.Class, imported only when an account on that platform is used
 _REGISTRY = {
     "outbox": "outbox.OutboxPublisher",
+    "webhook": "webhook.WebhookPublisher",
 }
 
 

@@ -117,6 +117,7 @@ class PublishJob:
 class Publisher(abc.ABC):
     platform: ClassVar[str]
     idempotent: ClassVar[bool] = False
+    uses_http: ClassVar[bool] = True  # needs the shared httpx.AsyncClient
 
     def __init__(
         self,

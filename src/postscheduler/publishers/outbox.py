@@ -19,6 +19,7 @@ class OutboxPublisher(Publisher):
     # The file name is the delivery's identity: writing it again changes nothing, and the
     # timeline gets an entry only with the file's first writing.
     idempotent = True
+    uses_http = False
 
     @property
     def folder(self) -> Path:

@@ -1,0 +1,74 @@
+"""What every HTTP publisher shares: classifying failures the same way on every platform."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from .base import OutcomeUnknownError, PermanentError, TransientError
+
+# Failures before the request left this machine: nothing can have been published.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# Failures after it may have arrived: the platform may have acted on it.
+_MAYBE_SENT = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds or an HTTP date; None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+async def send(
+    label: str,
+    request: Callable[[], Awaitable[httpx.Response]],
+    *,
+    error_text: Callable[[httpx.Response], str] = body_excerpt,
+    retry_after: Callable[[httpx.Response], float | None] = retry_after_seconds,
+) -> httpx.Response:
+    """Make one request and map its failure to the publisher contract's exceptions.
+
+    2xx is returned; 429 and 5xx are transient (with the platform's retry hint); any other
+    status is permanent, with the platform's own message.
+    """
+    try:
+        response = await request()
+    except _NOT_SENT as exc:
+        raise TransientError(f"{label}: could not connect ({type(exc).__name__})") from None
+    except _MAYBE_SENT as exc:
+        raise OutcomeUnknownError(
+            f"{label}: the connection failed after the request was sent ({type(exc).__name__})"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise OutcomeUnknownError(f"{label}: {type(exc).__name__}") from None
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    message = f"{label}: {status} {error_text(response)}".rstrip()
+    if status == 429 or status >= 500:
+        raise TransientError(message, retry_after=retry_after(response))
+    raise PermanentError(message)
