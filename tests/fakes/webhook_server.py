@@ -25,6 +25,7 @@ class WebhookServer:
         self.requests = 0
         self.bad_signatures = 0
         self.faults: collections.deque[Any] = collections.deque()
+        self.latency = 0.0  # seconds every request takes, to widen the window for a crash
         self.lock = threading.Lock()
         server = self
 
@@ -38,6 +39,8 @@ class WebhookServer:
                 with server.lock:
                     server.requests += 1
                     fault = server.faults.popleft() if server.faults else "ok"
+                if server.latency:
+                    time.sleep(server.latency)
                 if fault == "drop":
                     self._abort()
                     return
