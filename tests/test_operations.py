@@ -123,3 +123,16 @@ def test_accounts_check(project: Project) -> None:
     assert "FAIL  x (x):" in result.stdout
     assert cli(project, "accounts", "check", "--account", "outbox").exit_code == 0
     assert cli(project, "accounts", "check", "--account", "nope").exit_code == 2
+
+
+def test_status_shows_thread_parts_waiting_behind_an_unconfirmed_one(project: Project) -> None:
+    with ledger(project) as db:
+        first, second = DeliveryKey("future", "outbox", 0), DeliveryKey("future", "outbox", 1)
+        db.plan(first, POST_AT, "h", NOW)
+        db.plan(second, POST_AT, "h", NOW)
+        db.claim(first, "id", NOW)
+        db.record_unconfirmed(first, "connection lost", NOW)
+    out = cli(project, "status").stdout
+    assert "UNCONFIRMED: future → outbox after 1 attempts: connection lost" in out
+    assert "WAITING: future → outbox part 2, until the part before it is settled" in out
+    assert "next:" not in out

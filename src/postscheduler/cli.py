@@ -429,6 +429,12 @@ def status(config: ConfigOption = None) -> None:
             upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
             problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
     zone = settings.config.zone
+    stuck = {(r.key.post_id, r.key.account): r.key.part for r in problems}
+    # A later thread part cannot go out before the part it replies to is settled.
+    waiting = [
+        r for r in upcoming if r.key.part > stuck.get((r.key.post_id, r.key.account), r.key.part)
+    ]
+    upcoming = [r for r in upcoming if r not in waiting]
     typer.echo("  ".join(f"{s.value}: {counts[s]}" for s in DeliveryState))
     if upcoming:
         first = upcoming[0]
@@ -442,6 +448,8 @@ def status(config: ConfigOption = None) -> None:
         typer.echo(
             f"{row.state.value.upper()}: {row.key} after {row.attempts} attempts: {row.reason}"
         )
+    for row in waiting:
+        typer.echo(f"WAITING: {row.key}, until the part before it is settled")
     if problems:
         raise typer.Exit(EXIT_FINDINGS)
 
