@@ -36,6 +36,7 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight deliveries get to finish after SIGTER
 # How often the daemon re-reads the ledger, to pick up what `publish --now`, `retry` and
 # `resolve --resend` made due while it runs.
 RESCAN_INTERVAL = 2.0
+WATCH_START_TIMEOUT = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,6 +94,8 @@ class Daemon:
         self.clock = clock
         self.redactor = Redactor.for_settings(self.settings)
         self._stop = asyncio.Event()
+        self._watching = asyncio.Event()
+        self._retiring: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self.ledger: Ledger | None = None
         self.engine: Engine | None = None
@@ -109,8 +112,12 @@ class Daemon:
             self.settings, ledger, clock=self.clock, dry_run=self.dry_run, redact=self.redactor
         )
 
-    def reload(self, *, config_changed: bool = False) -> None:
-        """Re-read the posts (and the configuration) and reschedule to match."""
+    def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
+        """Re-read the posts (and the configuration) and reschedule to match.
+
+        ``recover_first``: at start-up, plan only; scheduling waits until the deliveries a
+        crash left in flight are resolved.
+        """
         assert self.ledger is not None and self.engine is not None
         if config_changed:
             try:
@@ -119,7 +126,17 @@ class Daemon:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 return
             self.redactor = Redactor.for_settings(self.settings)
+            old, in_flight = self.engine, set(self._in_flight)
             self.engine = self._new_engine(self.ledger)
+            self.engine.prepare()
+
+            async def retire() -> None:
+                # Deliveries in flight finish with the engine (and publishers) they began with.
+                if in_flight:
+                    await asyncio.wait(in_flight)
+                await old.aclose()
+
+            self._retiring.add(asyncio.get_running_loop().create_task(retire()))
         catalog = validate(self.settings, now=self.clock())
         _log_findings(catalog)
         result = self.engine.load(catalog)
@@ -130,7 +147,8 @@ class Daemon:
             len(catalog.files),
             result.planned,
         )
-        self._schedule_all()
+        if not recover_first:
+            self._schedule_all()
 
     def _schedule_all(self) -> None:
         assert self.ledger is not None
@@ -192,9 +210,20 @@ class Daemon:
         config = self.settings.path.resolve() if self.settings.path else None
         if config is not None:
             paths.append(config.parent)
+        # yield_on_timeout: the first (empty) yield says the watcher is running, so start-up
+        # can load the posts after it, and no edit falls between loading and watching.
         async for changes in watchfiles.awatch(
-            *paths, stop_event=self._stop, debounce=200, step=50, recursive=True
+            *paths,
+            stop_event=self._stop,
+            debounce=200,
+            step=50,
+            rust_timeout=200,
+            yield_on_timeout=True,
+            recursive=True,
         ):
+            self._watching.set()
+            if not changes:
+                continue
             changed = {Path(p).resolve() for _, p in changes}
             config_changed = config is not None and config in changed
             if config_changed or any(p.is_relative_to(posts_dir) for p in changed):
@@ -217,13 +246,20 @@ class Daemon:
             self.scheduler.start()
             watcher: asyncio.Task[None] | None = None
             try:
-                catalog = validate(self.settings, now=self.clock())
-                _log_findings(catalog)
-                self.engine.load(catalog)
-                await self.engine.recover()
-                self.reload()
-                log.info("daemon started: watching %s", self.settings.posts_dir)
+                posts_dir = self.settings.posts_dir
+                if not posts_dir.is_dir():
+                    posts_dir.mkdir(parents=True)
+                    log.warning("posts_dir %s did not exist: created it, empty", posts_dir)
                 watcher = asyncio.create_task(self._watch())
+                try:
+                    await asyncio.wait_for(self._watching.wait(), WATCH_START_TIMEOUT)
+                except TimeoutError:
+                    log.warning("the file watcher is slow to start; edits may wait for it")
+                self.reload(recover_first=True)
+                self.engine.prepare()
+                await self.engine.recover()
+                self._schedule_all()
+                log.info("daemon started: watching %s", posts_dir)
                 rescan = asyncio.create_task(self._rescan())
                 await self._stop.wait()
                 await rescan
@@ -238,5 +274,7 @@ class Daemon:
                 if watcher is not None:
                     with contextlib.suppress(Exception):
                         await watcher
+                if self._retiring:
+                    await asyncio.wait(self._retiring)
                 await self.engine.aclose()
         log.info("daemon stopped")

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import Settings
 from .images import ImageError, resolve_image_path
@@ -34,6 +34,7 @@ from .ledger import (
     DeliveryState,
     Ledger,
 )
+from .ledger.worker import LedgerWorker
 from .loader import Catalog, SourcedPost
 from .publishers import (
     OutcomeUnknownError,
@@ -51,6 +52,7 @@ from .render import RenderedPart, Rendering, render_post, target_accounts
 log = logging.getLogger("postscheduler")
 
 Clock = Callable[[], dt.datetime]
+T = TypeVar("T")
 
 
 def utc_now() -> dt.datetime:
@@ -144,6 +146,8 @@ class Engine:
         self._publishers: dict[str, Publisher] = dict(publishers or {})
         self._http = http
         self._owns_http = False
+        self._posts: dict[str, SourcedPost] = {}
+        self._worker: LedgerWorker | None = None
         self._account_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._last_sent: dict[str, dt.datetime] = {}
 
@@ -151,7 +155,9 @@ class Engine:
 
     def load(self, catalog: Catalog) -> PlanResult:
         self.catalog = catalog
-        return plan(catalog, self.settings, self.ledger, self.clock())
+        self._posts = _valid_posts(catalog)
+        with self.ledger.transaction():  # one commit for the whole plan
+            return plan(catalog, self.settings, self.ledger, self.clock())
 
     def publisher(self, account: str) -> Publisher:
         if account not in self._publishers:
@@ -161,6 +167,15 @@ class Engine:
             http = self._http_client() if publisher_class(platform).uses_http else None
             self._publishers[account] = make_publisher(account, self.settings, http=http)
         return self._publishers[account]
+
+    def prepare(self) -> None:
+        """Create every account's publisher (and the HTTP client) now, so the first due
+        delivery does not pay for imports and TLS set-up at its due time."""
+        for account in self.settings.config.accounts:
+            try:
+                self.publisher(account)
+            except PublishError as exc:
+                log.error("account %s cannot publish: %s", account, exc.message)
 
     def _http_client(self) -> Any:
         if self._http is None:
@@ -181,9 +196,19 @@ class Engine:
             await publisher.aclose()
         if self._owns_http and self._http is not None:
             await self._http.aclose()
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     def _post(self, post_id: str) -> SourcedPost | None:
-        return _valid_posts(self.catalog).get(post_id)
+        return self._posts.get(post_id)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a ledger call on the ledger's own thread (with group commit): a commit waits
+        for the disk while the event loop goes on sending other accounts' requests."""
+        if self._worker is None:
+            self._worker = LedgerWorker(self.ledger)
+        return await self._worker.call(fn, *args)
 
     def _job(
         self,
@@ -219,14 +244,14 @@ class Engine:
 
     async def recover(self) -> None:
         """Resolve the deliveries a crash left ``sending``."""
-        for row in self.ledger.in_doubt():
+        for row in await self._db(self.ledger.in_doubt):
             key = row.key
             sp = self._post(key.post_id)
             outcome: Published | Resolution = Resolution.UNKNOWN
             if sp is not None and key.account in self.settings.config.accounts:
                 rendering = render_post(sp.post, key.account, self.settings)
                 if key.part < len(rendering.parts):
-                    previous = self._published_before(key)
+                    previous = await self._published_before(key)
                     publisher = self.publisher(key.account)
                     job = self._job(
                         rendering, rendering.parts[key.part], row, row.identity or "", previous
@@ -237,15 +262,23 @@ class Engine:
                         log.warning("could not resolve %s after a restart: %s", key, exc.message)
             now = self.clock()
             if isinstance(outcome, Published):
-                self.ledger.record_published(
-                    key, outcome.remote_id, outcome.url, now, detail="confirmed after restart"
+                await self._db(
+                    self.ledger.record_published,
+                    key,
+                    outcome.remote_id,
+                    outcome.url,
+                    now,
+                    "confirmed after restart",
                 )
                 log.info("recovered %s: it was published before the restart", key)
             elif outcome is Resolution.NOT_SENT:
-                self.ledger.record_retry(key, now, "in flight at a restart; safe to send", now)
+                await self._db(
+                    self.ledger.record_retry, key, now, "in flight at a restart; safe to send", now
+                )
                 log.info("recovered %s: not sent before the restart; sending again", key)
             else:
-                self.ledger.record_unconfirmed(
+                await self._db(
+                    self.ledger.record_unconfirmed,
                     key,
                     "in flight when the daemon stopped; the platform cannot tell whether it "
                     "was published: check the account, then `postscheduler resolve`",
@@ -253,10 +286,10 @@ class Engine:
                 )
                 log.error("UNCONFIRMED %s: may or may not have been published", key)
 
-    def _published_before(self, key: DeliveryKey) -> list[Published]:
+    async def _published_before(self, key: DeliveryKey) -> list[Published]:
         out = []
         for part in range(key.part):
-            row = self.ledger.get(DeliveryKey(key.post_id, key.account, part))
+            row = await self._db(self.ledger.get, DeliveryKey(key.post_id, key.account, part))
             if row is None or row.state is not DeliveryState.PUBLISHED:
                 break
             out.append(Published(row.remote_id, row.remote_url))
@@ -300,7 +333,7 @@ class Engine:
         previous: list[Published] = []
         for part in rendering.parts:
             key = DeliveryKey(post.id, account, part.index)
-            row = self.ledger.get(key)
+            row = await self._db(self.ledger.get, key)
             if row is None:
                 return None
             if row.state is DeliveryState.PUBLISHED:
@@ -313,14 +346,14 @@ class Engine:
                 return row.retry_at
             if row.due_at > now:
                 return row.due_at
-            if self._skip_if_stale(sp, rendering, part.index, row, now):
+            if await self._skip_if_stale(sp, rendering, part.index, row, now):
                 return None
             await self._wait_for_gap(account)
             if self.dry_run:
                 log.info("dry run: would publish %s:\n%s", key, part.text)
                 return None
             publisher = self.publisher(account)
-            claimed = self.ledger.claim(key, publisher.identity(key), self.clock())
+            claimed = await self._db(self.ledger.claim, key, publisher.identity(key), self.clock())
             if claimed is None:
                 return None
             result = await self._attempt(publisher, rendering, part, claimed, previous)
@@ -329,7 +362,7 @@ class Engine:
             previous.append(result)
         return None
 
-    def _skip_if_stale(
+    async def _skip_if_stale(
         self,
         sp: SourcedPost,
         rendering: Rendering,
@@ -352,8 +385,11 @@ class Engine:
         if reason is None:
             return False
         for part in rendering.parts[index:]:
-            self.ledger.record_skipped(
-                DeliveryKey(post.id, rendering.account, part.index), reason, now
+            await self._db(
+                self.ledger.record_skipped,
+                DeliveryKey(post.id, rendering.account, part.index),
+                reason,
+                now,
             )
         log.warning(
             "SKIPPED %s → %s: %s (due %s, now %s)",
@@ -388,34 +424,38 @@ class Engine:
             job = self._job(rendering, part, row, row.identity or "", previous)
             published = await publisher.publish(job)
         except TransientError as exc:
-            return self._retry_or_fail(key, attempt, self.redact(exc.message), exc.retry_after)
+            return await self._retry_or_fail(
+                key, attempt, self.redact(exc.message), exc.retry_after
+            )
         except OutcomeUnknownError as exc:
-            return self._unknown(publisher, key, attempt, self.redact(exc.message))
+            return await self._unknown(publisher, key, attempt, self.redact(exc.message))
         except PermanentError as exc:
             message = self.redact(exc.message)
-            self.ledger.record_failed(key, message, self.clock())
+            await self._db(self.ledger.record_failed, key, message, self.clock())
             log.error("FAILED %s attempt %d: %s", key, attempt, message)
             return None
         except Exception as exc:  # a bug or an unexpected library error, mid-request
             log.exception("error while publishing %s attempt %d", key, attempt)
-            return self._unknown(publisher, key, attempt, self.redact(f"unexpected error: {exc!r}"))
+            return await self._unknown(
+                publisher, key, attempt, self.redact(f"unexpected error: {exc!r}")
+            )
         now = self.clock()
-        self.ledger.record_published(key, published.remote_id, published.url, now)
+        await self._db(self.ledger.record_published, key, published.remote_id, published.url, now)
         self._last_sent[key.account] = now
         log.info("published %s attempt %d: %s", key, attempt, published.url or published.remote_id)
         return published
 
-    def _retry_or_fail(
+    async def _retry_or_fail(
         self, key: DeliveryKey, attempt: int, message: str, retry_after: float | None
     ) -> dt.datetime | None:
         now = self.clock()
         if attempt >= self.settings.config.publishing.retry.attempts:
             reason = f"gave up after {attempt} attempts: {message}"
-            self.ledger.record_failed(key, reason, now)
+            await self._db(self.ledger.record_failed, key, reason, now)
             log.error("FAILED %s attempt %d: %s", key, attempt, reason)
             return None
         retry_at = now + backoff(attempt, self.settings, retry_after)
-        self.ledger.record_retry(key, retry_at, message, now)
+        await self._db(self.ledger.record_retry, key, retry_at, message, now)
         log.warning(
             "retry %s attempt %d: %s; next attempt at %s",
             key,
@@ -425,12 +465,13 @@ class Engine:
         )
         return retry_at
 
-    def _unknown(
+    async def _unknown(
         self, publisher: Publisher, key: DeliveryKey, attempt: int, message: str
     ) -> dt.datetime | None:
         if publisher.idempotent:
-            return self._retry_or_fail(key, attempt, f"outcome unknown ({message})", None)
-        self.ledger.record_unconfirmed(
+            return await self._retry_or_fail(key, attempt, f"outcome unknown ({message})", None)
+        await self._db(
+            self.ledger.record_unconfirmed,
             key,
             f"{message}; it may have been published: check the account, then "
             f"`postscheduler resolve {key.post_id} --account {key.account} --sent|--resend`",

@@ -173,6 +173,13 @@ class Ledger(abc.ABC):
     def counts(self) -> dict[DeliveryState, int]: ...
 
     @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the calls made inside into one commit (made when the block ends), so a
+        burst of state changes costs one write to disk. Calls still commit before they
+        return when no transaction is open. Nothing inside may be acted on (no request
+        sent) until the block has ended."""
+
+    @abc.abstractmethod
     def acquire_daemon_lock(self) -> AbstractContextManager[None]:
         """Hold this ledger for one daemon; raise LedgerLockedError if another has it."""
 

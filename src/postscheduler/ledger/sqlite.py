@@ -7,6 +7,7 @@ import datetime as dt
 import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -106,12 +107,18 @@ class SqliteLedger(Ledger):
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        self._lock = threading.RLock()
+        self._depth = 0
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             # isolation_level=None: we open every transaction ourselves (BEGIN IMMEDIATE),
             # so a write never waits behind an implicit read transaction.
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # The daemon runs ledger calls on a thread of their own; the lock keeps one call
+            # at a time on the connection, whichever thread makes it.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             self._db.row_factory = sqlite3.Row
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -125,14 +132,30 @@ class SqliteLedger(Ledger):
     # --- plumbing -------------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._write():
+            yield
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            if self._depth:  # inside transaction(): the outer block commits
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._db
+            except BaseException:
+                self._depth = 0
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -378,7 +401,8 @@ class SqliteLedger(Ledger):
         )
 
     def get(self, key: DeliveryKey) -> Delivery | None:
-        return self._select(self._db, key)
+        with self._lock:
+            return self._select(self._db, key)
 
     def deliveries(
         self,
@@ -402,7 +426,8 @@ class SqliteLedger(Ledger):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY due_at, post_id, account, part"
-        return [_row(r) for r in self._db.execute(sql, args)]
+        with self._lock:
+            return [_row(r) for r in self._db.execute(sql, args)]
 
     def events(self, *, post_id: str | None = None, account: str | None = None) -> list[Event]:
         where, args = [], []
@@ -417,7 +442,9 @@ class SqliteLedger(Ledger):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id"
         out = []
-        for r in self._db.execute(sql, args):
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        for r in rows:
             at = _from_ts(r["at"])
             assert at is not None
             out.append(
@@ -433,7 +460,11 @@ class SqliteLedger(Ledger):
 
     def counts(self) -> dict[DeliveryState, int]:
         counts = dict.fromkeys(DeliveryState, 0)
-        for state, n in self._db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state"):
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*) FROM deliveries GROUP BY state"
+            ).fetchall()
+        for state, n in rows:
             counts[DeliveryState(state)] = n
         return counts
 

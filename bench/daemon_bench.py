@@ -1,0 +1,264 @@
+"""Daemon benchmarks against a loopback fake API (bench/fake_api.py).
+
+    python bench/daemon_bench.py lateness   [--deliveries 10000] [--accounts 50] [--rate 100]
+    python bench/daemon_bench.py fanout     [--accounts 100] [--latency 0.2]
+    python bench/daemon_bench.py memory     [--deliveries 10000]
+    python bench/daemon_bench.py reschedule [--files 1000] [--edits 15]
+
+lateness: posts due at a steady rate, each to one of the accounts (signed webhooks); the
+  fake API records when each arrives; lateness = arrival - due.
+fanout: one post to N accounts at one instant, the API answering after --latency; the time
+  from the due time until the last arrival, against one request's latency.
+memory: the daemon's resident memory with N deliveries queued for later (from /proc).
+reschedule: with N post files loaded, edit one file to be due at once, many times; the time
+  from writing the file to the delivery's arrival (an upper bound of edit-to-reschedule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def config(url: str, accounts: int, retries: int = 5) -> str:
+    lines = [
+        "timezone: UTC",
+        "posts_dir: posts",
+        "ledger: state/ledger.db",
+        "accounts:",
+    ]
+    lines += [
+        f'  a{i}: {{platform: webhook, url: "{url}", secret: "${{BENCH_SECRET}}"}}'
+        for i in range(accounts)
+    ]
+    lines += [
+        "defaults: {accounts: [a0]}",
+        "publishing:",
+        "  late_grace: 1h",
+        f"  retry: {{attempts: {retries}, first_delay: 1s, max_delay: 5s}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class Api:
+    def __init__(self, root: Path, latency: float = 0.0) -> None:
+        self.port_file = root / "api.port"
+        self.record_file = root / "api.records"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "fake_api.py"), str(self.port_file), str(self.record_file)]
+            + ["--latency", str(latency)]
+        )
+        while not self.port_file.exists() or not self.port_file.read_text():
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self.port_file.read_text()}/hook"
+
+    def stop(self) -> list[dict[str, object]]:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait()
+        return [json.loads(line) for line in self.record_file.read_text().splitlines()]
+
+
+class Daemon:
+    def __init__(self, root: Path) -> None:
+        env = {**os.environ, "BENCH_SECRET": "bench-secret"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.log = (root / "daemon.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "postscheduler", "run", "-c", str(root / "scheduler.yaml")],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.root = root
+
+    def wait_for_log(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in (self.root / "daemon.log").read_text():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"daemon did not log {text!r}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=120)
+        self.log.close()
+
+
+def write_posts(root: Path, posts: list[tuple[str, dt.datetime, str]]) -> None:
+    folder = root / "posts"
+    folder.mkdir(parents=True, exist_ok=True)
+    for post_id, due, account in posts:
+        (folder / f"{post_id}.yaml").write_text(
+            f"id: {post_id}\nat: {due.isoformat()}\ntext: Benchmark post {post_id}.\n"
+            f"accounts: [{account}]\n"
+        )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def lateness(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        api = Api(root)
+        (root / "scheduler.yaml").write_text(config(api.url, args.accounts))
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=args.lead)
+        step = dt.timedelta(seconds=1 / args.rate)
+        write_posts(
+            root,
+            [
+                (f"p{i:05d}", start + i * step, f"a{i % args.accounts}")
+                for i in range(args.deliveries)
+            ],
+        )
+        daemon = Daemon(root)
+        daemon.wait_for_log("daemon started")
+        ready = dt.datetime.now(dt.UTC)
+        end = start + args.deliveries * step
+        while dt.datetime.now(dt.UTC) < end + dt.timedelta(seconds=5):
+            time.sleep(0.5)
+        daemon.stop()
+        records = api.stop()
+    late = [
+        r["arrived"] - dt.datetime.fromisoformat(str(r["due_at"])).timestamp()
+        for r in records  # type: ignore[operator]
+    ]
+    print(
+        f"{len(records)} of {args.deliveries} deliveries over {args.accounts} accounts, "
+        f"{args.rate}/s; daemon ready {(ready - start).total_seconds():+.1f} s from the first due time"
+    )
+    print(
+        f"lateness: p50 {percentile(late, 0.5) * 1000:.1f} ms, p99 {percentile(late, 0.99) * 1000:.1f} ms, "
+        f"max {max(late) * 1000:.1f} ms"
+    )
+
+
+def fanout(args: argparse.Namespace) -> None:
+    results = []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            api = Api(root, latency=args.latency)
+            (root / "scheduler.yaml").write_text(config(api.url, args.accounts))
+            daemon = Daemon(root)
+            daemon.wait_for_log("daemon started")
+            due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+            accounts = ", ".join(f"a{i}" for i in range(args.accounts))
+            (root / "posts").mkdir(exist_ok=True)
+            (root / "posts" / "all.yaml").write_text(
+                f"id: all\nat: {due.isoformat()}\ntext: Everyone at once.\naccounts: [{accounts}]\n"
+            )
+            time.sleep(2 + args.latency + 3)
+            daemon.stop()
+            records = api.stop()
+            log = (root / "daemon.log").read_text()
+        assert len(records) == args.accounts, f"{len(records)} arrived; daemon log:\n{log}"
+        last = max(float(r["arrived"]) for r in records) + args.latency  # answered
+        results.append(last - due.timestamp())
+    med = statistics.median(results)
+    print(
+        f"{args.accounts} accounts due at once, API latency {args.latency * 1000:.0f} ms: all sent "
+        f"and answered after median {med * 1000:.0f} ms (runs: "
+        + ", ".join(f"{r * 1000:.0f}" for r in sorted(results))
+        + f"); ratio to one request {med / args.latency:.2f}x"
+    )
+
+
+def memory(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "scheduler.yaml").write_text(config("http://127.0.0.1:9/never", args.accounts))
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        write_posts(
+            root,
+            [
+                (f"p{i:05d}", later + dt.timedelta(minutes=i), f"a{i % args.accounts}")
+                for i in range(args.deliveries)
+            ],
+        )
+        daemon = Daemon(root)
+        daemon.wait_for_log("daemon started")
+        time.sleep(1)
+        rss = daemon.rss_mb()
+        daemon.stop()
+    print(f"daemon RSS with {args.deliveries} deliveries queued: {rss:.0f} MB")
+
+
+def reschedule(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        api = Api(root)
+        (root / "scheduler.yaml").write_text(config(api.url, 1))
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        write_posts(root, [(f"p{i:05d}", later, "a0") for i in range(args.files)])
+        daemon = Daemon(root)
+        daemon.wait_for_log("daemon started")
+        times = []
+        for n in range(args.edits):
+            post = root / "posts" / f"p{n:05d}.yaml"
+            now = dt.datetime.now(dt.UTC)
+            written = time.time()
+            post.write_text(
+                f"id: p{n:05d}\nat: {now.isoformat()}\ntext: Edited {n}.\naccounts: [a0]\n"
+            )
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if f"published p{n:05d}" in (root / "daemon.log").read_text():
+                    break
+                time.sleep(0.01)
+            times.append(time.time() - written)
+        daemon.stop()
+        api.stop()
+    q1, q2, q3 = statistics.quantiles(times, n=4)
+    print(
+        f"{args.files} post files loaded: edit to published, median {q2 * 1000:.0f} ms "
+        f"(quartiles {q1 * 1000:.0f}-{q3 * 1000:.0f}, max {max(times) * 1000:.0f}) over {args.edits} edits"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="which", required=True)
+    p = sub.add_parser("lateness")
+    p.add_argument("--deliveries", type=int, default=10_000)
+    p.add_argument("--accounts", type=int, default=50)
+    p.add_argument("--rate", type=float, default=100.0, help="deliveries due per second")
+    p.add_argument("--lead", type=float, default=30.0, help="seconds before the first is due")
+    p = sub.add_parser("fanout")
+    p.add_argument("--accounts", type=int, default=100)
+    p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument("--repeat", type=int, default=5)
+    p = sub.add_parser("memory")
+    p.add_argument("--deliveries", type=int, default=10_000)
+    p.add_argument("--accounts", type=int, default=50)
+    p = sub.add_parser("reschedule")
+    p.add_argument("--files", type=int, default=1000)
+    p.add_argument("--edits", type=int, default=15)
+    args = parser.parse_args()
+    {"lateness": lateness, "fanout": fanout, "memory": memory, "reschedule": reschedule}[
+        args.which
+    ](args)
+
+
+if __name__ == "__main__":
+    main()
