@@ -55,10 +55,8 @@ class Api:
     def __init__(self, root: Path, latency: float = 0.0) -> None:
         self.port_file = root / "api.port"
         self.record_file = root / "api.records"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "fake_api.py"), str(self.port_file), str(self.record_file)]
-            + ["--latency", str(latency)]
-        )
+        api = [sys.executable, str(HERE / "fake_api.py"), str(self.port_file)]
+        self.proc = subprocess.Popen([*api, str(self.record_file), "--latency", str(latency)])
         while not self.port_file.exists() or not self.port_file.read_text():
             time.sleep(0.02)
         self.url = f"http://127.0.0.1:{self.port_file.read_text()}/hook"
@@ -143,14 +141,13 @@ def lateness(args: argparse.Namespace) -> None:
         r["arrived"] - dt.datetime.fromisoformat(str(r["due_at"])).timestamp()
         for r in records  # type: ignore[operator]
     ]
+    lead = (ready - start).total_seconds()
     print(
         f"{len(records)} of {args.deliveries} deliveries over {args.accounts} accounts, "
-        f"{args.rate}/s; daemon ready {(ready - start).total_seconds():+.1f} s from the first due time"
+        f"{args.rate}/s; daemon ready {lead:+.1f} s from the first due time"
     )
-    print(
-        f"lateness: p50 {percentile(late, 0.5) * 1000:.1f} ms, p99 {percentile(late, 0.99) * 1000:.1f} ms, "
-        f"max {max(late) * 1000:.1f} ms"
-    )
+    p50, p99 = percentile(late, 0.5) * 1000, percentile(late, 0.99) * 1000
+    print(f"lateness: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(late) * 1000:.1f} ms")
 
 
 def fanout(args: argparse.Namespace) -> None:
@@ -232,7 +229,8 @@ def reschedule(args: argparse.Namespace) -> None:
     q1, q2, q3 = statistics.quantiles(times, n=4)
     print(
         f"{args.files} post files loaded: edit to published, median {q2 * 1000:.0f} ms "
-        f"(quartiles {q1 * 1000:.0f}-{q3 * 1000:.0f}, max {max(times) * 1000:.0f}) over {args.edits} edits"
+        f"(quartiles {q1 * 1000:.0f}-{q3 * 1000:.0f}, max {max(times) * 1000:.0f}) "
+        f"over {args.edits} edits"
     )
 
 

@@ -194,11 +194,33 @@ class Daemon:
             self._schedule(f"{post_id}@{account}", again)
 
     async def _rescan(self) -> None:
+        """Schedule what changed in the ledger behind the daemon's back (publish --now...).
+
+        Only rows changed since the last scan are read: with thousands queued, a full scan
+        every few seconds would stall the loop and make every delivery late.
+        """
+        assert self.ledger is not None
+        since = self.clock()
         while not self._stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), RESCAN_INTERVAL)
-            if not self._stop.is_set():
-                self._schedule_all()
+            if self._stop.is_set():
+                return
+            now = self.clock()
+            changed = self.ledger.deliveries(
+                states=CLAIMABLE_STATES, changed_since=since - dt.timedelta(seconds=1)
+            )
+            since = now
+            for row in changed:
+                when = (
+                    row.retry_at
+                    if row.state is DeliveryState.RETRY and row.retry_at
+                    else row.due_at
+                )
+                job_id = f"{row.key.post_id}@{row.key.account}"
+                job = self.scheduler.get_job(job_id)
+                if job is None or job.next_run_time > max(when, now):
+                    self._schedule(job_id, when)
 
     # --- watching ---------------------------------------------------------------------------
 

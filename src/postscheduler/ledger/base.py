@@ -162,6 +162,7 @@ class Ledger(abc.ABC):
         post_id: str | None = None,
         account: str | None = None,
         states: Iterable[DeliveryState] | None = None,
+        changed_since: dt.datetime | None = None,
     ) -> list[Delivery]:
         """Rows matching every given filter, by due time then key."""
 

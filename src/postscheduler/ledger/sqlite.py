@@ -79,7 +79,7 @@ def _ts(value: dt.datetime | None) -> str | None:
 def _from_ts(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(value)  # C code, reads the trailing Z as UTC
 
 
 def _row(row: sqlite3.Row) -> Delivery:
@@ -410,8 +410,12 @@ class SqliteLedger(Ledger):
         post_id: str | None = None,
         account: str | None = None,
         states: Iterable[DeliveryState] | None = None,
+        changed_since: dt.datetime | None = None,
     ) -> list[Delivery]:
         where, args = [], []
+        if changed_since is not None:
+            where.append("updated_at>=?")
+            args.append(_ts(changed_since))
         if post_id is not None:
             where.append("post_id=?")
             args.append(post_id)
