@@ -157,3 +157,36 @@ def test_run_once_and_status(project: Project) -> None:
     )
     assert again.returncode == 0
     assert len(list((project.root / "outbox").glob("*.json"))) == 1  # nothing sent twice
+
+
+def test_rehearsal_of_the_example_campaign(tmp_path: Path) -> None:
+    """The quick start: every example post arrives in the outbox, in order, ledger untouched."""
+    import shutil
+
+    from .conftest import PROJECT_ROOT
+
+    shutil.copytree(PROJECT_ROOT / "posts", tmp_path / "posts")
+    result = subprocess.run(
+        [sys.executable, "-m", "postscheduler", "run", "--rehearse-until", "2027-02-01"],
+        cwd=tmp_path,  # no scheduler.yaml here: the embedded default
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Thu 2027-01-14 09:00 GMT  peru-article → outbox")
+    assert len(lines) == 10 and "rehearsed 10 deliveries" in result.stderr
+    timeline = (tmp_path / "outbox" / "timeline.txt").read_text()
+    assert "📷 Kawsachun News/twitter" in timeline
+    assert timeline.index("peru-article") < timeline.index("peru-thread")
+    assert not (tmp_path / ".postscheduler").exists()  # the real ledger was not touched
+    again = subprocess.run(
+        [sys.executable, "-m", "postscheduler", "run", "--rehearse-until", "2027-02-01"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0
+    assert (tmp_path / "outbox" / "timeline.txt").read_text() == timeline  # nothing twice

@@ -363,3 +363,28 @@ def test_dry_run_sends_nothing(project: Project) -> None:
     engine.load(validate(settings, now=T0))
     run(engine.run_due())
     assert fake.calls == [] and state(engine, "p").state is DeliveryState.PLANNED
+
+
+def test_min_gap_spaces_one_account_s_posts(make_project: Callable[[str], Project]) -> None:
+    project = make_project(
+        CONFIG.replace(
+            "  a: {platform: outbox, path: out-a}",
+            "  a: {platform: outbox, path: out-a, min_gap: 10m}",
+        )
+    )
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: one\naccounts: [a, b]\n")
+    project.write("q.yaml", "id: q\nat: 2027-01-14 09:00\ntext: two\naccounts: [a, b]\n")
+    clock = Clock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds=seconds)
+
+    settings = project.settings()
+    fakes = {"a": Scripted(), "b": Scripted()}
+    engine = Engine(settings, SqliteLedger(":memory:"), clock=clock, publishers=fakes, sleep=sleep)
+    engine.load(validate(settings, now=clock()))
+    run(engine.run_due())
+    assert slept == [600.0]  # account a waited ten minutes between its two posts
+    assert len(fakes["a"].calls) == len(fakes["b"].calls) == 2

@@ -74,7 +74,7 @@ def _settings(config: Path | None) -> Any:
     return load_settings(config)
 
 
-def _now(value: str | None, settings: Any) -> dt.datetime:
+def _now(value: str | None, settings: Any, option: str = "--from") -> dt.datetime:
     if value is None:
         return dt.datetime.now(dt.UTC)
     from .times import TimeError, parse_time
@@ -82,7 +82,7 @@ def _now(value: str | None, settings: Any) -> dt.datetime:
     try:
         return parse_time(value, settings.config.zone)
     except TimeError as exc:
-        raise PostschedulerError(f"--from: {exc}") from None
+        raise PostschedulerError(f"{option}: {exc}") from None
 
 
 def _version(value: bool) -> None:
@@ -381,6 +381,15 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Render and log what would be sent; send nothing.")
     ] = False,
+    rehearse_until: Annotated[
+        str | None,
+        typer.Option(
+            "--rehearse-until",
+            metavar="TIME",
+            help="Rehearse: publish into the outbox accounts everything due until TIME, each "
+            "at its own time on a simulated clock, then exit. The ledger is not touched.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -392,12 +401,21 @@ def run(
     """
     import asyncio
 
-    from .daemon import Daemon, run_once
+    from .daemon import Daemon, rehearse, run_once
     from .redact import setup_logging
 
     with _reported():
         settings = _settings(config)
         redactor = setup_logging(settings, verbose=verbose)
+        if rehearse_until is not None:
+            until = _now(rehearse_until, settings, "--rehearse-until")
+            done = asyncio.run(rehearse(settings, until, redactor=redactor))
+            zone = settings.config.zone
+            for row in done:
+                when = _fmt_when((row.updated_at or row.due_at).astimezone(zone))
+                typer.echo(f"{when}  {row.key}  {row.remote_url or ''}")
+            _echo_err(f"rehearsed {len(done)} deliveries into the outbox")
+            return
         if once:
             report = asyncio.run(run_once(settings, dry_run=dry_run, redactor=redactor))
             summary = ", ".join(f"{n} {s.value}" for s, n in report.counts.items() if n)

@@ -26,7 +26,7 @@ from typing import Any
 from .config import Settings, load_settings
 from .engine import Engine, utc_now
 from .errors import ConfigError
-from .ledger import CLAIMABLE_STATES, DeliveryState, Ledger, open_ledger
+from .ledger import CLAIMABLE_STATES, Delivery, DeliveryState, Ledger, open_ledger
 from .redact import Redactor
 from .rules import validate
 
@@ -75,6 +75,65 @@ async def run_once(
         finally:
             await engine.aclose()
         return RunReport(ledger.counts(), errors)
+
+
+async def rehearse(
+    settings: Settings, until: dt.datetime, *, redactor: Redactor | None = None
+) -> list[Delivery]:
+    """Publish into the outbox every post due until ``until``, each at its own time on a
+    simulated clock, with a throw-away ledger: a rehearsal of the campaign, and what the
+    quick start shows a newcomer. Accounts on other platforms are left out; the real ledger
+    is not touched. Returns the rehearsed deliveries, in the order they went out."""
+    catalog = validate(settings, now=utc_now())
+    _log_findings(catalog)
+    outbox = {n for n, a in settings.config.accounts.items() if a.platform == "outbox"}
+    clock = SimulatedClock(utc_now())
+    ledger = open_ledger(":memory:", settings.base_dir)
+    engine = Engine(
+        settings,
+        ledger,
+        clock=clock,
+        redact=redactor or Redactor.for_settings(settings),
+        sleep=clock.sleep,
+    )
+    engine.load(catalog)
+    times = [
+        row.due_at
+        for row in ledger.deliveries(states=CLAIMABLE_STATES)
+        if row.key.account in outbox
+    ]
+    clock.now = min([*times, clock.now])  # the rehearsal starts with the first post
+    try:
+        while True:
+            due = [
+                (row.retry_at or row.due_at)
+                for row in ledger.deliveries(states=CLAIMABLE_STATES)
+                if row.key.account in outbox
+            ]
+            upcoming = [t for t in due if t <= until]
+            if not upcoming:
+                break
+            clock.now = max(clock.now, min(upcoming))
+            groups = [g for g in engine.due_groups(clock.now) if g[1] in outbox]
+            if not groups:
+                break
+            await asyncio.gather(*(engine.deliver(p, a) for p, a in groups))
+    finally:
+        await engine.aclose()
+    done = [r for r in ledger.deliveries() if r.state is DeliveryState.PUBLISHED]
+    ledger.close()
+    return sorted(done, key=lambda r: (r.updated_at or r.due_at, r.key))
+
+
+class SimulatedClock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
 
 
 class Daemon:

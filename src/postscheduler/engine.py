@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .config import Settings
@@ -136,8 +136,10 @@ class Engine:
         publishers: dict[str, Publisher] | None = None,
         http: Any = None,
         redact: Callable[[str], str] = str,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        self.sleep = sleep  # a rehearsal's simulated clock advances instead of sleeping
         self.redact = redact  # every reason written to the ledger goes through it
         self.ledger = ledger
         self.clock = clock
@@ -408,7 +410,7 @@ class Engine:
         if last is not None and gap:
             wait = (last + gap - self.clock()).total_seconds()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
 
     async def _attempt(
         self,

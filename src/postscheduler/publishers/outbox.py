@@ -54,10 +54,12 @@ class OutboxPublisher(Publisher):
             "due_at": job.due_at.isoformat(),
         }
 
-    def _timeline_entry(self, job: PublishJob, published_at: dt.datetime) -> str:
+    def _timeline_entry(self, job: PublishJob) -> str:
         zone = self.settings.config.zone
+        # The time the post was scheduled for: the timeline reads as the campaign's calendar
+        # (the JSON file also has when it was written).
         head = (
-            f"=== {published_at.astimezone(zone):%Y-%m-%d %H:%M %Z} · {job.key.post_id} → "
+            f"=== {job.due_at.astimezone(zone):%Y-%m-%d %H:%M %Z} · {job.key.post_id} → "
             f"{job.key.account} · part {job.key.part + 1}/{job.parts} · {job.identity}"
         )
         lines = [head, job.text]
@@ -65,9 +67,9 @@ class OutboxPublisher(Publisher):
             lines.append(f"[image: {job.image.file or job.image.url} · alt: {job.image.alt}]")
         return "\n".join(lines) + "\n\n"
 
-    def _append_timeline(self, job: PublishJob, published_at: dt.datetime) -> None:
+    def _append_timeline(self, job: PublishJob) -> None:
         with (self.folder / TIMELINE).open("a", encoding="utf-8") as fh:
-            fh.write(self._timeline_entry(job, published_at))
+            fh.write(self._timeline_entry(job))
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -81,7 +83,7 @@ class OutboxPublisher(Publisher):
         published = Published(job.identity, target.resolve().as_uri())
         if target.exists():
             if not self._in_timeline(job):  # a crash fell between the file and the timeline
-                self._append_timeline(job, dt.datetime.now(dt.UTC))
+                self._append_timeline(job)
             return published
         now = dt.datetime.now(dt.UTC)
         record = self._record(job) | {"published_at": now.isoformat()}
@@ -92,7 +94,7 @@ class OutboxPublisher(Publisher):
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(target)  # atomic: the file is there whole or not at all
-        self._append_timeline(job, now)
+        self._append_timeline(job)
         return published
 
     async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
