@@ -400,6 +400,7 @@ def run(
     Example: postscheduler run --once
     """
     import asyncio
+    import logging
 
     from .daemon import Daemon, rehearse, run_once
     from .redact import setup_logging
@@ -408,6 +409,8 @@ def run(
         settings = _settings(config)
         redactor = setup_logging(settings, verbose=verbose)
         if rehearse_until is not None:
+            if not verbose:  # the list printed below says it all
+                logging.getLogger("postscheduler").setLevel(logging.WARNING)
             until = _now(rehearse_until, settings, "--rehearse-until")
             done = asyncio.run(rehearse(settings, until, redactor=redactor))
             zone = settings.config.zone

@@ -45,6 +45,11 @@ class RunReport:
     errors: int  # findings that hold posts back
 
 
+def _log_missing_secrets(settings: Settings) -> None:
+    for finding in settings.missing_secrets():
+        log.warning("account %s: %s (%s)", finding.account, finding.message, finding.hint)
+
+
 def _log_findings(catalog: Any) -> int:
     errors = 0
     for finding in catalog.findings:
@@ -63,6 +68,7 @@ async def run_once(
 ) -> RunReport:
     """Recover, send what is due now, and return: for cron, CI, or a manual catch-up."""
     redactor = redactor or Redactor.for_settings(settings)
+    _log_missing_secrets(settings)
     ledger = open_ledger(settings.config.ledger, settings.base_dir)
     with ledger, ledger.acquire_daemon_lock():
         catalog = validate(settings, now=clock())
@@ -327,6 +333,7 @@ class Daemon:
             self.scheduler.start()
             watcher: asyncio.Task[None] | None = None
             try:
+                _log_missing_secrets(self.settings)
                 posts_dir = self.settings.posts_dir
                 if not posts_dir.is_dir():
                     posts_dir.mkdir(parents=True)
