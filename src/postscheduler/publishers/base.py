@@ -54,7 +54,7 @@ import datetime as dt
 import enum
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import AccountConfig, Settings
 from ..ledger import DeliveryKey
@@ -112,6 +112,31 @@ class PublishJob:
     parts: int  # how many parts the thread has
     due_at: dt.datetime
     attempt: int
+
+    def as_record(self) -> dict[str, Any]:
+        """The delivery as JSON-ready data: what the outbox writes and the webhook sends."""
+        image = None
+        if self.image is not None:
+            image = {
+                "file": self.image.file,
+                "url": self.image.url,
+                "alt": self.image.alt,
+                "credit": self.image.credit,
+            }
+        return {
+            "id": self.identity,
+            "post_id": self.key.post_id,
+            "account": self.key.account,
+            "part": self.key.part + 1,
+            "parts": self.parts,
+            "in_reply_to": self.reply_to.remote_id if self.reply_to else None,
+            "text": self.text,
+            "link": self.link,
+            "image": image,
+            "language": self.language,
+            "content_warning": self.content_warning,
+            "due_at": self.due_at.isoformat(),
+        }
 
 
 class Publisher(abc.ABC):

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from ..config import OutboxAccount
 from .base import PermanentError, Published, Publisher, PublishJob, Resolution
@@ -29,30 +28,6 @@ class OutboxPublisher(Publisher):
     def _file(self, job: PublishJob) -> Path:
         name = f"{job.key.post_id}.{job.key.account}.{job.key.part + 1}.json"
         return self.folder / name
-
-    def _record(self, job: PublishJob) -> dict[str, Any]:
-        image = None
-        if job.image is not None:
-            image = {
-                "file": job.image.file,
-                "url": job.image.url,
-                "alt": job.image.alt,
-                "credit": job.image.credit,
-            }
-        return {
-            "id": job.identity,
-            "post_id": job.key.post_id,
-            "account": job.key.account,
-            "part": job.key.part + 1,
-            "parts": job.parts,
-            "in_reply_to": job.reply_to.remote_id if job.reply_to else None,
-            "text": job.text,
-            "link": job.link,
-            "image": image,
-            "language": job.language,
-            "content_warning": job.content_warning,
-            "due_at": job.due_at.isoformat(),
-        }
 
     def _timeline_entry(self, job: PublishJob) -> str:
         zone = self.settings.config.zone
@@ -86,7 +61,7 @@ class OutboxPublisher(Publisher):
                 self._append_timeline(job)
             return published
         now = dt.datetime.now(dt.UTC)
-        record = self._record(job) | {"published_at": now.isoformat()}
+        record = job.as_record() | {"published_at": now.isoformat()}
         tmp = target.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(record, fh, ensure_ascii=False, indent=2)

@@ -61,29 +61,7 @@ class WebhookPublisher(Publisher):
         return url
 
     def payload(self, job: PublishJob) -> dict[str, Any]:
-        image = None
-        if job.image is not None:
-            image = {
-                "url": job.image.url,
-                "file": job.image.file,
-                "alt": job.image.alt,
-                "credit": job.image.credit,
-            }
-        return {
-            "id": job.identity,
-            "post_id": job.key.post_id,
-            "account": job.key.account,
-            "part": job.key.part + 1,
-            "parts": job.parts,
-            "in_reply_to": job.reply_to.remote_id if job.reply_to else None,
-            "text": job.text,
-            "link": job.link,
-            "image": image,
-            "language": job.language,
-            "content_warning": job.content_warning,
-            "due_at": job.due_at.isoformat(),
-            "sent_at": dt.datetime.now(dt.UTC).isoformat(),
-        }
+        return job.as_record() | {"sent_at": dt.datetime.now(dt.UTC).isoformat()}
 
     async def publish(self, job: PublishJob) -> Published:
         assert self.http is not None, "the webhook publisher needs an HTTP client"
