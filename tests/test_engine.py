@@ -388,3 +388,28 @@ def test_min_gap_spaces_one_account_s_posts(make_project: Callable[[str], Projec
     run(engine.run_due())
     assert slept == [600.0]  # account a waited ten minutes between its two posts
     assert len(fakes["a"].calls) == len(fakes["b"].calls) == 2
+
+
+def test_reloads_do_not_revive_late_posts_or_churn_drafts(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.write("late.yaml", "id: late\nat: 2027-01-14 08:00\ntext: Old.\n")
+    project.write("draft.yaml", "id: draft\nstatus: draft\ntext: Not yet.\n")
+    fake = Scripted()
+    engine = engine_for(project, Clock(), outbox=fake)
+    run(engine.run_due())
+    events_before = len(engine.ledger.events())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="postscheduler"):
+        for _ in range(3):
+            engine.load(validate(engine.settings, now=T0))
+            run(engine.run_due())
+    assert state(engine, "late").reason == "late" and state(engine, "draft").reason == "draft"
+    assert len(engine.ledger.events()) == events_before  # nothing changed, nothing logged
+    assert not any("SKIPPED" in r.message for r in caplog.records)
+    assert fake.calls == []
+    project.write("draft.yaml", "id: draft\nat: 2027-01-14 09:00\ntext: Ready.\n")
+    project.write("late.yaml", "id: late\nat: 2027-01-14 09:00\ntext: Old, moved.\n")
+    engine.load(validate(engine.settings, now=T0))
+    run(engine.run_due())
+    assert sorted(c.key.post_id for c in fake.calls) == ["draft", "late"]

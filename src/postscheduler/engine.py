@@ -93,13 +93,16 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
             for part in rendering.parts:
                 key = DeliveryKey(post.id, account, part.index)
                 live.add(key)
-                due = post.at or now
-                row = ledger.plan(key, due, content_hash(part), now)
+                if post.is_draft:
+                    row = ledger.get(key) or ledger.plan(key, post.at or now, "draft", now)
+                    if row.state in CLAIMABLE_STATES:
+                        ledger.record_skipped(key, "draft", now)
+                        skipped += 1
+                    continue
+                assert post.at is not None  # only drafts may go without a time
+                row = ledger.plan(key, post.at, content_hash(part), now)
                 if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
                     changed.append(key)
-                if post.is_draft and row.state in CLAIMABLE_STATES:
-                    ledger.record_skipped(key, "draft", now)
-                    skipped += 1
                 elif row.state is DeliveryState.PLANNED:
                     planned += 1
     held = catalog.blocked_ids

@@ -106,10 +106,11 @@ class Ledger(abc.ABC):
     ) -> Delivery:
         """Make sure ``key`` is planned for the post's time ``scheduled_at``; return its row.
 
-        A delivery not yet attempted (planned, skipped) whose post time changed is due at the
-        new time; one whose words alone changed keeps its due time (a ``publish --now`` stays
-        now); one waiting to retry keeps its retry time; one in flight or done is returned
-        unchanged.
+        A delivery not yet attempted whose post time changed is due at the new time; one whose
+        words alone changed keeps its due time (a ``publish --now`` stays now); one skipped as
+        deleted or draft is planned again, one skipped as late or expired only with a new time
+        or new words; one waiting to retry keeps its retry time; one in flight or done is
+        returned unchanged.
         """
 
     @abc.abstractmethod

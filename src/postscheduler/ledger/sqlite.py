@@ -62,6 +62,9 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 
+# Skips that end when the post is seen again (the file is back, the draft is ready).
+REVIVING_SKIPS = frozenset({"deleted", "draft"})
+
 _COLUMNS = (
     "post_id, account, part, state, due_at, scheduled_at, content_hash, attempts, identity, "
     "retry_at, "
@@ -257,10 +260,15 @@ class SqliteLedger(Ledger):
                 )
                 self._event(db, key, DeliveryState.PLANNED, 0, now, f"due {_ts(scheduled_at)}")
             elif current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
-                current.scheduled_at != scheduled_at or current.state is DeliveryState.SKIPPED
+                current.scheduled_at != scheduled_at
+                or (
+                    current.state is DeliveryState.SKIPPED
+                    and (current.reason in REVIVING_SKIPS or current.content_hash != content_hash)
+                )
             ):
-                # The post's time changed (or a skipped post came back): it is due then,
-                # whatever a person had asked before.
+                # The post's time changed, or a skipped post came back (undeleted, no longer a
+                # draft, rewritten): it is due at its time, whatever a person asked before. A
+                # post skipped as late or expired stays skipped until it is given a new time.
                 db.execute(
                     "UPDATE deliveries SET state=?, due_at=?, scheduled_at=?, content_hash=?, "
                     "reason=NULL, updated_at=? WHERE post_id=? AND account=? AND part=?",
