@@ -162,6 +162,8 @@ class Daemon:
         self._watching = asyncio.Event()
         self._retiring: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._running: set[str] = set()  # job ids being delivered now
+        self._rerun: dict[str, dt.datetime] = {}  # asked for while running
         self.ledger: Ledger | None = None
         self.engine: Engine | None = None
         self.scheduler: Any = None
@@ -230,6 +232,11 @@ class Daemon:
 
     def _schedule(self, job_id: str, when: dt.datetime) -> None:
         post_id, account = job_id.rsplit("@", 1)
+        if job_id in self._running:
+            # APScheduler would skip a second instance of a running job; run it again when
+            # this one ends instead.
+            self._rerun[job_id] = min(when, self._rerun.get(job_id, when))
+            return
         run_at = max(when, self.clock())
         job = self.scheduler.get_job(job_id)
         if job is not None and job.next_run_time == run_at:
@@ -242,6 +249,8 @@ class Daemon:
             id=job_id,
             replace_existing=True,
             misfire_grace_time=None,  # the engine decides what is late, not the scheduler
+            coalesce=True,
+            max_instances=1,
         )
 
     async def _run_job(self, post_id: str, account: str) -> None:
@@ -250,13 +259,20 @@ class Daemon:
         assert self.engine is not None
         task = asyncio.current_task()
         assert task is not None
+        job_id = f"{post_id}@{account}"
         self._in_flight.add(task)
+        self._running.add(job_id)
         try:
             again = await self.engine.deliver(post_id, account)
         finally:
             self._in_flight.discard(task)
-        if again is not None and not self._stop.is_set():
-            self._schedule(f"{post_id}@{account}", again)
+            self._running.discard(job_id)
+        rerun = self._rerun.pop(job_id, None)
+        if self._stop.is_set():
+            return
+        times = [t for t in (again, rerun) if t is not None]
+        if times:
+            self._schedule(job_id, min(times))
 
     async def _rescan(self) -> None:
         """Schedule what changed in the ledger behind the daemon's back (publish --now...).
