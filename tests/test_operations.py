@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 
 import pytest
@@ -136,3 +137,14 @@ def test_status_shows_thread_parts_waiting_behind_an_unconfirmed_one(project: Pr
     assert "UNCONFIRMED: future → outbox after 1 attempts: connection lost" in out
     assert "WAITING: future → outbox part 2, until the part before it is settled" in out
     assert "next:" not in out
+
+
+def test_validate_warns_when_a_published_post_was_edited(project: Project) -> None:
+    project.write("now.yaml", "id: now\nat: 2020-01-01 09:00\ntext: As sent.\n")
+    assert cli(project, "publish", "now", "--now").exit_code == 0
+    project.write("now.yaml", "id: now\nat: 2020-01-01 09:00\ntext: Corrected.\n")
+    result = cli(project, "validate", "--format", "json")
+    assert result.exit_code == 0  # a warning, not an error
+    codes = {f["code"]: f for f in json.loads(result.stdout)}
+    changed = codes["published-changed"]
+    assert (changed["post_id"], changed["account"], changed["line"]) == ("now", "outbox", 3)

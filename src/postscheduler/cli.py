@@ -177,6 +177,11 @@ def validate(
         typer.echo(format_findings(_relative(findings), output))
         raise typer.Exit(EXIT_FINDINGS) from None
     catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
+    if settings.ledger_path.is_file():  # what was already published, if anything was
+        from .engine import edits_after_publishing
+
+        with _reported(), _open_ledger(settings) as ledger:
+            catalog.findings.extend(edits_after_publishing(catalog, settings, ledger))
     findings = _relative(sorted_findings(catalog.findings))
     if findings or output is OutputFormat.json:
         typer.echo(format_findings(findings, output))

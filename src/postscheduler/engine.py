@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .config import Settings
+from .errors import Finding, warning
 from .images import ImageError, resolve_image_path
 from .ledger import (
     CLAIMABLE_STATES,
@@ -114,6 +115,34 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     for key in changed:
         log.warning("%s was edited after it was published; it will not be sent again", key)
     return PlanResult(planned, skipped, changed)
+
+
+def edits_after_publishing(catalog: Catalog, settings: Settings, ledger: Ledger) -> list[Finding]:
+    """A warning for each part whose words or image changed after it was published: the
+    change will not go out (the ledger never sends a delivery twice)."""
+    findings = []
+    for sp in _valid_posts(catalog).values():
+        for account in target_accounts(sp.post, settings):
+            if account not in settings.config.accounts:
+                continue
+            for part in render_post(sp.post, account, settings).parts:
+                row = ledger.get(DeliveryKey(sp.id, account, part.index))
+                if (
+                    row is not None
+                    and row.state is DeliveryState.PUBLISHED
+                    and row.content_hash != content_hash(part)
+                ):
+                    what = "the post" if part.index == 0 else f"thread part {part.index + 1}"
+                    findings.append(
+                        warning(
+                            "published-changed",
+                            f"{what} was changed after it was published to {account}; "
+                            "the change will not be published",
+                            hint="publish the correction as a new post",
+                            **sp.where("text" if part.index == 0 else "thread", account=account),
+                        )
+                    )
+    return findings
 
 
 def backoff(attempt: int, settings: Settings, retry_after: float | None) -> dt.timedelta:
