@@ -148,3 +148,10 @@ def test_validate_warns_when_a_published_post_was_edited(project: Project) -> No
     codes = {f["code"]: f for f in json.loads(result.stdout)}
     changed = codes["published-changed"]
     assert (changed["post_id"], changed["account"], changed["line"]) == ("now", "outbox", 3)
+
+
+def test_status_without_a_ledger_creates_nothing(project: Project) -> None:
+    for command in ("status", "history"):
+        result = cli(project, command)
+        assert result.exit_code == 2 and "no ledger at" in result.stderr
+    assert not (project.root / "ledger.db").exists()

@@ -434,9 +434,14 @@ def run(
         asyncio.run(Daemon(config, settings=settings, dry_run=dry_run).run())
 
 
-def _open_ledger(settings: Any) -> Any:
+def _open_ledger(settings: Any, *, must_exist: bool = False) -> Any:
     from .ledger import open_ledger
 
+    if must_exist and not settings.ledger_path.exists():
+        raise PostschedulerError(
+            f"no ledger at {settings.ledger_path} yet: nothing has been planned or sent "
+            "(`postscheduler run` creates it)"
+        )
     return open_ledger(settings.config.ledger, settings.base_dir)
 
 
@@ -450,7 +455,7 @@ def status(config: ConfigOption = None) -> None:
 
     with _reported():
         settings = _settings(config)
-        with _open_ledger(settings) as ledger:
+        with _open_ledger(settings, must_exist=True) as ledger:
             counts = ledger.counts()
             upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
             problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
@@ -494,7 +499,7 @@ def history(
     """
     with _reported():
         settings = _settings(config)
-        with _open_ledger(settings) as ledger:
+        with _open_ledger(settings, must_exist=True) as ledger:
             events = ledger.events(post_id=post, account=account)
     zone = settings.config.zone
     rows = [
