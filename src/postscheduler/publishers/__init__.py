@@ -39,6 +39,9 @@ __all__ = [
 _REGISTRY = {
     "outbox": "outbox.OutboxPublisher",
     "webhook": "webhook.WebhookPublisher",
+    "telegram": "telegram.TelegramPublisher",
+    "discord": "discord.DiscordPublisher",
+    "slack": "slack.SlackPublisher",
 }
 
 

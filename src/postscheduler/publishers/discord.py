@@ -1,0 +1,61 @@
+"""Discord: an incoming webhook (``POST /webhooks/{id}/{token}?wait=true``).
+
+``wait=true`` always: without it Discord answers 204 before saving the message, and a message
+that fails is lost without a word. Mentions are disabled (``allowed_mentions: {parse: []}``)
+so a post never pings a channel. An image file goes as a multipart attachment whose
+``description`` is its alt text. Webhooks cannot reply, so thread parts are consecutive
+messages. The webhook URL is the credential and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .base import Published, Publisher, PublishJob
+from .http import body_excerpt, send
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        value = response.json().get("retry_after")
+    except ValueError:
+        value = response.headers.get("retry-after")
+    return float(value) if value is not None else None
+
+
+class DiscordPublisher(Publisher):
+    platform = "discord"
+
+    def _url(self) -> str:
+        return self.secret("webhook_url")
+
+    async def publish(self, job: PublishJob) -> Published:
+        assert self.http is not None, "the Discord publisher needs an HTTP client"
+        http, url = self.http, self._url()
+        payload: dict[str, Any] = {"content": job.text, "allowed_mentions": {"parse": []}}
+        if job.image is not None and job.image_path is not None:
+            photo = Path(job.image_path)
+            payload["attachments"] = [
+                {"id": 0, "filename": photo.name, "description": job.image.alt[:1024]}
+            ]
+            files = {"files[0]": (photo.name, photo.read_bytes())}
+            form = {"payload_json": json.dumps(payload)}
+            request = lambda: http.post(url, params={"wait": "true"}, data=form, files=files)  # noqa: E731
+        else:
+            if job.image is not None and job.image.url is not None:
+                payload["embeds"] = [{"image": {"url": job.image.url}}]
+            request = lambda: http.post(url, params={"wait": "true"}, json=payload)  # noqa: E731
+        response = await send("discord", request, error_text=body_excerpt, retry_after=_retry_after)
+        message = response.json()
+        return Published(str(message.get("id")), None)
+
+    async def check_credentials(self) -> str:
+        assert self.http is not None, "the Discord publisher needs an HTTP client"
+        http, url = self.http, self._url()
+        response = await send("discord", lambda: http.get(url))
+        hook = response.json()
+        return f"webhook {hook.get('name')!r} (channel {hook.get('channel_id')})"

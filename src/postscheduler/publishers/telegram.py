@@ -1,0 +1,134 @@
+"""Telegram: a bot posts to a channel through the Bot API (``sendMessage`` / ``sendPhoto``).
+
+Text goes as HTML (``parse_mode=HTML``) with ``&``, ``<`` and ``>`` escaped, so nothing in a
+post is read as markup. A photo's caption holds at most 1,024 characters: a longer post goes
+as the photo with its credit as caption, then the text as a reply to it. The bot token is part
+of every request URL, so URLs are never put in a message or a log line.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..config import TelegramAccount
+from ..counting import utf16_units
+from ..render import format_credit
+from .base import (
+    OutcomeUnknownError,
+    PermanentError,
+    Published,
+    Publisher,
+    PublishError,
+    PublishJob,
+)
+from .http import send
+
+CAPTION_LIMIT = 1024
+
+
+def _description(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    text = str(body.get("description", ""))
+    migrate = (body.get("parameters") or {}).get("migrate_to_chat_id")
+    if migrate:
+        text += f" (the group became a supergroup: set chat_id to {migrate})"
+    return text
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        value = (response.json().get("parameters") or {}).get("retry_after")
+    except ValueError:
+        return None
+    return float(value) if value is not None else None
+
+
+class TelegramPublisher(Publisher):
+    platform = "telegram"
+
+    @property
+    def _config(self) -> TelegramAccount:
+        assert isinstance(self.config, TelegramAccount)
+        return self.config
+
+    async def _call(self, method: str, *, data: dict[str, Any], files: Any = None) -> Any:
+        assert self.http is not None, "the Telegram publisher needs an HTTP client"
+        url = f"{self._config.api_base}/bot{self.secret('bot_token')}/{method}"
+        http = self.http
+        if files is None:
+            request = lambda: http.post(url, json=data)  # noqa: E731
+        else:
+            form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+            request = lambda: http.post(url, data=form, files=files)  # noqa: E731
+        response = await send(
+            f"telegram {method}", request, error_text=_description, retry_after=_retry_after
+        )
+        body = response.json()
+        if not body.get("ok"):
+            raise PermanentError(f"telegram {method}: {body.get('description', 'not ok')}")
+        return body["result"]
+
+    def _message(self, job: PublishJob, text: str, reply_to: str | None) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "chat_id": self._config.chat_id,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": not self._config.link_preview},
+        }
+        if text:
+            message["text"] = html.escape(text, quote=False)
+        if reply_to:
+            message["reply_parameters"] = {"message_id": int(reply_to)}
+        return message
+
+    def _published(self, result: dict[str, Any]) -> Published:
+        message_id = str(result["message_id"])
+        username = (result.get("chat") or {}).get("username")
+        return Published(message_id, f"https://t.me/{username}/{message_id}" if username else None)
+
+    async def _photo(self, job: PublishJob, caption: str, reply_to: str | None) -> Published:
+        assert job.image is not None
+        data = self._message(job, "", reply_to)
+        data["caption"] = html.escape(caption, quote=False)
+        if job.image_path is not None:
+            photo = Path(job.image_path)
+            files = {"photo": (photo.name, photo.read_bytes())}
+            return self._published(await self._call("sendPhoto", data=data, files=files))
+        data["photo"] = job.image.url
+        return self._published(await self._call("sendPhoto", data=data))
+
+    async def publish(self, job: PublishJob) -> Published:
+        reply_to = job.reply_to.remote_id if job.reply_to else None
+        if job.image is None:
+            result = await self._call("sendMessage", data=self._message(job, job.text, reply_to))
+            return self._published(result)
+        if utf16_units(job.text) <= CAPTION_LIMIT:
+            return await self._photo(job, job.text, reply_to)
+        # Too long for a caption: the photo with its credit, then the text replying to it.
+        photo = await self._photo(
+            job, format_credit(job.image, self.settings.config.credit_format), reply_to
+        )
+        try:
+            result = await self._call(
+                "sendMessage", data=self._message(job, job.text, photo.remote_id)
+            )
+        except PublishError as exc:
+            # The photo is out: sending again would post it twice. A person decides.
+            raise OutcomeUnknownError(
+                f"the photo was posted (message {photo.remote_id}) but its text was not: "
+                f"{exc.message}"
+            ) from None
+        return self._published(result)
+
+    async def check_credentials(self) -> str:
+        bot = await self._call("getMe", data={})
+        chat = await self._call("getChat", data={"chat_id": self._config.chat_id})
+        where = chat.get("title") or chat.get("username") or self._config.chat_id
+        return f"@{bot.get('username')} posting to {where}"

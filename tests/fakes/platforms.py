@@ -1,0 +1,210 @@
+"""Loopback fakes of the Telegram Bot API, Discord webhooks and Slack incoming webhooks.
+
+Each answers as the platform's documentation says (shapes of success and error bodies,
+rate-limit fields), records what it received, and takes queued faults: ``(status, headers,
+body)`` to answer with, or ``"lose"`` to act on the request and close without answering.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.parser
+import email.policy
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    """Form fields as text, files as (filename, bytes)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        fields[str(name)] = (filename, payload) if filename else payload.decode()
+    return fields
+
+
+class FakePlatform:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.faults: collections.deque[Any] = collections.deque()
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                ctype = self.headers.get("Content-Type", "")
+                if ctype.startswith("multipart/form-data"):
+                    body: Any = parse_multipart(ctype, raw)
+                elif ctype.startswith("application/json"):
+                    body = json.loads(raw)
+                else:
+                    body = raw.decode()
+                split = urlsplit(self.path)
+                request = {
+                    "method": self.command,
+                    "path": split.path,
+                    "query": parse_qs(split.query),
+                    "headers": dict(self.headers),
+                    "body": body,
+                }
+                with fake.lock:
+                    fault = fake.faults.popleft() if fake.faults else None
+                if isinstance(fault, tuple):
+                    self._answer(*fault)
+                    return
+                status, headers, answer = fake.respond(request)
+                if 200 <= status < 300:
+                    with fake.lock:
+                        fake.received.append(request)
+                if fault == "lose":
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                self._answer(status, headers, answer)
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def base(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        raise NotImplementedError
+
+    def __enter__(self) -> FakePlatform:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(body).encode(),
+    )
+
+
+class FakeTelegram(FakePlatform):
+    """https://core.telegram.org/bots/api: every answer is {ok, result} or {ok: false, ...}."""
+
+    TOKEN = "123456:canary-telegram-TOKEN"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_id = 100
+
+    @staticmethod
+    def error(code: int, description: str, **parameters: Any) -> Answer:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return _json(code, body)
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        prefix, _, method = request["path"].rpartition("/")
+        if prefix != f"/bot{self.TOKEN}":
+            return self.error(401, "Unauthorized")
+        body = request["body"] if isinstance(request["body"], dict) else {}
+        chat = {
+            "id": -1001234567890,
+            "title": "Campaign",
+            "username": "campaign",
+            "type": "channel",
+        }
+        if method == "getMe":
+            return _json(
+                200, {"ok": True, "result": {"id": 42, "is_bot": True, "username": "campaign_bot"}}
+            )
+        if method == "getChat":
+            return _json(200, {"ok": True, "result": chat})
+        if method in ("sendMessage", "sendPhoto"):
+            if method == "sendMessage" and len(body.get("text", "")) > 4096:
+                return self.error(400, "Bad Request: message is too long")
+            if method == "sendPhoto" and len(body.get("caption", "")) > 1024:
+                return self.error(400, "Bad Request: message caption is too long")
+            self.next_id += 1
+            return _json(
+                200, {"ok": True, "result": {"message_id": self.next_id, "chat": chat, "date": 0}}
+            )
+        return self.error(404, "Not Found")
+
+
+class FakeDiscord(FakePlatform):
+    """https://discord.com/developers/docs/resources/webhook (Execute / Get Webhook with Token)."""
+
+    HOOK = "/api/webhooks/1111/canary-discord-TOKEN"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_id = 900
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        if request["path"] != self.HOOK:
+            return _json(404, {"message": "Unknown Webhook", "code": 10015})
+        if request["method"] == "GET":
+            return _json(200, {"id": "1111", "name": "Campaign bot", "channel_id": "2222"})
+        if request["query"].get("wait") != ["true"]:
+            return 204, {}, b""  # accepted, not yet saved: the failure mode wait=true avoids
+        body = request["body"]
+        payload = json.loads(body["payload_json"]) if "payload_json" in body else body
+        if len(payload.get("content", "")) > 2000:
+            return _json(400, {"message": "Invalid Form Body", "code": 50035})
+        self.next_id += 1
+        return _json(
+            200, {"id": str(self.next_id), "channel_id": "2222", "content": payload.get("content")}
+        )
+
+
+class FakeSlack(FakePlatform):
+    """https://api.slack.com/messaging/webhooks: 200 "ok", or a status with a plain-text code."""
+
+    HOOK = "/services/T000/B000/canary-slack-TOKEN"
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        if request["path"] != self.HOOK:
+            return 404, {"Content-Type": "text/plain"}, b"no_service"
+        if not isinstance(request["body"], dict) or not request["body"].get("text"):
+            return 400, {"Content-Type": "text/plain"}, b"no_text"
+        return 200, {"Content-Type": "text/plain"}, b"ok"

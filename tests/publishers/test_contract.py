@@ -1,0 +1,296 @@
+"""One contract suite over the HTTP publishers, each against its loopback fake platform."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from postscheduler.config import load_settings
+from postscheduler.ledger import DeliveryKey
+from postscheduler.models import Image
+from postscheduler.publishers import (
+    OutcomeUnknownError,
+    PermanentError,
+    Published,
+    Publisher,
+    PublishJob,
+    TransientError,
+    make_publisher,
+)
+
+from ..conftest import Project
+from ..fakes.platforms import FakeDiscord, FakePlatform, FakeSlack, FakeTelegram
+
+T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    fake: Callable[[], FakePlatform]
+    account: Callable[[FakePlatform], str]  # the account's YAML mapping
+    env: Callable[[FakePlatform], dict[str, str]]
+    secret: str  # the canary that must never show
+    rate_limited: Callable[[], tuple[int, dict[str, str], bytes]]
+    retry_after: float
+    rejected: tuple[int, dict[str, str], bytes]
+    rejected_text: str
+    image_files: bool = True
+
+
+CASES = [
+    Case(
+        "telegram",
+        FakeTelegram,
+        lambda f: (
+            '{platform: telegram, bot_token: "${TG_TOKEN}", chat_id: "@campaign", '
+            f'api_base: "{f.base}"}}'
+        ),
+        lambda f: {"TG_TOKEN": FakeTelegram.TOKEN},
+        FakeTelegram.TOKEN,
+        lambda: FakeTelegram.error(429, "Too Many Requests: retry after 7", retry_after=7),
+        7.0,
+        FakeTelegram.error(403, "Forbidden: bot is not a member of the channel chat"),
+        "403 Forbidden: bot is not a member of the channel chat",
+    ),
+    Case(
+        "discord",
+        FakeDiscord,
+        lambda f: '{platform: discord, webhook_url: "${DISCORD_URL}"}',
+        lambda f: {"DISCORD_URL": f.base + FakeDiscord.HOOK},
+        "canary-discord-TOKEN",
+        lambda: (
+            429,
+            {"Content-Type": "application/json", "Retry-After": "2"},
+            b'{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}',
+        ),
+        1.5,
+        (
+            404,
+            {"Content-Type": "application/json"},
+            b'{"message": "Unknown Webhook", "code": 10015}',
+        ),
+        '404 {"message": "Unknown Webhook", "code": 10015}',
+    ),
+    Case(
+        "slack",
+        FakeSlack,
+        lambda f: '{platform: slack, webhook_url: "${SLACK_URL}"}',
+        lambda f: {"SLACK_URL": f.base + FakeSlack.HOOK},
+        "canary-slack-TOKEN",
+        lambda: (429, {"Content-Type": "text/plain", "Retry-After": "30"}, b"rate_limited"),
+        30.0,
+        (403, {"Content-Type": "text/plain"}, b"action_prohibited"),
+        "403 action_prohibited",
+        image_files=False,
+    ),
+]
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request: pytest.FixtureRequest) -> Case:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def fake(case: Case) -> Iterator[FakePlatform]:
+    with case.fake() as f:
+        yield f
+
+
+def settings_for(
+    project: Project, case: Case, fake: FakePlatform, env: dict[str, str] | None = None
+) -> Any:
+    project.config_path.write_text(
+        f"accounts:\n  acct: {case.account(fake)}\ndefaults: {{accounts: [acct]}}\n"
+    )
+    return load_settings(project.config_path, environ=case.env(fake) if env is None else env)
+
+
+def job(
+    project: Project,
+    *,
+    text: str = "Hello, Perú ✊🏽",
+    image: bool = False,
+    part: int = 0,
+    reply_to: Published | None = None,
+) -> PublishJob:
+    img = path = None
+    if image:
+        path = str(project.image())
+        img = Image(file="images/photo.jpg", alt="Marchers with a banner.", credit="Jane Doe")
+    return PublishJob(
+        key=DeliveryKey("p", "acct", part),
+        identity="postscheduler-0123456789abcdef",
+        text=text,
+        image=img,
+        image_path=path,
+        link=None,
+        language="en",
+        content_warning=None,
+        reply_to=reply_to,
+        root=reply_to,
+        parts=part + 1,
+        due_at=T0,
+        attempt=1,
+    )
+
+
+def call(settings: Any, fn: Callable[[Publisher], Any]) -> Any:
+    async def go() -> Any:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0)) as http:
+            return await fn(make_publisher("acct", settings, http=http))
+
+    return asyncio.run(go())
+
+
+def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
+    settings = settings_for(project, case, fake)
+    published = call(settings, lambda p: p.publish(job(project)))
+    assert isinstance(published, Published) and published.remote_id
+    (request,) = fake.received
+    body = request["body"]
+    if case.name == "telegram":
+        assert request["path"].endswith("/sendMessage")
+        assert body["text"] == "Hello, Perú ✊🏽" and body["parse_mode"] == "HTML"
+        assert body["chat_id"] == "@campaign"
+        assert published.url == f"https://t.me/campaign/{published.remote_id}"
+    elif case.name == "discord":
+        assert request["query"]["wait"] == ["true"]
+        assert body == {"content": "Hello, Perú ✊🏽", "allowed_mentions": {"parse": []}}
+    else:
+        assert body["text"] == "Hello, Perú ✊🏽" and body["blocks"][0]["text"]["type"] == "mrkdwn"
+
+
+def test_markup_is_escaped(project: Project, case: Case, fake: FakePlatform) -> None:
+    settings = settings_for(project, case, fake)
+    call(settings, lambda p: p.publish(job(project, text="Fish & chips <b>not bold</b>")))
+    body = fake.received[0]["body"]
+    if case.name == "discord":
+        assert body["content"] == "Fish & chips <b>not bold</b>"  # Discord has no HTML
+    else:
+        assert (body.get("text")) == "Fish &amp; chips &lt;b&gt;not bold&lt;/b&gt;"
+
+
+def test_image_file_with_alt_text(project: Project, case: Case, fake: FakePlatform) -> None:
+    settings = settings_for(project, case, fake)
+    text = "A march.\n\n📷 Jane Doe"
+    if not case.image_files:
+        # Slack webhooks cannot upload: validate refuses image files for Slack before this.
+        with pytest.raises(PermanentError, match="cannot upload image files"):
+            call(settings, lambda p: p.publish(job(project, text=text, image=True)))
+        assert fake.received == []
+        return
+    call(settings, lambda p: p.publish(job(project, text=text, image=True)))
+    (request,) = fake.received
+    body = request["body"]
+    if case.name == "telegram":
+        assert request["path"].endswith("/sendPhoto")
+        assert body["caption"] == text and body["photo"][0] == "photo.jpg"
+        assert body["photo"][1][:2] == b"\xff\xd8"  # the JPEG's bytes
+    else:
+        payload = json.loads(body["payload_json"])
+        assert payload["attachments"] == [
+            {"id": 0, "filename": "photo.jpg", "description": "Marchers with a banner."}
+        ]
+        assert payload["content"] == text and body["files[0]"][0] == "photo.jpg"
+
+
+def test_image_by_url(project: Project, case: Case, fake: FakePlatform) -> None:
+    settings = settings_for(project, case, fake)
+    image = Image(url="https://example.org/a.jpg", alt="Marchers.", credit="Jane Doe")
+    the_job = dataclasses.replace(job(project, text="A march.\n\n📷 Jane Doe"), image=image)
+    call(settings, lambda p: p.publish(the_job))
+    body = fake.received[0]["body"]
+    if case.name == "telegram":
+        assert body["photo"] == "https://example.org/a.jpg" and "Jane Doe" in body["caption"]
+    elif case.name == "discord":
+        assert body["embeds"] == [{"image": {"url": "https://example.org/a.jpg"}}]
+        assert "Jane Doe" in body["content"]
+    else:
+        assert body["blocks"][1] == {
+            "type": "image",
+            "image_url": "https://example.org/a.jpg",
+            "alt_text": "Marchers.",
+        }
+        assert "Jane Doe" in body["text"]
+
+
+def test_thread_part_replies_where_the_platform_can(
+    project: Project, case: Case, fake: FakePlatform
+) -> None:
+    settings = settings_for(project, case, fake)
+    call(settings, lambda p: p.publish(job(project, part=1, reply_to=Published("101"))))
+    body = fake.received[0]["body"]
+    if case.name == "telegram":
+        assert body["reply_parameters"] == {"message_id": 101}
+    else:
+        assert "reply" not in str(body)  # webhooks cannot reply: consecutive messages
+
+
+def test_5xx_is_transient(project: Project, case: Case, fake: FakePlatform) -> None:
+    fake.faults.append((502, {"Content-Type": "text/plain"}, b"Bad Gateway"))
+    with pytest.raises(TransientError, match="502"):
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+
+
+def test_429_honours_the_platform_s_wait(project: Project, case: Case, fake: FakePlatform) -> None:
+    fake.faults.append(case.rate_limited())
+    with pytest.raises(TransientError) as info:
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+    assert info.value.retry_after == case.retry_after
+
+
+def test_rejection_is_permanent_with_the_platform_s_words(
+    project: Project, case: Case, fake: FakePlatform
+) -> None:
+    fake.faults.append(case.rejected)
+    with pytest.raises(PermanentError) as info:
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+    assert case.rejected_text in info.value.message
+
+
+def test_lost_response_is_an_unknown_outcome(
+    project: Project, case: Case, fake: FakePlatform
+) -> None:
+    fake.faults.append("lose")
+    with pytest.raises(OutcomeUnknownError):
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+    assert len(fake.received) == 1  # it did arrive
+
+
+def test_not_idempotent(case: Case) -> None:
+    from postscheduler.publishers import publisher_class
+
+    assert publisher_class(case.name).idempotent is False  # an unknown outcome is never resent
+
+
+def test_check_credentials(project: Project, case: Case, fake: FakePlatform) -> None:
+    settings = settings_for(project, case, fake)
+    described = call(settings, lambda p: p.check_credentials())
+    assert case.secret not in described
+    if case.name != "slack":  # Slack has nothing to ask
+        wrong = {k: v.replace("canary", "wrong") for k, v in case.env(fake).items()}
+        with pytest.raises(PermanentError) as info:
+            call(settings_for(project, case, fake, wrong), lambda p: p.check_credentials())
+        assert "canary" not in info.value.message and "wrong" not in info.value.message
+
+
+def test_secret_never_in_errors(project: Project, case: Case, fake: FakePlatform) -> None:
+    for fault in (case.rejected, "lose", (500, {}, b"oops")):
+        fake.faults.append(fault)
+        with pytest.raises(Exception) as info:
+            call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+        assert case.secret not in str(info.value) and case.secret not in repr(info.value)
+
+
+def test_missing_secret_is_permanent(project: Project, case: Case, fake: FakePlatform) -> None:
+    with pytest.raises(PermanentError, match="not set"):
+        call(settings_for(project, case, fake, {}), lambda p: p.publish(job(project)))
