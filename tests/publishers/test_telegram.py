@@ -1,0 +1,39 @@
+"""Telegram specifics: a post too long for a photo caption."""
+
+from __future__ import annotations
+
+import pytest
+
+from postscheduler.publishers import OutcomeUnknownError
+
+from ..conftest import Project
+from ..fakes.platforms import FakePlatform, FakeTelegram
+from .test_contract import CASES, call, job, settings_for
+
+TELEGRAM = next(c for c in CASES if c.name == "telegram")
+
+
+@pytest.fixture
+def fake() -> FakePlatform:
+    with FakeTelegram() as f:
+        yield f
+
+
+def test_long_text_goes_as_photo_with_credit_then_a_reply(
+    project: Project, fake: FakePlatform
+) -> None:
+    settings = settings_for(project, TELEGRAM, fake)
+    text = "x" * 1100 + "\n\n📷 Jane Doe"
+    published = call(settings, lambda p: p.publish(job(project, text=text, image=True)))
+    photo, message = fake.received
+    assert photo["path"].endswith("/sendPhoto") and photo["body"]["caption"] == "📷 Jane Doe"
+    assert message["path"].endswith("/sendMessage") and message["body"]["text"] == text
+    assert message["body"]["reply_parameters"]["message_id"] == 101  # replies to the photo
+    assert published.remote_id == "102"
+
+
+def test_text_failing_after_the_photo_is_never_resent(project: Project, fake: FakePlatform) -> None:
+    settings = settings_for(project, TELEGRAM, fake)
+    fake.faults.extend([None, (500, {}, b"oops")])
+    with pytest.raises(OutcomeUnknownError, match="the photo was posted"):
+        call(settings, lambda p: p.publish(job(project, text="y" * 1100, image=True)))
