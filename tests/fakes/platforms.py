@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -208,3 +208,68 @@ class FakeSlack(FakePlatform):
         if not isinstance(request["body"], dict) or not request["body"].get("text"):
             return 400, {"Content-Type": "text/plain"}, b"no_text"
         return 200, {"Content-Type": "text/plain"}, b"ok"
+
+
+class FakeX(FakePlatform):
+    """X API v2 (docs.x.com): checks each request's OAuth 1.0a signature like X does."""
+
+    CREDS: ClassVar[dict[str, str]] = {
+        "consumer_key": "canary-x-CONSUMER-key",
+        "consumer_secret": "canary-x-CONSUMER-secret",
+        "token": "canary-x-ACCESS-token",
+        "token_secret": "canary-x-ACCESS-secret",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_id = 1000
+        self.texts: set[str] = set()
+
+    def _signed(self, request: dict[str, Any]) -> bool:
+        from postscheduler.publishers.x import oauth1_authorization
+
+        header = request["headers"].get("Authorization", "")
+        if not header.startswith("OAuth "):
+            return False
+        params = {
+            k.strip(): v.strip().strip('"')
+            for k, v in (p.split("=", 1) for p in header[6:].split(","))
+        }
+        query = "&".join(f"{k}={v[0]}" for k, v in request["query"].items())
+        url = f"{self.base}{request['path']}" + (f"?{query}" if query else "")
+        expected = oauth1_authorization(
+            request["method"],
+            url,
+            nonce=params.get("oauth_nonce"),
+            timestamp=params.get("oauth_timestamp"),
+            **self.CREDS,
+        )
+        return header == expected
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        if request["path"].startswith("/media/"):  # an image on some public web server
+            return 200, {"Content-Type": "image/jpeg"}, b"\xff\xd8\xff\xe0 a jpeg"
+        if not self._signed(request):
+            return _json(401, {"title": "Unauthorized", "detail": "Unauthorized", "status": 401})
+        path, body = request["path"], request["body"]
+        if path == "/2/users/me":
+            return _json(200, {"data": {"id": "7", "name": "Campaign", "username": "campaign"}})
+        if path == "/2/media/upload":
+            return _json(200, {"data": {"id": "555", "media_key": "3_555"}})
+        if path == "/2/media/metadata":
+            return _json(200, {"data": {"associated_metadata": True}})
+        if path == "/2/tweets":
+            if body["text"] in self.texts:
+                return _json(
+                    403,
+                    {
+                        "detail": "You are not allowed to create a Tweet with duplicate content.",
+                        "type": "about:blank",
+                        "title": "Forbidden",
+                        "status": 403,
+                    },
+                )
+            self.texts.add(body["text"])
+            self.next_id += 1
+            return _json(201, {"data": {"id": str(self.next_id), "text": body["text"]}})
+        return _json(404, {"title": "Not Found Error", "detail": f"no {path}", "status": 404})

@@ -42,6 +42,7 @@ _REGISTRY = {
     "telegram": "telegram.TelegramPublisher",
     "discord": "discord.DiscordPublisher",
     "slack": "slack.SlackPublisher",
+    "x": "x.XPublisher",
 }
 
 
