@@ -142,13 +142,15 @@ class AccountCheck:
 
 async def check_accounts(settings: Settings, only: str | None = None) -> list[AccountCheck]:
     """Verify each account's credentials with its platform, concurrently."""
+    import httpx
+
     names = [only] if only else list(settings.config.accounts)
     redact = Redactor.for_settings(settings)
 
-    async def check(name: str) -> AccountCheck:
+    async def check(name: str, http: httpx.AsyncClient) -> AccountCheck:
         platform = settings.config.accounts[name].platform
         try:
-            publisher = make_publisher(name, settings)
+            publisher = make_publisher(name, settings, http=http)
             try:
                 detail = await publisher.check_credentials()
             finally:
@@ -157,4 +159,5 @@ async def check_accounts(settings: Settings, only: str | None = None) -> list[Ac
             return AccountCheck(name, platform, False, redact(exc.message))
         return AccountCheck(name, platform, True, redact(detail))
 
-    return list(await asyncio.gather(*(check(n) for n in names)))
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
+        return list(await asyncio.gather(*(check(n, http) for n in names)))
