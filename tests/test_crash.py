@@ -1,10 +1,12 @@
 """Crash test: kill -9 the daemon at random moments; nothing is duplicated, nothing is lost.
 
-Each trial starts `postscheduler run` on a burst of deliveries to two accounts, an outbox
-(idempotent) and a signed webhook on 127.0.0.1 (at-most-once: the platform cannot be asked),
-kills it with SIGKILL at a random moment, then restarts it to finish. Afterwards every
+Each trial starts `postscheduler run` on a burst of deliveries to four accounts: an outbox
+(idempotent), and three at-most-once platforms on 127.0.0.1 that cannot be asked afterwards
+whether a post went out: a signed webhook, X and Telegram (loopback fakes of their APIs). It
+kills the daemon with SIGKILL at a random moment, then restarts it to finish. Afterwards every
 delivery must have reached its destination exactly once, or be `unconfirmed` (having reached
-it at most once), and nothing may be left planned or in flight.
+it at most once); nothing may be left in flight, and a thread part may wait only behind an
+unconfirmed one.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from postscheduler.ledger import DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
 
 from .conftest import Project
+from .fakes.platforms import FakeTelegram, FakeX
 from .fakes.webhook_server import WebhookServer
 
 TRIALS = 20
@@ -32,7 +36,22 @@ POSTS = 8
 SECRET = "crash-test-secret-0042"
 
 
-def write_project(root: Path, url: str) -> Project:
+ACCOUNTS = ("outbox", "site", "x", "telegram")
+ENV = {
+    "SITE_SECRET": SECRET,
+    "X_KEY": FakeX.CREDS["consumer_key"],
+    "X_SECRET": FakeX.CREDS["consumer_secret"],
+    "X_TOKEN": FakeX.CREDS["token"],
+    "X_TOKEN_SECRET": FakeX.CREDS["token_secret"],
+    "TG_TOKEN": FakeTelegram.TOKEN,
+}
+
+
+def part_text(post: str, part: int) -> str:
+    return f"Post {post[1:]}." if part == 0 else f"Post {post[1:]}, part {part + 1}."
+
+
+def write_project(root: Path, site: str, x: str, telegram: str) -> Project:
     project = Project(
         root,
         f"""\
@@ -41,23 +60,40 @@ posts_dir: posts
 ledger: state/ledger.db
 accounts:
   outbox: {{platform: outbox, path: outbox}}
-  site: {{platform: webhook, url: "{url}", secret: "${{SITE_SECRET}}"}}
-defaults: {{accounts: [outbox, site]}}
+  site: {{platform: webhook, url: "{site}", secret: "${{SITE_SECRET}}"}}
+  x:
+    platform: x
+    consumer_key: ${{X_KEY}}
+    consumer_secret: ${{X_SECRET}}
+    access_token: ${{X_TOKEN}}
+    access_token_secret: ${{X_TOKEN_SECRET}}
+    api_base: {x}
+  telegram:
+    platform: telegram
+    bot_token: ${{TG_TOKEN}}
+    chat_id: "@c"
+    api_base: {telegram}
+defaults: {{accounts: [{", ".join(ACCOUNTS)}]}}
 publishing:
   retry: {{attempts: 5, first_delay: 1s, max_delay: 2s}}
 """,
     )
     due = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat(timespec="seconds")
     for i in range(POSTS):
-        thread = "thread: [Second part., Third part.]\n" if i % 3 == 0 else ""
-        project.write(f"p{i}.yaml", f"id: p{i}\nat: {due}\ntext: Post {i}.\n{thread}")
+        post = f"p{i}"
+        thread = ""
+        if i % 3 == 0:
+            thread = f"thread: ['{part_text(post, 1)}', '{part_text(post, 2)}']\n"
+        project.write(
+            f"{post}.yaml", f"id: {post}\nat: {due}\ntext: {part_text(post, 0)}\n{thread}"
+        )
     return project
 
 
 def start(project: Project) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
-        env={**os.environ, "SITE_SECRET": SECRET},
+        env={**os.environ, **ENV},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -67,7 +103,7 @@ def settle(project: Project) -> None:
     """Restart after the crash and let the daemon finish everything it may finish."""
     result = subprocess.run(
         [sys.executable, "-m", "postscheduler", "run", "--once", "-c", str(project.config_path)],
-        env={**os.environ, "SITE_SECRET": SECRET},
+        env={**os.environ, **ENV},
         capture_output=True,
         text=True,
         timeout=120,
@@ -75,56 +111,76 @@ def settle(project: Project) -> None:
     assert "Traceback" not in result.stderr, result.stderr
 
 
-def check(project: Project, server: WebhookServer) -> collections.Counter[str]:
+def _at_most_once(row: Any, got: int, state: dict[Any, DeliveryState]) -> None:
+    if row.state is DeliveryState.PUBLISHED:
+        assert got == 1, f"{row.key} published but arrived {got} times"
+    elif row.state is DeliveryState.UNCONFIRMED:
+        assert got <= 1, f"{row.key} arrived {got} times"
+    else:
+        # A later thread part waits behind an unconfirmed one: a reply cannot be sent until
+        # a person says whether the part before it went out.
+        assert row.state is DeliveryState.PLANNED and row.key.part > 0, row
+        before = dataclasses.replace(row.key, part=row.key.part - 1)
+        assert state[before] in (DeliveryState.UNCONFIRMED, DeliveryState.PLANNED)
+        assert got == 0
+
+
+def check(
+    project: Project, site: WebhookServer, x: FakeX, telegram: FakeTelegram
+) -> collections.Counter[str]:
     outcomes: collections.Counter[str] = collections.Counter()
     ledger = SqliteLedger(project.root / "state" / "ledger.db")
     try:
         rows = ledger.deliveries()
     finally:
         ledger.close()
-    assert len(rows) == 2 * (POSTS + 2 * len(range(0, POSTS, 3)))
-    arrived = collections.Counter(server.keys())
-    assert all(n == 1 for n in arrived.values()), f"duplicates at the webhook: {arrived}"
+    assert len(rows) == len(ACCOUNTS) * (POSTS + 2 * len(range(0, POSTS, 3)))
+    arrived = {
+        "site": collections.Counter(site.keys()),
+        "x": collections.Counter(r["body"]["text"] for r in x.received if r["path"] == "/2/tweets"),
+        "telegram": collections.Counter(
+            r["body"]["text"] for r in telegram.received if r["path"].endswith("/sendMessage")
+        ),
+    }
+    for name, counts in arrived.items():
+        assert all(n == 1 for n in counts.values()), f"duplicates at {name}: {counts}"
     timeline = (project.root / "outbox" / "timeline.txt").read_text(encoding="utf-8")
     state = {row.key: row.state for row in rows}
     for row in rows:
-        outcomes[row.state.value] += 1
-        if row.key.account == "site":
-            got = arrived.get(row.identity or "", 0)
-            if row.state is DeliveryState.PUBLISHED:
-                assert got == 1, f"{row.key} published but arrived {got} times"
-            elif row.state is DeliveryState.UNCONFIRMED:
-                assert got <= 1
-            else:
-                # A later thread part waits behind an unconfirmed one: a reply cannot be
-                # sent until a person says whether the part before it went out.
-                assert row.state is DeliveryState.PLANNED and row.key.part > 0, row
-                before = dataclasses.replace(row.key, part=row.key.part - 1)
-                assert state[before] in (DeliveryState.UNCONFIRMED, DeliveryState.PLANNED)
-                assert got == 0
-        else:
+        outcomes[f"{row.key.account} {row.state.value}"] += 1
+        account = row.key.account
+        if account == "outbox":
             assert row.state is DeliveryState.PUBLISHED, f"{row.key} left {row.state}"
             name = f"{row.key.post_id}.outbox.{row.key.part + 1}.json"
             record = json.loads((project.root / "outbox" / name).read_text())
             assert record["id"] == row.identity
             assert timeline.count(row.identity or "-") == 1, f"{row.key} in the timeline twice"
+        elif account == "site":
+            _at_most_once(row, arrived["site"].get(row.identity or "", 0), state)
+        else:
+            text = part_text(row.key.post_id, row.key.part)
+            _at_most_once(row, arrived[account].get(text, 0), state)
     return outcomes
 
 
 def test_kill_9_at_random_moments(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20270114")))
     totals: collections.Counter[str] = collections.Counter()
-    with WebhookServer(SECRET) as server:
-        server.latency = 0.02
+    with WebhookServer(SECRET) as site, FakeX() as x, FakeTelegram() as telegram:
+        for fake in (site, x, telegram):
+            fake.latency = 0.02
         for trial in range(TRIALS):
-            server.received.clear()
-            project = write_project(tmp_path / f"trial{trial}", server.url)
+            site.received.clear()
+            x.received.clear()
+            x.texts.clear()
+            telegram.received.clear()
+            project = write_project(tmp_path / f"trial{trial}", site.url, x.base, telegram.base)
             daemon = start(project)
             time.sleep(rng.uniform(0.2, 1.6))  # before, during or after the burst
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()
             settle(project)
-            totals += check(project, server)
+            totals += check(project, site, x, telegram)
+    print(f"\n{TRIALS} trials: {dict(sorted(totals.items()))}")
     # The trials must have exercised the interesting paths, not just clean runs.
-    assert totals["published"] > 0
-    print(f"\n{TRIALS} trials: {dict(totals)}")
+    assert sum(n for k, n in totals.items() if k.endswith("published")) > 0

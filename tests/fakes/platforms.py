@@ -13,6 +13,7 @@ import email.policy
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -38,6 +39,7 @@ class FakePlatform:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.faults: collections.deque[Any] = collections.deque()
+        self.latency = 0.0  # seconds each answer takes, to widen the window for a crash
         self.lock = threading.Lock()
         fake = self
 
@@ -69,6 +71,8 @@ class FakePlatform:
                     self._answer(*fault)
                     return
                 status, headers, answer = fake.respond(request)
+                if fake.latency:
+                    time.sleep(fake.latency)
                 if 200 <= status < 300:
                     with fake.lock:
                         fake.received.append(request)
