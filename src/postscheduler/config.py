@@ -144,12 +144,38 @@ class BlueskyAccount(AccountConfig):
 
 
 class XAccount(AccountConfig):
+    """OAuth 1.0a user context (the four keys), or OAuth 2.0 (client id + refresh token)."""
+
     platform: Literal["x"]
-    consumer_key: Secret
-    consumer_secret: Secret
-    access_token: Secret
-    access_token_secret: Secret
+    consumer_key: Secret | None = None
+    consumer_secret: Secret | None = None
+    access_token: Secret | None = None
+    access_token_secret: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None  # only for confidential OAuth 2.0 clients
+    refresh_token: Secret | None = None  # the first one; X rotates it, the newest is kept
     api_base: HttpUrl = "https://api.x.com"
+
+    @property
+    def uses_oauth2(self) -> bool:
+        return self.refresh_token is not None
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> XAccount:
+        oauth1 = [
+            self.consumer_key,
+            self.consumer_secret,
+            self.access_token,
+            self.access_token_secret,
+        ]
+        if all(oauth1) and self.refresh_token is None:
+            return self
+        if not any(oauth1) and self.client_id and self.refresh_token is not None:
+            return self
+        raise ValueError(
+            "give either consumer_key, consumer_secret, access_token and access_token_secret "
+            "(OAuth 1.0a), or client_id and refresh_token (OAuth 2.0)"
+        )
 
 
 class TelegramAccount(AccountConfig):

@@ -224,15 +224,51 @@ class FakeX(FakePlatform):
         "token_secret": "canary-x-ACCESS-secret",
     }
 
+    CLIENT_ID = "campaign-client"
+
     def __init__(self) -> None:
         super().__init__()
         self.next_id = 1000
         self.texts: set[str] = set()
+        # OAuth 2.0: each refresh rotates the refresh token and issues a new access token
+        self.refresh_token = "canary-x-REFRESH-0"
+        self.access_token: str | None = None
+        self.token_grants = 0
+
+    def _grant(self, request: dict[str, Any]) -> Answer:
+        form = {k: v[0] for k, v in parse_qs(request["body"]).items()}
+        if (
+            form.get("grant_type") != "refresh_token"
+            or form.get("client_id") != self.CLIENT_ID
+            or form.get("refresh_token") != self.refresh_token
+        ):
+            return _json(
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "Value passed for the token was invalid.",
+                },
+            )
+        self.token_grants += 1
+        self.refresh_token = f"canary-x-REFRESH-{self.token_grants}"
+        self.access_token = f"canary-x-BEARER-{self.token_grants}"
+        return _json(
+            200,
+            {
+                "token_type": "bearer",
+                "expires_in": 7200,
+                "access_token": self.access_token,
+                "scope": "tweet.read tweet.write users.read offline.access",
+                "refresh_token": self.refresh_token,
+            },
+        )
 
     def _signed(self, request: dict[str, Any]) -> bool:
         from postscheduler.publishers.x import oauth1_authorization
 
         header = request["headers"].get("Authorization", "")
+        if header.startswith("Bearer "):
+            return self.access_token is not None and header == f"Bearer {self.access_token}"
         if not header.startswith("OAuth "):
             return False
         params = {
@@ -253,6 +289,8 @@ class FakeX(FakePlatform):
     def respond(self, request: dict[str, Any]) -> Answer:
         if request["path"].startswith("/media/"):  # an image on some public web server
             return 200, {"Content-Type": "image/jpeg"}, b"\xff\xd8\xff\xe0 a jpeg"
+        if request["path"] == "/2/oauth2/token":
+            return self._grant(request)
         if not self._signed(request):
             return _json(401, {"title": "Unauthorized", "detail": "Unauthorized", "status": 401})
         path, body = request["path"], request["body"]

@@ -24,6 +24,7 @@ from postscheduler.publishers import (
 from postscheduler.publishers.x import oauth1_authorization
 
 from ..conftest import Project, shared_file
+from ..fakes.platforms import FakeX
 
 
 def vectors() -> dict[str, Any]:
@@ -201,3 +202,78 @@ def test_users_me_replay(project: Project) -> None:
             return await make_publisher("x", settings, http=http).check_credentials()
 
     assert asyncio.run(go()).startswith("@")
+
+
+OAUTH2 = """\
+ledger: state/ledger.db
+accounts:
+  x:
+    platform: x
+    client_id: campaign-client
+    refresh_token: ${{X_REFRESH}}
+    api_base: {base}
+defaults: {{accounts: [x]}}
+"""
+
+
+def _oauth2_publish(project: Project, fake: FakeX, text: str) -> Published:
+    project.config_path.write_text(OAUTH2.format(base=fake.base))
+    settings = load_settings(project.config_path, environ={"X_REFRESH": "canary-x-REFRESH-0"})
+
+    async def go() -> Published:
+        async with httpx.AsyncClient() as http:
+            return await make_publisher("x", settings, http=http).publish(_job(text))
+
+    return asyncio.run(go())
+
+
+def test_oauth2_refresh_token_rotates_and_is_kept(project: Project) -> None:
+    with FakeX() as fake:
+        first = _oauth2_publish(project, fake, "First.")
+        token_file = project.root / "state" / "x-x.refresh-token"
+        assert token_file.read_text() == "canary-x-REFRESH-1"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        # A new process: the environment's token was used up; the kept one works.
+        second = _oauth2_publish(project, fake, "Second.")
+        assert token_file.read_text() == "canary-x-REFRESH-2"
+        assert first.remote_id != second.remote_id and fake.token_grants == 2
+        tweets = [r for r in fake.received if r["path"] == "/2/tweets"]
+        assert [t["headers"]["Authorization"] for t in tweets] == [
+            "Bearer canary-x-BEARER-1",
+            "Bearer canary-x-BEARER-2",
+        ]
+
+
+def test_oauth2_expired_access_token_is_renewed_once(project: Project) -> None:
+    with FakeX() as fake:
+        project.config_path.write_text(OAUTH2.format(base=fake.base))
+        settings = load_settings(project.config_path, environ={"X_REFRESH": "canary-x-REFRESH-0"})
+
+        async def go() -> tuple[Published, Published]:
+            async with httpx.AsyncClient() as http:
+                publisher = make_publisher("x", settings, http=http)
+                one = await publisher.publish(_job("One."))
+                fake.access_token = "revoked"  # X ended the token before its time
+                two = await publisher.publish(_job("Two."))
+                return one, two
+
+        one, two = asyncio.run(go())
+        assert fake.token_grants == 2 and one.remote_id != two.remote_id
+
+
+def test_oauth2_revoked_refresh_token_says_what_to_do(project: Project) -> None:
+    with FakeX() as fake:
+        fake.refresh_token = "something-else"
+        with pytest.raises(PermanentError, match="authorize the app again") as info:
+            _oauth2_publish(project, fake, "Nope.")
+        assert "canary" not in info.value.message
+
+
+def test_x_account_needs_one_way_to_sign_in(project: Project) -> None:
+    from postscheduler.errors import ConfigError
+
+    project.config_path.write_text(
+        'accounts:\n  x: {platform: x, consumer_key: "${K}", refresh_token: "${R}", client_id: c}\n'
+    )
+    with pytest.raises(ConfigError, match=r"OAuth 1\.0a"):
+        load_settings(project.config_path, environ={})

@@ -1,10 +1,14 @@
-"""X (API v2): ``POST /2/tweets`` with OAuth 1.0a user-context signing.
+"""X (API v2): ``POST /2/tweets`` as the user, by OAuth 1.0a signing or an OAuth 2.0 token.
 
 Signing uses authlib's RFC 5849 implementation (signature base string, HMAC-SHA1, the
 Authorization header), fed a fresh nonce and timestamp per request; ``tests`` check it against
 X's documented example. Images go through ``POST /2/media/upload`` (polling ``processing_info``
 when X asks), alt text through ``POST /2/media/metadata``, threads through
 ``reply.in_reply_to_tweet_id``.
+
+With OAuth 2.0 the access token (2 h) is renewed from the refresh token, which X rotates on
+every use: the newest is written at once beside the ledger (mode 0600) and read from there on
+the next start, before the one in the environment.
 
 X offers no idempotency key and no way to ask whether a lost create went through: an unknown
 outcome ends ``unconfirmed``. Rate limits: ``x-rate-limit-reset`` is epoch seconds. A 403 for
@@ -14,6 +18,7 @@ duplicate content is permanent and explained; a 401 means the credentials are wr
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from collections.abc import Iterable
@@ -97,10 +102,74 @@ def _retry_after(response: httpx.Response) -> float | None:
 class XPublisher(Publisher):
     platform = "x"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._access: str | None = None  # OAuth 2.0 access token, ~2 h
+        self._expires = 0.0
+        self._token_lock = asyncio.Lock()
+
     @property
     def _config(self) -> XAccount:
         assert isinstance(self.config, XAccount)
         return self.config
+
+    # --- OAuth 2.0: refresh tokens rotate, so the newest is kept beside the ledger ----------
+
+    @property
+    def _token_file(self) -> Path:
+        return self.settings.ledger_path.parent / f"x-{self.account}.refresh-token"
+
+    def _stored_refresh_token(self) -> str | None:
+        try:
+            return self._token_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _store_refresh_token(self, token: str) -> None:
+        path = self._token_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)  # the old token is useless once X has rotated it
+
+    async def _bearer(self, *, renew: bool = False) -> str:
+        async with self._token_lock:
+            if self._access and not renew and time.time() < self._expires - 60:
+                return self._access
+            assert self.http is not None
+            http, config = self.http, self._config
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": self._stored_refresh_token() or self.secret("refresh_token"),
+                "client_id": str(config.client_id),
+            }
+            auth = None
+            if config.client_secret is not None:
+                auth = httpx.BasicAuth(str(config.client_id), self.secret("client_secret"))
+            url = f"{config.api_base}/2/oauth2/token"
+            try:
+                response = await send(
+                    "x token refresh",
+                    lambda: (
+                        http.post(url, data=form, auth=auth) if auth else http.post(url, data=form)
+                    ),
+                    error_text=_error_text,
+                )
+            except PermanentError as exc:
+                raise PermanentError(
+                    f"{exc.message} (the refresh token was revoked or already used: "
+                    "authorize the app again and set a new refresh_token)"
+                ) from None
+            answer = response.json()
+            if answer.get("refresh_token"):
+                self._store_refresh_token(str(answer["refresh_token"]))
+            self._access = str(answer["access_token"])
+            self._expires = time.time() + float(answer.get("expires_in", 7200))
+            return self._access
 
     def _auth(self, method: str, url: str) -> str:
         return oauth1_authorization(
@@ -118,16 +187,31 @@ class XPublisher(Publisher):
         url = f"{self._config.api_base}{path}"
         signed_url = str(httpx.URL(url, params=kwargs.get("params")))
 
-        async def request() -> httpx.Response:
-            headers = {"Authorization": self._auth(method, signed_url)}
+        async def request(renew: bool = False) -> httpx.Response:
+            if self._config.uses_oauth2:
+                authorization = f"Bearer {await self._bearer(renew=renew)}"
+            else:
+                authorization = self._auth(method, signed_url)
+            headers = {"Authorization": authorization}
             return await http.request(method, url, headers=headers, **kwargs)
 
+        label = f"x {label}"
         try:
-            response = await send(
-                f"x {label}", request, error_text=_error_text, retry_after=_retry_after
-            )
+            response = await send(label, request, error_text=_error_text, retry_after=_retry_after)
         except PermanentError as exc:
-            raise PermanentError(self._explain(exc.message)) from None
+            if not (self._config.uses_oauth2 and ": 401 " in exc.message):
+                raise PermanentError(self._explain(exc.message)) from None
+            # The access token expired early or was revoked: a 401 was not acted on, so
+            # renewing the token and asking once more is safe.
+            try:
+                response = await send(
+                    label,
+                    lambda: request(renew=True),
+                    error_text=_error_text,
+                    retry_after=_retry_after,
+                )
+            except PermanentError as again:
+                raise PermanentError(self._explain(again.message)) from None
         return response.json() if response.content else {}
 
     @staticmethod
