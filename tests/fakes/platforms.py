@@ -64,6 +64,7 @@ class FakePlatform:
                     "query": parse_qs(split.query),
                     "headers": dict(self.headers),
                     "body": body,
+                    "raw": raw,
                 }
                 with fake.lock:
                     fault = fake.faults.popleft() if fake.faults else None
@@ -315,3 +316,22 @@ class FakeX(FakePlatform):
             self.next_id += 1
             return _json(201, {"data": {"id": str(self.next_id), "text": body["text"]}})
         return _json(404, {"title": "Not Found Error", "detail": f"no {path}", "status": 404})
+
+
+class FakeWebhook(FakePlatform):
+    """A receiver of the signed webhook, verifying signatures as README.md tells receivers to."""
+
+    SECRET = "canary-webhook-SECRET-9"
+    PATH = "/hooks/posts"
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        from postscheduler.publishers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
+        raw, headers = request["raw"], request["headers"]
+        if request["path"] != self.PATH:
+            return _json(404, {"error": "no such hook"})
+        if not verify(
+            self.SECRET, headers.get(TIMESTAMP_HEADER, ""), raw, headers.get(SIGNATURE_HEADER, "")
+        ):
+            return _json(401, {"error": "bad signature"})
+        return _json(200, {"id": f"w{len(self.received) + 1}", "url": "https://site.test/news"})

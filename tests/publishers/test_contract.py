@@ -27,7 +27,14 @@ from postscheduler.publishers import (
 )
 
 from ..conftest import Project
-from ..fakes.platforms import FakeDiscord, FakePlatform, FakeSlack, FakeTelegram, FakeX
+from ..fakes.platforms import (
+    FakeDiscord,
+    FakePlatform,
+    FakeSlack,
+    FakeTelegram,
+    FakeWebhook,
+    FakeX,
+)
 
 T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
 
@@ -44,6 +51,7 @@ class Case:
     rejected: tuple[int, dict[str, str], bytes]
     rejected_text: str
     image_files: bool = True
+    verifiable: bool = True  # the platform can say whether credentials are good
 
 
 X_ENV = {
@@ -122,6 +130,21 @@ CASES = [
         (403, {"Content-Type": "text/plain"}, b"action_prohibited"),
         "403 action_prohibited",
         image_files=False,
+        verifiable=False,
+    ),
+    Case(
+        "webhook",
+        FakeWebhook,
+        lambda f: (
+            f'{{platform: webhook, url: "{f.base}{FakeWebhook.PATH}", secret: "${{HOOK_SECRET}}"}}'
+        ),
+        lambda f: {"HOOK_SECRET": FakeWebhook.SECRET},
+        FakeWebhook.SECRET,
+        lambda: (429, {"Content-Type": "application/json", "Retry-After": "12"}, b"{}"),
+        12.0,
+        (422, {"Content-Type": "application/json"}, b'{"error": "text rejected"}'),
+        '422 {"error": "text rejected"}',
+        verifiable=False,
     ),
 ]
 
@@ -189,7 +212,11 @@ def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
     assert isinstance(published, Published) and published.remote_id
     (request,) = fake.received
     body = request["body"]
-    if case.name == "x":
+    if case.name == "webhook":
+        assert body["text"] == "Hello, Perú ✊🏽" and body["post_id"] == "p"
+        assert request["headers"]["Idempotency-Key"] == "postscheduler-0123456789abcdef"
+        assert published == Published("w1", "https://site.test/news")
+    elif case.name == "x":
         assert request["path"] == "/2/tweets" and body == {"text": "Hello, Perú ✊🏽"}
         assert request["headers"]["Authorization"].startswith("OAuth ")  # verified by the fake
         assert published.url == f"https://x.com/i/web/status/{published.remote_id}"
@@ -209,7 +236,7 @@ def test_markup_is_escaped(project: Project, case: Case, fake: FakePlatform) -> 
     settings = settings_for(project, case, fake)
     call(settings, lambda p: p.publish(job(project, text="Fish & chips <b>not bold</b>")))
     body = fake.received[0]["body"]
-    if case.name in ("discord", "x"):
+    if case.name in ("discord", "x", "webhook"):
         plain = body.get("content", body.get("text"))
         assert plain == "Fish & chips <b>not bold</b>"  # no markup language to escape
     else:
@@ -238,7 +265,14 @@ def test_image_file_with_alt_text(project: Project, case: Case, fake: FakePlatfo
         return
     (request,) = fake.received
     body = request["body"]
-    if case.name == "telegram":
+    if case.name == "webhook":  # the receiver gets the image's details, not its bytes
+        assert body["image"] == {
+            "file": "images/photo.jpg",
+            "url": None,
+            "alt": "Marchers with a banner.",
+            "credit": "Jane Doe",
+        }
+    elif case.name == "telegram":
         assert request["path"].endswith("/sendPhoto")
         assert body["caption"] == text and body["photo"][0] == "photo.jpg"
         assert body["photo"][1][:2] == b"\xff\xd8"  # the JPEG's bytes
@@ -260,7 +294,9 @@ def test_image_by_url(project: Project, case: Case, fake: FakePlatform) -> None:
         the_job = dataclasses.replace(the_job, image=image.model_copy(update={"url": url}))
     call(settings, lambda p: p.publish(the_job))
     body = fake.received[0]["body"]
-    if case.name == "x":
+    if case.name == "webhook":
+        assert body["image"]["url"] == "https://example.org/a.jpg"
+    elif case.name == "x":
         download, upload = fake.received[0], fake.received[1]
         assert download["path"] == "/media/a.jpg"
         assert upload["body"]["media"] == ("a.jpg", b"\xff\xd8\xff\xe0 a jpeg")
@@ -285,7 +321,9 @@ def test_thread_part_replies_where_the_platform_can(
     settings = settings_for(project, case, fake)
     call(settings, lambda p: p.publish(job(project, part=1, reply_to=Published("101"))))
     body = fake.received[0]["body"]
-    if case.name == "x":
+    if case.name == "webhook":
+        assert body["in_reply_to"] == "101" and body["part"] == 2
+    elif case.name == "x":
         assert body["reply"] == {"in_reply_to_tweet_id": "101"}
     elif case.name == "telegram":
         assert body["reply_parameters"] == {"message_id": 101}
@@ -334,7 +372,7 @@ def test_check_credentials(project: Project, case: Case, fake: FakePlatform) -> 
     settings = settings_for(project, case, fake)
     described = call(settings, lambda p: p.check_credentials())
     assert case.secret not in described
-    if case.name != "slack":  # Slack has nothing to ask
+    if case.verifiable:  # Slack and webhooks have nothing to ask
         wrong = {k: v.replace("canary", "zzbogus") for k, v in case.env(fake).items()}
         with pytest.raises(PermanentError) as info:
             call(settings_for(project, case, fake, wrong), lambda p: p.check_credentials())
