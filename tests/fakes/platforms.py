@@ -335,3 +335,65 @@ class FakeWebhook(FakePlatform):
         ):
             return _json(401, {"error": "bad signature"})
         return _json(200, {"id": f"w{len(self.received) + 1}", "url": "https://site.test/news"})
+
+
+class FakeMastodon(FakePlatform):
+    """The Mastodon API as docs.joinmastodon.org describes it, where mastodon-mock is lenient:
+    Idempotency-Key replays, media processed asynchronously (202, then 206, then 200)."""
+
+    TOKEN = "canary-mastodon-TOKEN"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_id = 110000000000000000
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.media_checks: dict[str, int] = {}
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        if request["path"].startswith("/public/"):  # an image on some public web server
+            return 200, {"Content-Type": "image/jpeg"}, b"\xff\xd8\xff\xe0 a jpeg"
+        if request["headers"].get("Authorization") != f"Bearer {self.TOKEN}":
+            return _json(401, {"error": "The access token is invalid"})
+        path, method = request["path"], request["method"]
+        if path == "/api/v1/accounts/verify_credentials":
+            return _json(200, {"id": "1", "username": "campaign", "acct": "campaign"})
+        if path == "/api/v2/media" and method == "POST":
+            self.next_id += 1
+            media_id = str(self.next_id)
+            self.media_checks[media_id] = 0
+            return _json(
+                202,
+                {
+                    "id": media_id,
+                    "type": "image",
+                    "url": None,
+                    "description": request["body"].get("description"),
+                },
+            )
+        if path.startswith("/api/v1/media/"):
+            media_id = path.rsplit("/", 1)[1]
+            self.media_checks[media_id] += 1
+            if self.media_checks[media_id] < 2:
+                return _json(206, {"id": media_id, "url": None})
+            return _json(200, {"id": media_id, "url": f"{self.base}/media/{media_id}.jpg"})
+        if path == "/api/v1/statuses" and method == "POST":
+            form = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(request["body"]).items()}
+            key = request["headers"].get("Idempotency-Key")
+            if key and key in self.by_key:
+                return _json(200, self.by_key[key])  # the first status, not a second one
+            if len(form.get("status", "")) > 500:
+                return _json(
+                    422, {"error": "Validation failed: Text character limit of 500 exceeded"}
+                )
+            self.next_id += 1
+            status = {
+                "id": str(self.next_id),
+                "url": f"{self.base}/@campaign/{self.next_id}",
+                "in_reply_to_id": form.get("in_reply_to_id"),
+                "media_ids": form.get("media_ids[]"),
+                "content": form.get("status"),
+            }
+            if key:
+                self.by_key[key] = status
+            return _json(200, status)
+        return _json(404, {"error": "Record not found"})

@@ -43,6 +43,7 @@ _REGISTRY = {
     "discord": "discord.DiscordPublisher",
     "slack": "slack.SlackPublisher",
     "x": "x.XPublisher",
+    "mastodon": "mastodon.MastodonPublisher",
 }
 
 

@@ -1,0 +1,126 @@
+"""Mastodon: ``POST /api/v1/statuses`` with an ``Idempotency-Key``, images through
+``POST /api/v2/media``.
+
+The key is the delivery's identity, so a resend after a lost answer or a crash returns the
+status created the first time instead of a second one: Mastodon keeps keys for an hour per
+account (a resend after a longer outage could post twice; the engine resends at once after a
+restart). Media that the server is still processing (202, ``url: null``) is polled at
+``GET /api/v1/media/:id`` (206 while processing) before the status is posted. Rate limits:
+``X-RateLimit-Reset`` is an ISO-8601 time, not epoch seconds. A 422 is permanent and its
+``error`` (in the server's language) reaches the user word for word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..config import MastodonAccount
+from .base import PermanentError, Published, Publisher, PublishJob, TransientError
+from .http import retry_after_seconds, send
+
+MEDIA_POLL_LIMIT = 20  # checks, waiting 0.2 s, 0.4 s, ... up to 5 s between them
+
+
+def error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return str(body.get("error", body)) if isinstance(body, dict) else str(body)[:300]
+
+
+def rate_limit_wait(response: httpx.Response) -> float | None:
+    """Seconds until ``X-RateLimit-Reset`` (ISO 8601 on Mastodon), else ``Retry-After``."""
+    reset = response.headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            when = dt.datetime.fromisoformat(reset.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is not None:
+            return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
+    return retry_after_seconds(response)
+
+
+class MastodonPublisher(Publisher):
+    platform = "mastodon"
+    idempotent = True  # Idempotency-Key
+
+    @property
+    def _config(self) -> MastodonAccount:
+        assert isinstance(self.config, MastodonAccount)
+        return self.config
+
+    async def _call(self, method: str, path: str, label: str, **kwargs: Any) -> httpx.Response:
+        assert self.http is not None, "the Mastodon publisher needs an HTTP client"
+        http = self.http
+        url = f"{self._config.instance}{path}"
+        headers = {"Authorization": f"Bearer {self.secret('token')}", **kwargs.pop("headers", {})}
+        return await send(
+            f"mastodon {label}",
+            lambda: http.request(method, url, headers=headers, **kwargs),
+            error_text=error_text,
+            retry_after=rate_limit_wait,
+        )
+
+    async def _upload(self, job: PublishJob) -> str:
+        assert job.image is not None
+        if job.image_path is not None:
+            photo = Path(job.image_path)
+            name, content = photo.name, photo.read_bytes()
+        else:
+            assert job.image.url is not None and self.http is not None
+            http, url = self.http, job.image.url
+            download = await send("mastodon image download", lambda: http.get(url))
+            name, content = url.rsplit("/", 1)[-1] or "image", download.content
+        response = await self._call(
+            "POST",
+            "/api/v2/media",
+            "media upload",
+            data={"description": job.image.alt},
+            files={"file": (name, content)},
+        )
+        media = response.json()
+        for attempt in range(MEDIA_POLL_LIMIT):
+            if response.status_code == 200 and media.get("url"):
+                return str(media["id"])
+            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+            response = await self._call("GET", f"/api/v1/media/{media['id']}", "media status")
+            media = response.json()
+        raise TransientError("mastodon media upload: still processing; will try again")
+
+    async def publish(self, job: PublishJob) -> Published:
+        form: dict[str, str | list[str]] = {
+            "status": job.text,
+            "visibility": self._config.visibility,
+        }
+        language = job.language or self._config.language
+        if language:
+            form["language"] = language
+        if job.content_warning:
+            form["spoiler_text"] = job.content_warning
+        if job.reply_to and job.reply_to.remote_id:
+            form["in_reply_to_id"] = job.reply_to.remote_id
+        if job.image is not None:
+            form["media_ids[]"] = [await self._upload(job)]
+        response = await self._call(
+            "POST",
+            "/api/v1/statuses",
+            "create status",
+            data=form,
+            headers={"Idempotency-Key": job.identity},
+        )
+        status = response.json()
+        if "id" not in status:
+            raise PermanentError(f"mastodon create status: unexpected answer {str(status)[:200]}")
+        return Published(str(status["id"]), status.get("url"))
+
+    async def check_credentials(self) -> str:
+        account = (await self._call("GET", "/api/v1/accounts/verify_credentials", "verify")).json()
+        host = httpx.URL(self._config.instance).host
+        return f"@{account.get('acct')}@{host}"

@@ -1,0 +1,187 @@
+"""Mastodon: replays of a real server's answers, and the idempotent resend."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from postscheduler.config import load_settings
+from postscheduler.ledger import DeliveryKey
+from postscheduler.publishers import (
+    OutcomeUnknownError,
+    PermanentError,
+    Published,
+    PublishJob,
+    TransientError,
+    make_publisher,
+)
+
+from ..conftest import Project, shared_file
+from ..fakes.platforms import FakeMastodon
+
+CONFIG = """\
+accounts:
+  m: {platform: mastodon, instance: "http://localhost:3000", token: "${M_TOKEN}"}
+defaults: {accounts: [m]}
+"""
+
+
+def cassette(name: str) -> list[dict[str, Any]]:
+    path = shared_file(f"mastodon/mastodonpy-cassettes/cassettes/{name}")
+    return list(yaml.safe_load(path.read_text())["interactions"])
+
+
+def replay(interactions: list[dict[str, Any]], seen: list[httpx.Request]) -> httpx.MockTransport:
+    """Answer each request with the next recorded response whose path matches."""
+    queue = list(interactions)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        for i, item in enumerate(queue):
+            if httpx.URL(item["request"]["uri"]).path == request.url.path:
+                recorded = queue.pop(i)["response"]
+                body = recorded["body"]["string"]
+                headers = [
+                    (k, v)
+                    for k, values in recorded["headers"].items()
+                    for v in values
+                    if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")
+                ]
+                return httpx.Response(
+                    recorded["status"]["code"],
+                    headers=headers,
+                    content=body if isinstance(body, bytes) else body.encode(),
+                )
+        raise AssertionError(f"no recorded answer for {request.method} {request.url}")
+
+    return httpx.MockTransport(handler)
+
+
+def job(text: str = "Toot!", image: tuple[str, str] | None = None) -> PublishJob:
+    from postscheduler.models import Image
+
+    return PublishJob(
+        key=DeliveryKey("p", "m"),
+        identity="postscheduler-m",
+        text=text,
+        image=Image(file="images/photo.jpg", alt="A photo.", credit="Jo") if image else None,
+        image_path=image[0] if image else None,
+        link=None,
+        language=None,
+        content_warning=None,
+        reply_to=None,
+        root=None,
+        parts=1,
+        due_at=dt.datetime(2027, 1, 14, tzinfo=dt.UTC),
+        attempt=1,
+    )
+
+
+def run(
+    project: Project, interactions: list[dict[str, Any]], fn: Any
+) -> tuple[Any, list[httpx.Request]]:
+    project.config_path.write_text(CONFIG)
+    settings = load_settings(project.config_path, environ={"M_TOKEN": "t0k3n"})
+    seen: list[httpx.Request] = []
+
+    async def go() -> Any:
+        async with httpx.AsyncClient(transport=replay(interactions, seen)) as http:
+            return await fn(make_publisher("m", settings, http=http))
+
+    return asyncio.run(go()), seen
+
+
+def test_status_created(project: Project) -> None:
+    published, (request,) = run(
+        project, cassette("test_status.yaml")[:1], lambda p: p.publish(job())
+    )
+    assert published.remote_id == "117020583223442465"
+    assert request.url.path == "/api/v1/statuses"
+    assert b"status=Toot%21" in request.content
+    assert request.headers["Idempotency-Key"] == "postscheduler-m"
+    assert request.headers["Authorization"] == "Bearer t0k3n"
+
+
+def test_localized_422_reaches_the_user_verbatim(project: Project) -> None:
+    for recorded, words in zip(
+        cassette("test_lang_for_errors.yaml"),
+        ["Text上限は500文字です", "Text Begrenzung von 500 Zeichen überschritten"],
+        strict=True,
+    ):
+        with pytest.raises(PermanentError) as info:
+            run(project, [recorded], lambda p: p.publish(job("a" * 600)))
+        assert words in info.value.message and "422" in info.value.message
+
+
+def test_rate_limit_reset_is_iso_8601(project: Project) -> None:
+    recorded = cassette("test_status.yaml")[0]
+    reset = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
+    recorded["response"]["status"]["code"] = 429
+    recorded["response"]["headers"]["x-ratelimit-reset"] = [
+        reset.isoformat().replace("+00:00", "Z")
+    ]
+    recorded["response"]["body"]["string"] = '{"error":"Too many requests"}'
+    with pytest.raises(TransientError) as info:
+        run(project, [recorded], lambda p: p.publish(job()))
+    assert info.value.retry_after == pytest.approx(180, abs=3)
+
+
+def test_synchronous_image_upload(project: Project) -> None:
+    photo = str(project.image())
+    interactions = cassette("test_media_post_file.yaml") + cassette("test_status.yaml")[:1]
+    published, seen = run(project, interactions, lambda p: p.publish(job(image=(photo, "x"))))
+    assert [r.url.path for r in seen] == ["/api/v2/media", "/api/v1/statuses"]
+    assert b'name="description"' in seen[0].content and b"A photo." in seen[0].content
+    assert b"media_ids%5B%5D=117020576894251992" in seen[1].content
+    assert published.remote_id == "117020583223442465"
+
+
+def test_processing_media_is_polled_until_ready(project: Project) -> None:
+    photo = str(project.image())
+    interactions = cassette("test_media_post[False].yaml")[:2] + cassette("test_status.yaml")[:1]
+    published, seen = run(project, interactions, lambda p: p.publish(job(image=(photo, "x"))))
+    assert [(r.method, r.url.path.rsplit("/", 1)[0]) for r in seen] == [
+        ("POST", "/api/v2/media"),  # answered 202, url null: still processing
+        ("GET", "/api/v1/media"),  # answered 200 with the url
+        ("POST", "/api/v1/statuses"),
+    ]
+    assert published.remote_id == "117020583223442465"
+
+
+def test_missing_status_404_is_permanent(project: Project) -> None:
+    recorded = cassette("test_status_missing.yaml")[0]
+    recorded["request"]["uri"] = "http://localhost:3000/api/v1/statuses"
+    with pytest.raises(PermanentError, match="404 Not Found"):
+        run(project, [recorded], lambda p: p.publish(job()))
+
+
+def test_verify_credentials(project: Project) -> None:
+    described, _ = run(
+        project, cassette("test_verify_credentials.yaml")[:1], lambda p: p.check_credentials()
+    )
+    assert described == "@mastodonpy_test@localhost"
+
+
+def test_resend_after_a_lost_answer_returns_the_first_status(project: Project) -> None:
+    with FakeMastodon() as fake:
+        project.config_path.write_text(
+            f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
+        )
+        settings = load_settings(project.config_path, environ={"T": FakeMastodon.TOKEN})
+        fake.faults.append("lose")
+
+        async def go() -> Published:
+            async with httpx.AsyncClient() as http:
+                publisher = make_publisher("m", settings, http=http)
+                with pytest.raises(OutcomeUnknownError):
+                    await publisher.publish(job("Once only."))
+                return await publisher.publish(job("Once only."))  # what the engine does
+
+        published = asyncio.run(go())
+        assert len(fake.by_key) == 1  # one status on the server
+        assert published.remote_id == fake.by_key["postscheduler-m"]["id"]
