@@ -1,0 +1,187 @@
+"""Mastodon against mastodon-mock, a third-party Mastodon API server run on 127.0.0.1.
+
+Its leniencies (../shared/interop/MANIFEST.md) are why length limits and media processing
+are tested against recordings instead (test_mastodon.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from postscheduler.config import load_settings
+from postscheduler.engine import Engine
+from postscheduler.ledger import DeliveryKey, DeliveryState
+from postscheduler.ledger.sqlite import SqliteLedger
+from postscheduler.publishers import Published, TransientError, make_publisher
+from postscheduler.rules import validate
+
+from ..conftest import Project
+from .test_mastodon import job
+
+TOKEN = "mock_token"  # the seeded testuser's token
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("mastodon_mock") or str(Path(sys.executable).parent / "mastodon_mock")
+    port = _free_port()
+    cwd = tmp_path_factory.mktemp("mastodon-mock")
+    proc = subprocess.Popen(
+        [
+            exe,
+            "serve",
+            "--in-memory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/api/v1/instance", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail("mastodon-mock did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def no_faults(server: str) -> Iterator[None]:
+    httpx.delete(f"{server}/api/v1/_mock/faults", timeout=5).raise_for_status()
+    yield
+    httpx.delete(f"{server}/api/v1/_mock/faults", timeout=5).raise_for_status()
+
+
+def fault(base: str, rule: dict[str, Any]) -> None:
+    httpx.post(f"{base}/api/v1/_mock/faults", json=rule, timeout=5).raise_for_status()
+
+
+def settings_for(project: Project, base: str) -> Any:
+    project.config_path.write_text(
+        "timezone: UTC\nledger: ledger.db\n"
+        f'accounts:\n  m: {{platform: mastodon, instance: "{base}", token: "${{T}}"}}\n'
+        "defaults: {accounts: [m]}\n"
+    )
+    return load_settings(project.config_path, environ={"T": TOKEN})
+
+
+def publish(settings: Any, *jobs: Any) -> list[Published]:
+    async def go() -> list[Published]:
+        async with httpx.AsyncClient(timeout=10) as http:
+            publisher = make_publisher("m", settings, http=http)
+            return [await publisher.publish(j) for j in jobs]
+
+    return asyncio.run(go())
+
+
+def test_status_reads_back(project: Project, server: str) -> None:
+    (published,) = publish(settings_for(project, server), job("Hello from postscheduler."))
+    status = httpx.get(f"{server}/api/v1/statuses/{published.remote_id}", timeout=5).json()
+    assert "Hello from postscheduler." in status["content"]
+
+
+def test_idempotent_resend_returns_the_same_status(project: Project, server: str) -> None:
+    first, again = publish(settings_for(project, server), job("Only once."), job("Only once."))
+    assert first.remote_id == again.remote_id
+
+
+def test_thread_replies(project: Project, server: str) -> None:
+    import dataclasses
+
+    settings = settings_for(project, server)
+    (root,) = publish(settings, dataclasses.replace(job("Part one."), identity="i-1"))
+    reply = dataclasses.replace(job("Part two."), identity="i-2", reply_to=root, root=root)
+    (second,) = publish(settings, reply)
+    status = httpx.get(f"{server}/api/v1/statuses/{second.remote_id}", timeout=5).json()
+    assert status["in_reply_to_id"] == root.remote_id
+
+
+@pytest.mark.parametrize(
+    ("effect", "retry_after"),
+    [({"type": "ratelimit"}, 300.0), ({"type": "status", "status": 503}, None)],
+)
+def test_injected_faults_are_transient(
+    project: Project, server: str, effect: dict[str, Any], retry_after: float | None
+) -> None:
+    fault(
+        server,
+        {
+            "match": {"methods": ["POST"], "path": "/api/v1/statuses"},
+            "effect": effect,
+            "count": 1,  # one request only
+        },
+    )
+    with pytest.raises(TransientError) as info:
+        publish(settings_for(project, server), job("Faulty."))
+    if retry_after is not None:  # the mock sends Retry-After and an epoch reset
+        assert info.value.retry_after == pytest.approx(retry_after, abs=5)
+
+
+def test_engine_retries_through_a_fault_and_publishes_once(project: Project, server: str) -> None:
+    settings = settings_for(project, server)
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: Through the storm.\n")
+    fault(
+        server,
+        {
+            "match": {"methods": ["POST"], "path": "/api/v1/statuses"},
+            "effect": {"type": "status", "status": 502},
+            "count": 1,  # one request only
+        },
+    )
+    clock = [dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)]
+    engine = Engine(settings, SqliteLedger(project.root / "ledger.db"), clock=lambda: clock[0])
+    engine.load(validate(settings, now=clock[0]))
+
+    async def go() -> None:
+        again = await engine.deliver("p", "m")
+        assert again is not None
+        clock[0] = again
+        await engine.deliver("p", "m")
+        await engine.aclose()
+
+    asyncio.run(go())
+    row = engine.ledger.get(DeliveryKey("p", "m"))
+    assert row is not None and row.state is DeliveryState.PUBLISHED and row.attempts == 2
+
+
+def test_verify_credentials(project: Project, server: str) -> None:
+    settings = settings_for(project, server)
+
+    async def go() -> str:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return await make_publisher("m", settings, http=http).check_credentials()
+
+    assert asyncio.run(go()) == "@testuser@127.0.0.1"
