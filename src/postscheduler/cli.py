@@ -159,6 +159,12 @@ def validate(
         OutputFormat,
         typer.Option("--format", "-f", help="text, json, or github (workflow annotations)."),
     ] = OutputFormat.text,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online", help="Count against each Mastodon instance's own limits (asks it)."
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Check post files: syntax, keys, times, accounts, images, credits and per-platform limits.
@@ -176,6 +182,13 @@ def validate(
         findings = list(exc.findings) or [error("config", str(exc))]
         typer.echo(format_findings(_relative(findings), output))
         raise typer.Exit(EXIT_FINDINGS) from None
+    if online:
+        import asyncio
+
+        from .operations import with_online_limits
+
+        with _reported():
+            settings = asyncio.run(with_online_limits(settings))
     catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
     if settings.ledger_path.is_file():  # what was already published, if anything was
         from .engine import edits_after_publishing

@@ -161,3 +161,61 @@ async def check_accounts(settings: Settings, only: str | None = None) -> list[Ac
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
         return list(await asyncio.gather(*(check(n, http) for n in names)))
+
+
+LIMITS_CACHE = "instance-limits.json"
+LIMITS_TTL = 24 * 3600  # instances change their limits rarely
+
+
+async def with_online_limits(settings: Settings) -> Settings:
+    """``settings`` with each Mastodon account's limits as its instance publishes them.
+
+    Answers are cached per instance for a day beside the ledger, so `validate --online`
+    in CI asks each server at most once a day.
+    """
+    import json
+    import time
+
+    import httpx
+
+    from .config import MastodonAccount
+    from .publishers.mastodon import instance_limits
+
+    cache_file = settings.ledger_path.parent / LIMITS_CACHE
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    accounts = dict(settings.config.accounts)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+        for name, account in settings.config.accounts.items():
+            if not isinstance(account, MastodonAccount):
+                continue
+            entry = cache.get(account.instance)
+            if entry is None or time.time() - entry["at"] > LIMITS_TTL:
+                try:
+                    entry = {
+                        "at": time.time(),
+                        "limits": await instance_limits(http, account.instance),
+                    }
+                except PublishError as exc:
+                    raise PostschedulerError(
+                        f"account {name}: cannot read the limits of {account.instance}: "
+                        f"{exc.message}"
+                    ) from None
+                cache[account.instance] = entry
+            limits = entry["limits"]
+            update = {}
+            if account.max_characters is None and "max_characters" in limits:
+                update["max_characters"] = limits["max_characters"]
+            if "characters_reserved_per_url" in limits:
+                update["characters_reserved_per_url"] = limits["characters_reserved_per_url"]
+            accounts[name] = account.model_copy(update=update)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(cache, indent=2))
+    except OSError:
+        pass  # a cache that cannot be written only costs a request next time
+    return dataclasses.replace(
+        settings, config=settings.config.model_copy(update={"accounts": accounts})
+    )

@@ -348,10 +348,18 @@ class FakeMastodon(FakePlatform):
         self.next_id = 110000000000000000
         self.by_key: dict[str, dict[str, Any]] = {}
         self.media_checks: dict[str, int] = {}
+        self.instance_max_characters = 500
 
     def respond(self, request: dict[str, Any]) -> Answer:
         if request["path"].startswith("/public/"):  # an image on some public web server
             return 200, {"Content-Type": "image/jpeg"}, b"\xff\xd8\xff\xe0 a jpeg"
+        if request["path"] == "/api/v2/instance":  # public: no token needed
+            statuses = {
+                "max_characters": self.instance_max_characters,
+                "max_media_attachments": 4,
+                "characters_reserved_per_url": 23,
+            }
+            return _json(200, {"domain": "mastodon.test", "configuration": {"statuses": statuses}})
         if request["headers"].get("Authorization") != f"Bearer {self.TOKEN}":
             return _json(401, {"error": "The access token is invalid"})
         path, method = request["path"], request["method"]

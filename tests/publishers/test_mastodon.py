@@ -43,7 +43,8 @@ def replay(interactions: list[dict[str, Any]], seen: list[httpx.Request]) -> htt
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         for i, item in enumerate(queue):
-            if httpx.URL(item["request"]["uri"]).path == request.url.path:
+            recorded_path = httpx.URL(item["request"]["uri"]).path.rstrip("/")
+            if recorded_path == request.url.path.rstrip("/"):
                 recorded = queue.pop(i)["response"]
                 body = recorded["body"]["string"]
                 headers = [
@@ -185,3 +186,47 @@ def test_resend_after_a_lost_answer_returns_the_first_status(project: Project) -
         published = asyncio.run(go())
         assert len(fake.by_key) == 1  # one status on the server
         assert published.remote_id == fake.by_key["postscheduler-m"]["id"]
+
+
+def test_instance_limits_from_a_real_answer() -> None:
+    from postscheduler.publishers.mastodon import instance_limits
+
+    (recorded,) = cassette("test_instance.yaml")[:1]
+
+    async def go() -> dict[str, int]:
+        async with httpx.AsyncClient(transport=replay([recorded], [])) as http:
+            return await instance_limits(http, "http://localhost:3000")
+
+    assert asyncio.run(go()) == {
+        "max_characters": 500,
+        "characters_reserved_per_url": 23,
+        "max_media_attachments": 4,
+        "image_size_limit": 16777216,
+    }
+
+
+def test_validate_online_uses_the_instance_limits(project: Project) -> None:
+    """A 700-character post: too long by Mastodon's default, fine on a 1000-character server."""
+    from typer.testing import CliRunner
+
+    from postscheduler.cli import app
+
+    from ..fakes.platforms import FakeMastodon
+
+    with FakeMastodon() as fake:
+        fake.instance_max_characters = 1000
+        project.config_path.write_text(
+            "ledger: state/ledger.db\n"
+            f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
+            "defaults: {accounts: [m]}\n"
+        )
+        project.write("p.yaml", f"id: p\nat: 2027-01-14 09:00\ntext: {'a' * 700}\n")
+        runner = CliRunner()
+        offline = runner.invoke(app, ["validate", "-c", str(project.config_path)])
+        assert offline.exit_code == 1 and "700/500" in offline.stdout
+        online = runner.invoke(app, ["validate", "--online", "-c", str(project.config_path)])
+        assert online.exit_code == 0, online.output
+        assert (project.root / "state" / "instance-limits.json").exists()
+        requests = len(fake.received)
+        again = runner.invoke(app, ["validate", "--online", "-c", str(project.config_path)])
+        assert again.exit_code == 0 and len(fake.received) == requests  # answered from the cache

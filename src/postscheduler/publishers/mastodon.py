@@ -124,3 +124,23 @@ class MastodonPublisher(Publisher):
         account = (await self._call("GET", "/api/v1/accounts/verify_credentials", "verify")).json()
         host = httpx.URL(self._config.instance).host
         return f"@{account.get('acct')}@{host}"
+
+
+async def instance_limits(http: httpx.AsyncClient, instance: str) -> dict[str, int]:
+    """The instance's own limits from ``GET /api/v2/instance`` (no token needed).
+
+    Forks and configured servers differ widely from the 500-character default; ``validate
+    --online`` counts against these.
+    """
+    url = f"{instance.rstrip('/')}/api/v2/instance"
+    response = await send("mastodon instance", lambda: http.get(url), error_text=error_text)
+    config = response.json().get("configuration", {})
+    statuses = config.get("statuses", {})
+    media = config.get("media_attachments", {})
+    limits = {
+        "max_characters": statuses.get("max_characters"),
+        "characters_reserved_per_url": statuses.get("characters_reserved_per_url"),
+        "max_media_attachments": statuses.get("max_media_attachments"),
+        "image_size_limit": media.get("image_size_limit"),
+    }
+    return {k: int(v) for k, v in limits.items() if isinstance(v, int)}
