@@ -413,3 +413,21 @@ def test_reloads_do_not_revive_late_posts_or_churn_drafts(
     engine.load(validate(engine.settings, now=T0))
     run(engine.run_due())
     assert sorted(c.key.post_id for c in fake.calls) == ["draft", "late"]
+
+
+def test_account_on_a_platform_without_a_publisher_fails_clearly(
+    make_project: Callable[[str], Project],
+) -> None:
+    project = make_project(
+        CONFIG.replace(
+            "accounts:\n",
+            'accounts:\n  sky: {platform: bluesky, handle: c.example, app_password: "${P}"}\n',
+        )
+    )
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: hi\naccounts: [sky, outbox]\n")
+    engine = engine_for(project, Clock())
+    engine.prepare()  # logs the account that cannot publish, does not raise
+    run(engine.run_due())
+    row = state(engine, "p", "sky")
+    assert row.state is DeliveryState.FAILED and "not available yet" in row.reason
+    assert state(engine, "p", "outbox").state is DeliveryState.PUBLISHED  # the rest goes on

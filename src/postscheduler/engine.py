@@ -48,6 +48,7 @@ from .publishers import (
     TransientError,
     make_publisher,
 )
+from .publishers.base import delivery_identity
 from .render import RenderedPart, Rendering, render_post, target_accounts
 
 log = logging.getLogger("postscheduler")
@@ -386,7 +387,13 @@ class Engine:
             if self.dry_run:
                 log.info("dry run: would publish %s:\n%s", key, part.text)
                 return None
-            publisher = self.publisher(account)
+            try:
+                publisher = self.publisher(account)
+            except PublishError as exc:  # no publisher for this platform in this version
+                if await self._db(self.ledger.claim, key, delivery_identity(key), self.clock()):
+                    await self._db(self.ledger.record_failed, key, exc.message, self.clock())
+                    log.error("FAILED %s: %s", key, exc.message)
+                return None
             claimed = await self._db(self.ledger.claim, key, publisher.identity(key), self.clock())
             if claimed is None:
                 return None

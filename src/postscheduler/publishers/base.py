@@ -139,6 +139,12 @@ class PublishJob:
         }
 
 
+def delivery_identity(key: DeliveryKey) -> str:
+    """The default client identity: the same for a delivery on every attempt and restart."""
+    digest = hashlib.sha256(f"{key.post_id}\0{key.account}\0{key.part}".encode()).hexdigest()
+    return f"postscheduler-{digest[:32]}"
+
+
 class Publisher(abc.ABC):
     platform: ClassVar[str]
     idempotent: ClassVar[bool] = False
@@ -160,8 +166,7 @@ class Publisher(abc.ABC):
         self.http = http
 
     def identity(self, key: DeliveryKey) -> str:
-        digest = hashlib.sha256(f"{key.post_id}\0{key.account}\0{key.part}".encode()).hexdigest()
-        return f"postscheduler-{digest[:32]}"
+        return delivery_identity(key)
 
     @abc.abstractmethod
     async def publish(self, job: PublishJob) -> Published: ...
