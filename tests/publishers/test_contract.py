@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from postscheduler.config import load_settings
-from postscheduler.ledger import DeliveryKey
 from postscheduler.models import Image
 from postscheduler.publishers import (
     OutcomeUnknownError,
@@ -37,6 +36,7 @@ from ..fakes.platforms import (
     FakeWebhook,
     FakeX,
 )
+from .jobs import make_job
 
 T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
 
@@ -206,25 +206,8 @@ def job(
     part: int = 0,
     reply_to: Published | None = None,
 ) -> PublishJob:
-    img = path = None
-    if image:
-        path = str(project.image())
-        img = Image(file="images/photo.jpg", alt="Marchers with a banner.", credit="Jane Doe")
-    return PublishJob(
-        key=DeliveryKey("p", "acct", part),
-        identity="postscheduler-0123456789abcdef",
-        text=text,
-        image=img,
-        image_path=path,
-        link=None,
-        language="en",
-        content_warning=None,
-        reply_to=reply_to,
-        root=reply_to,
-        parts=part + 1,
-        due_at=T0,
-        attempt=1,
-    )
+    path = str(project.image()) if image else None
+    return make_job("acct", text, image_path=path, language="en", part=part, reply_to=reply_to)
 
 
 def call(settings: Any, fn: Callable[[Publisher], Any]) -> Any:

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from postscheduler.config import load_settings
-from postscheduler.ledger import DeliveryKey
 from postscheduler.publishers import (
     OutcomeUnknownError,
     PermanentError,
@@ -23,6 +22,7 @@ from postscheduler.publishers import (
 
 from ..conftest import Project, shared_file
 from ..fakes.platforms import FakeMastodon
+from .jobs import make_job
 
 CONFIG = """\
 accounts:
@@ -64,23 +64,8 @@ def replay(interactions: list[dict[str, Any]], seen: list[httpx.Request]) -> htt
 
 
 def job(text: str = "Toot!", image: tuple[str, str] | None = None) -> PublishJob:
-    from postscheduler.models import Image
-
-    return PublishJob(
-        key=DeliveryKey("p", "m"),
-        identity="postscheduler-m",
-        text=text,
-        image=Image(file="images/photo.jpg", alt="A photo.", credit="Jo") if image else None,
-        image_path=image[0] if image else None,
-        link=None,
-        language=None,
-        content_warning=None,
-        reply_to=None,
-        root=None,
-        parts=1,
-        due_at=dt.datetime(2027, 1, 14, tzinfo=dt.UTC),
-        attempt=1,
-    )
+    photo = image[0] if image else None
+    return make_job("m", text, identity="postscheduler-m", image_path=photo)
 
 
 def run(
@@ -137,7 +122,7 @@ def test_synchronous_image_upload(project: Project) -> None:
     interactions = cassette("test_media_post_file.yaml") + cassette("test_status.yaml")[:1]
     published, seen = run(project, interactions, lambda p: p.publish(job(image=(photo, "x"))))
     assert [r.url.path for r in seen] == ["/api/v2/media", "/api/v1/statuses"]
-    assert b'name="description"' in seen[0].content and b"A photo." in seen[0].content
+    assert b'name="description"\r\n\r\nMarchers with a banner.' in seen[0].content
     assert b"media_ids%5B%5D=117020576894251992" in seen[1].content
     assert published.remote_id == "117020583223442465"
 

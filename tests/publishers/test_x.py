@@ -13,7 +13,6 @@ import yaml
 from authlib.oauth1.rfc5849.signature import escape
 
 from postscheduler.config import load_settings
-from postscheduler.ledger import DeliveryKey
 from postscheduler.publishers import (
     PermanentError,
     Published,
@@ -25,6 +24,7 @@ from postscheduler.publishers.x import oauth1_authorization
 
 from ..conftest import Project, shared_file
 from ..fakes.platforms import FakeX
+from .jobs import make_job
 
 
 def vectors() -> dict[str, Any]:
@@ -116,21 +116,7 @@ def _replay(interaction: dict[str, Any], seen: list[httpx.Request]) -> httpx.Moc
 
 
 def _job(text: str) -> PublishJob:
-    return PublishJob(
-        key=DeliveryKey("p", "x"),
-        identity="postscheduler-x",
-        text=text,
-        image=None,
-        image_path=None,
-        link=None,
-        language=None,
-        content_warning=None,
-        reply_to=None,
-        root=None,
-        parts=1,
-        due_at=dt.datetime(2027, 1, 14, tzinfo=dt.UTC),
-        attempt=1,
-    )
+    return make_job("x", text, identity="postscheduler-x")
 
 
 def test_create_post_replays_a_real_201(project: Project) -> None:
