@@ -179,11 +179,12 @@ class Daemon:
             self.settings, ledger, clock=self.clock, dry_run=self.dry_run, redact=self.redactor
         )
 
-    def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
+    async def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
         """Re-read the posts (and the configuration) and reschedule to match.
 
-        ``recover_first``: at start-up, plan only; scheduling waits until the deliveries a
-        crash left in flight are resolved.
+        Validating and planning run on a worker thread, so deliveries due meanwhile still go
+        out (thousands of files take seconds). ``recover_first``: at start-up, plan only;
+        scheduling waits until the deliveries a crash left in flight are resolved.
         """
         assert self.ledger is not None and self.engine is not None
         if config_changed:
@@ -204,9 +205,14 @@ class Daemon:
                 await old.aclose()
 
             self._retiring.add(asyncio.get_running_loop().create_task(retire()))
-        catalog = validate(self.settings, now=self.clock())
-        _log_findings(catalog)
-        result = self.engine.load(catalog)
+        engine, settings = self.engine, self.settings
+
+        def load() -> tuple[Any, Any]:
+            catalog = validate(settings, now=self.clock())
+            _log_findings(catalog)
+            return catalog, engine.load(catalog)
+
+        catalog, result = await asyncio.to_thread(load)
         self.reloads += 1
         log.info(
             "loaded %d posts from %d files: %d deliveries planned",
@@ -331,7 +337,7 @@ class Daemon:
             config_changed = config is not None and config in changed
             if config_changed or any(p.is_relative_to(posts_dir) for p in changed):
                 log.info("change seen in %d files: reloading", len(changed))
-                self.reload(config_changed=config_changed)
+                await self.reload(config_changed=config_changed)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -359,7 +365,7 @@ class Daemon:
                     await asyncio.wait_for(self._watching.wait(), WATCH_START_TIMEOUT)
                 except TimeoutError:
                     log.warning("the file watcher is slow to start; edits may wait for it")
-                self.reload(recover_first=True)
+                await self.reload(recover_first=True)
                 self.engine.prepare()
                 await self.engine.recover()
                 self._schedule_all()
