@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
@@ -190,3 +191,52 @@ def test_rehearsal_of_the_example_campaign(tmp_path: Path) -> None:
     )
     assert again.returncode == 0
     assert (tmp_path / "outbox" / "timeline.txt").read_text() == timeline  # nothing twice
+
+
+def test_configuration_edits_are_followed(project: Project, daemon: subprocess.Popen[str]) -> None:
+    # a post for an account that does not exist yet is held...
+    project.write("a.yaml", f"id: a\nat: {at(1)}\ntext: For the new account.\naccounts: [second]\n")
+    time.sleep(2)
+    assert not (project.root / "outbox2").exists()
+    # ...until the configuration gains it: the daemon reloads scheduler.yaml by itself
+    project.config_path.write_text(
+        CONFIG.replace("accounts:\n", "accounts:\n  second: {platform: outbox, path: outbox2}\n")
+    )
+    assert wait_for(lambda: (project.root / "outbox2" / "a.second.1.json").exists())
+    daemon.send_signal(signal.SIGTERM)
+    output, _ = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0 and "Traceback" not in output
+
+
+def test_sigterm_lets_a_delivery_in_flight_finish(make_project) -> None:  # type: ignore[no-untyped-def]
+    from .fakes.webhook_server import WebhookServer
+
+    with WebhookServer("term-secret") as server:
+        server.latency = 2.0  # the request is in flight when SIGTERM arrives
+        project = make_project(
+            CONFIG.replace(
+                "accounts:\n",
+                "accounts:\n"
+                f'  site: {{platform: webhook, url: "{server.url}", secret: "${{S}}"}}\n',
+            )
+        )
+        project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Slow.\naccounts: [site]\n")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
+            env={**os.environ, "S": "term-secret"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert wait_for(lambda: server.requests == 1), "the delivery never started"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output
+        assert "waiting for 1 in flight" in output
+        ledger = SqliteLedger(project.root / "state" / "ledger.db")
+        try:
+            delivered = ledger.get(DeliveryKey("p", "site"))
+        finally:
+            ledger.close()
+        assert delivered is not None and delivered.state is DeliveryState.PUBLISHED
+        assert len(server.received) == 1

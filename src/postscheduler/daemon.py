@@ -377,9 +377,12 @@ class Daemon:
                     "stopping: no new deliveries; waiting for %d in flight", len(self._in_flight)
                 )
             finally:
-                self.scheduler.shutdown(wait=False)
+                # Pause, not shut down: APScheduler's shutdown cancels the jobs still running,
+                # which would leave their deliveries in doubt.
+                self.scheduler.pause()
                 if self._in_flight:
                     await asyncio.wait(set(self._in_flight), timeout=SHUTDOWN_GRACE)
+                self.scheduler.shutdown(wait=False)
                 self._stop.set()
                 if watcher is not None:
                     with contextlib.suppress(Exception):
