@@ -271,3 +271,21 @@ def test_a_folder_of_bad_files_never_gives_a_traceback(project: Project) -> None
 
 
 CANARY = "canary-7Hq2-SECRET-must-not-appear"
+
+
+def test_preview_html_page(project: Project, tmp_path: Path) -> None:
+    project.image()
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\naccounts: [outbox, x]\ntext: Fish & <chips>\n"
+        'image: {file: images/photo.jpg, alt: Marchers "with" a banner., credit: Jane Doe}\n',
+    )
+    page_file = tmp_path / "preview.html"
+    result = invoke(project, "preview", "p", "--html", str(page_file))
+    assert result.exit_code == 0, result.output
+    page = page_file.read_text()
+    assert "Fish &amp; &lt;chips&gt;" in page  # escaped, never markup
+    assert 'alt="Marchers &quot;with&quot; a banner."' in page
+    assert 'src="data:image/jpeg;base64,' in page  # self-contained
+    assert "credit: Jane Doe" in page and "weighted characters" in page
+    assert page.count('<section class="account">') == 2

@@ -309,6 +309,10 @@ def preview(
     account: Annotated[
         list[str] | None, typer.Option("--account", "-a", help="Only this account (repeatable).")
     ] = None,
+    html_file: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the preview as a self-contained HTML page."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Show a post exactly as each account will publish it, with counts against each limit.
@@ -366,6 +370,16 @@ def preview(
                     f"!!! {f.severity.value}: {f.message}" + (f" ({f.hint})" if f.hint else "")
                 )
         typer.echo("")
+    if html_file is not None:
+        from .preview_html import preview_page
+
+        page = preview_page(post_id, when, renderings, findings, settings)
+        try:
+            html_file.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            _echo_err(f"error: cannot write {html_file}: {exc.strerror}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        _echo_err(f"wrote {html_file}")
     if has_errors(findings):
         raise typer.Exit(EXIT_FINDINGS)
 
