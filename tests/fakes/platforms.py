@@ -351,6 +351,8 @@ class FakeMastodon(FakePlatform):
         self.instance_max_characters = 500
 
     def respond(self, request: dict[str, Any]) -> Answer:
+        if request["path"] == "/public/moved.jpg":  # image hosts often redirect to a CDN
+            return 302, {"Location": "/public/a.jpg"}, b""
         if request["path"].startswith("/public/"):  # an image on some public web server
             return 200, {"Content-Type": "image/jpeg"}, b"\xff\xd8\xff\xe0 a jpeg"
         if request["path"] == "/api/v2/instance":  # public: no token needed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -215,3 +216,29 @@ def test_validate_online_uses_the_instance_limits(project: Project) -> None:
         requests = len(fake.received)
         again = runner.invoke(app, ["validate", "--online", "-c", str(project.config_path)])
         assert again.exit_code == 0 and len(fake.received) == requests  # answered from the cache
+
+
+def test_image_by_url_follows_redirects_and_is_capped(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postscheduler.models import Image
+    from postscheduler.publishers import mastodon
+
+    with FakeMastodon() as fake:
+        project.config_path.write_text(
+            f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
+        )
+        settings = load_settings(project.config_path, environ={"T": FakeMastodon.TOKEN})
+        image = Image(url=f"{fake.base}/public/moved.jpg", alt="A photo.", credit="Jo")
+        the_job = dataclasses.replace(job("With a picture."), image=image)
+
+        async def go() -> Published:
+            async with httpx.AsyncClient() as http:
+                return await make_publisher("m", settings, http=http).publish(the_job)
+
+        assert asyncio.run(go()).remote_id
+        upload = next(r for r in fake.received if r["path"] == "/api/v2/media")
+        assert upload["body"]["file"] == ("moved.jpg", b"\xff\xd8\xff\xe0 a jpeg")
+        monkeypatch.setattr(mastodon, "MAX_IMAGE_BYTES", 5)
+        with pytest.raises(PermanentError, match="over 5 bytes"):
+            asyncio.run(go())

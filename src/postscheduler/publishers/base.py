@@ -54,6 +54,7 @@ import datetime as dt
 import enum
 import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import AccountConfig, Settings
@@ -176,6 +177,21 @@ class Publisher(abc.ABC):
 
     @abc.abstractmethod
     async def check_credentials(self) -> str: ...
+
+    async def image_bytes(self, job: PublishJob, max_bytes: int) -> tuple[str, bytes]:
+        """The job's image as (file name, bytes): read from posts_dir, or downloaded from its
+        URL (redirects followed, at most ``max_bytes`` read) for platforms that need the
+        bytes. Validation already checked files; a download is checked here."""
+        assert job.image is not None
+        if job.image_path is not None:
+            photo = Path(job.image_path)
+            return photo.name, photo.read_bytes()
+        assert job.image.url is not None and self.http is not None
+        from .http import download
+
+        url = job.image.url
+        content = await download(self.http, url, f"{self.platform} image download", max_bytes)
+        return url.rsplit("/", 1)[-1].split("?")[0] or "image", content
 
     def secret(self, field: str) -> str:
         """The value of a secret field, from the environment; PermanentError if unset."""

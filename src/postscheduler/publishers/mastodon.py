@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from ..config import MastodonAccount
 from .base import PermanentError, Published, Publisher, PublishJob, TransientError
 from .http import retry_after_seconds, send
 
+MAX_IMAGE_BYTES = 16_000_000  # Mastodon's default; instances may take less
 MEDIA_POLL_LIMIT = 20  # checks, waiting 0.2 s, 0.4 s, ... up to 5 s between them
 
 
@@ -70,14 +70,7 @@ class MastodonPublisher(Publisher):
 
     async def _upload(self, job: PublishJob) -> str:
         assert job.image is not None
-        if job.image_path is not None:
-            photo = Path(job.image_path)
-            name, content = photo.name, photo.read_bytes()
-        else:
-            assert job.image.url is not None and self.http is not None
-            http, url = self.http, job.image.url
-            download = await send("mastodon image download", lambda: http.get(url))
-            name, content = url.rsplit("/", 1)[-1] or "image", download.content
+        name, content = await self.image_bytes(job, MAX_IMAGE_BYTES)
         response = await self._call(
             "POST",
             "/api/v2/media",

@@ -223,21 +223,9 @@ class XPublisher(Publisher):
             return f"{message} (the X credentials are wrong, expired or revoked)"
         return message
 
-    async def _image_bytes(self, job: PublishJob) -> tuple[str, bytes]:
-        assert job.image is not None
-        if job.image_path is not None:
-            photo = Path(job.image_path)
-            return photo.name, photo.read_bytes()
-        assert job.image.url is not None and self.http is not None
-        http, url = self.http, job.image.url
-        response = await send("x image download", lambda: http.get(url))
-        if len(response.content) > MAX_IMAGE_BYTES:
-            raise PermanentError(f"x: the image at {url} is over {MAX_IMAGE_BYTES:,} bytes")
-        return url.rsplit("/", 1)[-1] or "image", response.content
-
     async def _upload(self, job: PublishJob) -> str:
         assert job.image is not None
-        name, content = await self._image_bytes(job)
+        name, content = await self.image_bytes(job, MAX_IMAGE_BYTES)
         answer = await self._request(
             "POST",
             "/2/media/upload",
