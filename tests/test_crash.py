@@ -28,8 +28,7 @@ from postscheduler.ledger import DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
 
 from .conftest import Project
-from .fakes.platforms import FakeTelegram, FakeX
-from .fakes.webhook_server import WebhookServer
+from .fakes.platforms import FakeTelegram, FakeWebhook, FakeX
 
 TRIALS = 20
 POSTS = 8
@@ -126,7 +125,7 @@ def _at_most_once(row: Any, got: int, state: dict[Any, DeliveryState]) -> None:
 
 
 def check(
-    project: Project, site: WebhookServer, x: FakeX, telegram: FakeTelegram
+    project: Project, site: FakeWebhook, x: FakeX, telegram: FakeTelegram
 ) -> collections.Counter[str]:
     outcomes: collections.Counter[str] = collections.Counter()
     ledger = SqliteLedger(project.root / "state" / "ledger.db")
@@ -166,7 +165,7 @@ def check(
 def test_kill_9_at_random_moments(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20270114")))
     totals: collections.Counter[str] = collections.Counter()
-    with WebhookServer(SECRET) as site, FakeX() as x, FakeTelegram() as telegram:
+    with FakeWebhook(SECRET) as site, FakeX() as x, FakeTelegram() as telegram:
         for fake in (site, x, telegram):
             fake.latency = 0.02
         for trial in range(TRIALS):

@@ -209,9 +209,9 @@ def test_configuration_edits_are_followed(project: Project, daemon: subprocess.P
 
 
 def test_sigterm_lets_a_delivery_in_flight_finish(make_project) -> None:  # type: ignore[no-untyped-def]
-    from .fakes.webhook_server import WebhookServer
+    from .fakes.platforms import FakeWebhook
 
-    with WebhookServer("term-secret") as server:
+    with FakeWebhook("term-secret") as server:
         server.latency = 2.0  # the request is in flight when SIGTERM arrives
         project = make_project(
             CONFIG.replace(

@@ -167,7 +167,6 @@ class Daemon:
         self.ledger: Ledger | None = None
         self.engine: Engine | None = None
         self.scheduler: Any = None
-        self.reloads = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -213,7 +212,6 @@ class Daemon:
             return catalog, engine.load(catalog)
 
         catalog, result = await asyncio.to_thread(load)
-        self.reloads += 1
         log.info(
             "loaded %d posts from %d files: %d deliveries planned",
             len(catalog.posts),

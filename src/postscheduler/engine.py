@@ -73,7 +73,6 @@ def content_hash(part: RenderedPart) -> str:
 @dataclasses.dataclass(frozen=True, slots=True)
 class PlanResult:
     planned: int
-    skipped: int
     changed_after_publishing: list[DeliveryKey]
 
 
@@ -85,7 +84,7 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     """Bring the ledger in line with the posts: plan new and edited deliveries, skip drafts,
     cancel deliveries of deleted posts. Posts with errors are held: their deliveries stay as
     they are until the file is fixed."""
-    planned = skipped = 0
+    planned = 0
     changed: list[DeliveryKey] = []
     live: set[DeliveryKey] = set()
     for sp in _valid_posts(catalog).values():
@@ -99,7 +98,6 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
                     row = ledger.get(key) or ledger.plan(key, post.at or now, "draft", now)
                     if row.state in CLAIMABLE_STATES:
                         ledger.record_skipped(key, "draft", now)
-                        skipped += 1
                     continue
                 assert post.at is not None  # only drafts may go without a time
                 row = ledger.plan(key, post.at, content_hash(part), now)
@@ -112,10 +110,9 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
         if row.key not in live and row.key.post_id not in held:
             ledger.record_skipped(row.key, "deleted", now)
             log.info("cancelled %s: the post or account is gone", row.key)
-            skipped += 1
     for key in changed:
         log.warning("%s was edited after it was published; it will not be sent again", key)
-    return PlanResult(planned, skipped, changed)
+    return PlanResult(planned, changed)
 
 
 def edits_after_publishing(catalog: Catalog, settings: Settings, ledger: Ledger) -> list[Finding]:

@@ -49,14 +49,10 @@ class Platform:
     name: str
     label: str
     text_limits: tuple[TextLimit, ...]
-    max_images: int
     max_image_bytes: int | None
     image_formats: frozenset[str] | None = _COMMON_IMAGES  # None: any image Pillow knows
-    image_files: bool = True  # can upload an image file
-    image_urls: bool = True  # can show an image given by URL (we download and upload it)
+    image_files: bool = True  # can upload an image file (else only show one by URL)
     max_alt: int | None = None
-    replies: bool = True  # thread parts are replies; otherwise consecutive messages
-    caption_limit: TextLimit | None = None
 
     def measure(
         self, text: str, max_characters: int | None = None, url_length: int | None = None
@@ -84,12 +80,11 @@ PLATFORMS: dict[str, Platform] = {
     for p in (
         # The embedded default: writes files, so it has no limits of its own unless the
         # account sets max_characters.
-        Platform("outbox", "Outbox", (), max_images=4, max_image_bytes=None, image_formats=None),
+        Platform("outbox", "Outbox", (), max_image_bytes=None, image_formats=None),
         Platform(
             "mastodon",
             "Mastodon",
             (TextLimit("characters (URLs count 23)", counting.mastodon_length, 500),),
-            max_images=4,
             max_image_bytes=16 * MB,
             image_formats=_COMMON_IMAGES | {"HEIF", "AVIF"},
             max_alt=1500,
@@ -101,7 +96,6 @@ PLATFORMS: dict[str, Platform] = {
                 TextLimit("graphemes", counting.graphemes, 300),
                 TextLimit("UTF-8 bytes", counting.utf8_bytes, 3000),
             ),
-            max_images=4,
             # The lexicon allows 2,000,000 but the reference PDS still refuses image blobs
             # over 1,000,000 bytes: keep to what every server takes.
             max_image_bytes=1 * MB,
@@ -111,7 +105,6 @@ PLATFORMS: dict[str, Platform] = {
             "x",
             "X",
             (TextLimit("weighted characters", counting.x_weighted_length, 280),),
-            max_images=4,
             max_image_bytes=5 * MB,
             max_alt=1000,
         ),
@@ -119,31 +112,24 @@ PLATFORMS: dict[str, Platform] = {
             "telegram",
             "Telegram",
             (TextLimit("characters (UTF-16)", counting.utf16_units, 4096),),
-            max_images=10,
             max_image_bytes=10 * MB,
             image_formats=frozenset({"JPEG", "PNG", "GIF", "WEBP"}),
-            # Over 1,024 the photo goes first and the text follows as a message.
-            caption_limit=TextLimit("characters (UTF-16)", counting.utf16_units, 1024),
         ),
         Platform(
             "discord",
             "Discord",
             (TextLimit("characters", counting.code_points, 2000),),
-            max_images=10,
             max_image_bytes=10 * MiB,
             max_alt=1024,
-            replies=False,
         ),
         Platform(
             "slack",
             "Slack",
             (TextLimit("characters", counting.code_points, 3000),),
-            max_images=10,
             max_image_bytes=None,
             image_files=False,  # incoming webhooks cannot upload; image blocks need a public URL
-            replies=False,
         ),
-        Platform("webhook", "Webhook", (), max_images=4, max_image_bytes=None, image_formats=None),
+        Platform("webhook", "Webhook", (), max_image_bytes=None, image_formats=None),
     )
 }
 

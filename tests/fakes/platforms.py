@@ -1,8 +1,11 @@
-"""Loopback fakes of the Telegram Bot API, Discord webhooks and Slack incoming webhooks.
+"""Loopback fakes of the platforms' APIs (Telegram, Discord, Slack, X, Mastodon, and a
+receiver of the signed webhook).
 
 Each answers as the platform's documentation says (shapes of success and error bodies,
-rate-limit fields), records what it received, and takes queued faults: ``(status, headers,
-body)`` to answer with, or ``"lose"`` to act on the request and close without answering.
+rate-limit fields), records what it received and counts every request, and takes queued
+faults, one per request: ``(status, headers, body)`` to answer with, ``("slow", seconds)`` to
+answer late, ``"drop"`` to close without acting on the request, or ``"lose"`` to act on it
+and close without answering.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class FakePlatform:
         self.received: list[dict[str, Any]] = []
         self.faults: collections.deque[Any] = collections.deque()
         self.latency = 0.0  # seconds each answer takes, to widen the window for a crash
+        self.requests = 0
         self.lock = threading.Lock()
         fake = self
 
@@ -67,8 +71,14 @@ class FakePlatform:
                     "raw": raw,
                 }
                 with fake.lock:
+                    fake.requests += 1
                     fault = fake.faults.popleft() if fake.faults else None
-                if isinstance(fault, tuple):
+                if fault == "drop":
+                    self._abort()
+                    return
+                if isinstance(fault, tuple) and fault[0] == "slow":
+                    time.sleep(fault[1])
+                elif isinstance(fault, tuple):
                     self._answer(*fault)
                     return
                 status, headers, answer = fake.respond(request)
@@ -78,13 +88,17 @@ class FakePlatform:
                     with fake.lock:
                         fake.received.append(request)
                 if fault == "lose":
-                    self.connection.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                    )
-                    self.connection.close()
-                    self.close_connection = True
+                    self._abort()
                     return
                 self._answer(status, headers, answer)
+
+            def _abort(self) -> None:
+                # RST instead of FIN: the client sees the connection fail, with no answer
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                self.connection.close()
+                self.close_connection = True
 
             def do_GET(self) -> None:
                 self._handle()
@@ -324,17 +338,33 @@ class FakeWebhook(FakePlatform):
     SECRET = "canary-webhook-SECRET-9"
     PATH = "/hooks/posts"
 
+    def __init__(self, secret: str = SECRET) -> None:
+        super().__init__()
+        self.secret = secret
+        self.bad_signatures = 0
+
+    @property
+    def url(self) -> str:
+        return self.base + self.PATH
+
+    def keys(self) -> list[str]:
+        """The Idempotency-Key of every delivery stored, in arrival order."""
+        with self.lock:
+            return [r["headers"].get("Idempotency-Key", "") for r in self.received]
+
     def respond(self, request: dict[str, Any]) -> Answer:
         from postscheduler.publishers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
         raw, headers = request["raw"], request["headers"]
         if request["path"] != self.PATH:
             return _json(404, {"error": "no such hook"})
-        if not verify(
-            self.SECRET, headers.get(TIMESTAMP_HEADER, ""), raw, headers.get(SIGNATURE_HEADER, "")
-        ):
+        timestamp, signature = headers.get(TIMESTAMP_HEADER, ""), headers.get(SIGNATURE_HEADER, "")
+        if not verify(self.secret, timestamp, raw, signature):
+            with self.lock:
+                self.bad_signatures += 1
             return _json(401, {"error": "bad signature"})
-        return _json(200, {"id": f"w{len(self.received) + 1}", "url": "https://site.test/news"})
+        n = len(self.received) + 1
+        return _json(200, {"id": f"w{n}", "url": f"https://site.test/{n}"})
 
 
 class FakeMastodon(FakePlatform):

@@ -240,7 +240,7 @@ def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
     elif case.name == "webhook":
         assert body["text"] == "Hello, Perú ✊🏽" and body["post_id"] == "p"
         assert request["headers"]["Idempotency-Key"] == "postscheduler-0123456789abcdef"
-        assert published == Published("w1", "https://site.test/news")
+        assert published == Published("w1", "https://site.test/1")
     elif case.name == "x":
         assert request["path"] == "/2/tweets" and body == {"text": "Hello, Perú ✊🏽"}
         assert request["headers"]["Authorization"].startswith("OAuth ")  # verified by the fake

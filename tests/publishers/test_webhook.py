@@ -28,7 +28,7 @@ from postscheduler.redact import Redactor
 from postscheduler.rules import validate
 
 from ..conftest import Project
-from ..fakes.webhook_server import WebhookServer
+from ..fakes.platforms import FakeWebhook
 
 SECRET = "canary-webhook-SECRET-4471"
 T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
@@ -48,13 +48,13 @@ publishing:
 
 
 @pytest.fixture
-def server() -> Iterator[WebhookServer]:
-    with WebhookServer(SECRET) as s:
+def server() -> Iterator[FakeWebhook]:
+    with FakeWebhook(SECRET) as s:
         yield s
 
 
 @pytest.fixture
-def project(make_project: Callable[[str], Project], server: WebhookServer) -> Project:
+def project(make_project: Callable[[str], Project], server: FakeWebhook) -> Project:
     p = make_project(config(server.url))
     p.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: Hello.\nlink: https://example.org/a\n")
     return p
@@ -96,12 +96,13 @@ def test_signature_round_trip() -> None:
     assert not verify("s3cret", "1700000000", body, sign("s3cret", "1700000000", body))  # too old
 
 
-def test_publish_signed_json(project: Project, server: WebhookServer) -> None:
+def test_publish_signed_json(project: Project, server: FakeWebhook) -> None:
     published = publish_with(project)
     assert published == Published("w1", "https://site.test/1")
-    (got,) = server.received
+    (request,) = server.received
+    got = request["body"]
     assert server.bad_signatures == 0
-    assert got["_idempotency_key"] == "postscheduler-abc"
+    assert request["headers"]["Idempotency-Key"] == "postscheduler-abc"
     assert {k: got[k] for k in ("post_id", "account", "part", "text", "link")} == {
         "post_id": "p",
         "account": "site",
@@ -125,7 +126,7 @@ def test_publish_signed_json(project: Project, server: WebhookServer) -> None:
     ],
 )
 def test_faults_are_classified(
-    project: Project, server: WebhookServer, fault: Any, error: type[Exception], text: str
+    project: Project, server: FakeWebhook, fault: Any, error: type[Exception], text: str
 ) -> None:
     server.faults.append(fault)
     with pytest.raises(error) as info:
@@ -134,14 +135,14 @@ def test_faults_are_classified(
     assert SECRET not in str(info.value)
 
 
-def test_429_retry_after(project: Project, server: WebhookServer) -> None:
+def test_429_retry_after(project: Project, server: FakeWebhook) -> None:
     server.faults.append((429, {"Retry-After": "17"}, b"slow down"))
     with pytest.raises(TransientError) as info:
         publish_with(project)
     assert info.value.retry_after == 17
 
 
-def test_slow_response_is_an_unknown_outcome(project: Project, server: WebhookServer) -> None:
+def test_slow_response_is_an_unknown_outcome(project: Project, server: FakeWebhook) -> None:
     server.faults.append(("slow", 1.0))
     with pytest.raises(OutcomeUnknownError):
         publish_with(project, timeout=0.2)
@@ -168,7 +169,7 @@ def engine(project: Project, clock: list[dt.datetime]) -> Engine:
     return e
 
 
-def test_engine_retries_5xx_then_publishes_once(project: Project, server: WebhookServer) -> None:
+def test_engine_retries_5xx_then_publishes_once(project: Project, server: FakeWebhook) -> None:
     server.faults.extend([(503, {}, b"busy"), (502, {}, b"bad gateway")])
     clock = [T0]
     e = engine(project, clock)
@@ -188,7 +189,7 @@ def test_engine_retries_5xx_then_publishes_once(project: Project, server: Webhoo
 
 
 def test_engine_lost_response_ends_unconfirmed_never_resent(
-    project: Project, server: WebhookServer, caplog: pytest.LogCaptureFixture
+    project: Project, server: FakeWebhook, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.faults.append("lose")
     clock = [T0]
