@@ -416,8 +416,13 @@ def test_reloads_do_not_revive_late_posts_or_churn_drafts(
 
 
 def test_account_on_a_platform_without_a_publisher_fails_clearly(
-    make_project: Callable[[str], Project],
+    make_project: Callable[[str], Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every platform has a publisher today; a configured platform whose publisher is not
+    # in this version (an older install reading a newer config) must still fail clearly.
+    from postscheduler import publishers
+
+    monkeypatch.delitem(publishers._REGISTRY, "bluesky")
     project = make_project(
         CONFIG.replace(
             "accounts:\n",

@@ -94,15 +94,23 @@ def test_not_really_an_image(project: Project) -> None:
     assert f.code == "image-invalid" and "not an image" in f.message
 
 
-def test_image_too_large_for_bluesky_only(project: Project) -> None:
+def test_image_too_large_for_bluesky_is_refitted_with_a_warning(project: Project) -> None:
     path = project.image("images/big.png", fmt="PNG", size=(700, 700))
     os.truncate(path, 1_200_000)  # PNG readers stop at IEND; the padding only adds bytes
     project.write(
         "p.yaml", IMAGE_POST.format(accounts="outbox, mastodon, bluesky", file="images/big.png")
     )
     (f,) = _findings(project)
-    assert (f.code, f.account) == ("image-too-large", "bluesky")
-    assert "1,000,000" in f.message
+    assert (f.code, f.account, f.is_error) == ("image-refitted", "bluesky", False)
+    assert "1,000,000" in f.message and "re-encoded" in f.message
+
+
+def test_image_too_large_for_x_is_an_error(project: Project) -> None:
+    path = project.image("images/big.png", fmt="PNG", size=(700, 700))
+    os.truncate(path, 5_300_000)
+    project.write("p.yaml", IMAGE_POST.format(accounts="outbox, x", file="images/big.png"))
+    (f,) = _findings(project)
+    assert (f.code, f.account, f.is_error) == ("image-too-large", "x", True)
 
 
 def test_image_format_per_platform(project: Project) -> None:

@@ -254,7 +254,12 @@ class Publishing(BaseModel):
 
 
 class LinkCards(BaseModel):
+    """How article pages are fetched to build link cards (platforms that need the client to)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    timeout: Duration = dt.timedelta(seconds=10)
+    max_bytes: int = Field(default=2_000_000, ge=10_000)  # per page or card image
     allow_private_addresses: bool = False
 
 

@@ -391,7 +391,9 @@ class Engine:
                     await self._db(self.ledger.record_failed, key, exc.message, self.clock())
                     log.error("FAILED %s: %s", key, exc.message)
                 return None
-            claimed = await self._db(self.ledger.claim, key, publisher.identity(key), self.clock())
+            claimed = await self._db(
+                self.ledger.claim, key, publisher.identity(key, self.clock()), self.clock()
+            )
             if claimed is None:
                 return None
             result = await self._attempt(publisher, rendering, part, claimed, previous)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,3 +85,96 @@ def inspect_image(path: Path) -> ImageInfo:
     if not path.is_file():
         raise ImageError(f"{path.name} is not a file")
     return _inspect(path, st.st_mtime_ns, st.st_size)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """Image bytes ready to upload, and what was done to them (None: sent as they were)."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    note: str | None
+
+
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+
+
+def prepare_upload(data: bytes, max_bytes: int, formats: frozenset[str]) -> PreparedImage:
+    """Fit an image to a platform that stores the file as sent (Bluesky's PDS does).
+
+    Nothing is changed for an image already in an accepted format, within ``max_bytes`` and
+    without EXIF. EXIF is removed because the file itself is public there and EXIF often
+    carries where a photo was taken: a JPEG is re-saved with its own quantisation tables
+    (no visible loss). Too large or another format: re-encoded as JPEG (PNG when it has
+    transparency), the quality lowered and then the size reduced until it fits.
+    """
+    import io
+
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as original:
+        fmt = str(original.format)
+        exif = original.getexif()
+        has_exif = bool(original.info.get("exif")) or len(exif) > 0
+        if len(data) <= max_bytes and fmt in formats and not has_exif:
+            return PreparedImage(data, _MIME[fmt], original.width, original.height, None)
+        oriented = ImageOps.exif_transpose(original)
+        if (
+            fmt == "JPEG"
+            and fmt in formats
+            and len(data) <= max_bytes
+            and oriented is original
+            and original.mode in ("RGB", "L", "CMYK")
+        ):
+            out = io.BytesIO()
+            original.save(out, "JPEG", quality="keep", icc_profile=original.info.get("icc_profile"))
+            if out.tell() <= max_bytes:
+                w, h = original.size
+                return PreparedImage(out.getvalue(), "image/jpeg", w, h, "EXIF metadata removed")
+        image = oriented.copy()
+    alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    note_parts = [f"re-encoded ({len(data):,} bytes {fmt})"]
+    scale = 1.0
+    for _ in range(12):
+        candidate = image
+        if scale < 1.0:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            candidate = image.resize(size, Image.Resampling.LANCZOS)
+        for encoded, mime in _encodings(candidate, alpha, formats):
+            if len(encoded) <= max_bytes:
+                if scale < 1.0:
+                    note_parts.append(
+                        f"downscaled from {image.width}×{image.height} "
+                        f"to {candidate.width}×{candidate.height}"
+                    )
+                note_parts.append(f"to {len(encoded):,} bytes to fit {max_bytes:,}")
+                return PreparedImage(
+                    encoded, mime, candidate.width, candidate.height, ", ".join(note_parts)
+                )
+        scale *= 0.75
+    raise ImageError(f"cannot make the image smaller than {max_bytes:,} bytes")
+
+
+def _encodings(
+    image: PILImage, alpha: bool, formats: frozenset[str]
+) -> Iterator[tuple[bytes, str]]:
+    """Encodings to try, best first; each is made only if the previous one was too large."""
+    import io
+
+    from PIL import Image
+
+    if alpha and "PNG" in formats:
+        out = io.BytesIO()
+        image.convert("RGBA").save(out, "PNG", optimize=True)
+        yield out.getvalue(), "image/png"
+    rgb = image
+    if image.mode != "RGB":
+        rgba = image.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+        rgb.paste(rgba, mask=rgba.getchannel("A"))
+    for quality in (90, 80, 70):
+        out = io.BytesIO()
+        rgb.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
+        yield out.getvalue(), "image/jpeg"

@@ -53,6 +53,9 @@ class Platform:
     image_formats: frozenset[str] | None = _COMMON_IMAGES  # None: any image Pillow knows
     image_files: bool = True  # can upload an image file (else only show one by URL)
     max_alt: int | None = None
+    # The publisher re-encodes an image over max_image_bytes or in another format to fit
+    # (a warning in validate and preview) instead of refusing it.
+    fits_images: bool = False
 
     def measure(
         self, text: str, max_characters: int | None = None, url_length: int | None = None
@@ -100,6 +103,7 @@ PLATFORMS: dict[str, Platform] = {
             # over 1,000,000 bytes: keep to what every server takes.
             max_image_bytes=1 * MB,
             image_formats=frozenset({"JPEG", "PNG", "GIF", "WEBP"}),
+            fits_images=True,
         ),
         Platform(
             "x",

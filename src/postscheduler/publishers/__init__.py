@@ -44,6 +44,7 @@ _REGISTRY = {
     "slack": "slack.SlackPublisher",
     "x": "x.XPublisher",
     "mastodon": "mastodon.MastodonPublisher",
+    "bluesky": "bluesky.BlueskyPublisher",
 }
 
 

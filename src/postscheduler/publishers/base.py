@@ -14,9 +14,9 @@ quirk of its platform inside its own module. The daemon relies on exactly this:
     a publish whose outcome is unknown retried automatically; otherwise it ends
     ``unconfirmed`` and a person decides (``postscheduler resolve``).
 
-``identity(key)``
-    The client-chosen identity of a delivery, derived from the key alone so it is the same
-    after a restart. It is written to the ledger before the first attempt.
+``identity(key, now)``
+    The client-chosen identity of a delivery, chosen when it is first claimed and written to
+    the ledger before the first attempt; every later attempt and restart reuses the stored one.
 
 ``publish(job)``
     Publish and return ``Published(remote_id, url)``. Raise ``TransientError`` when nothing
@@ -53,6 +53,7 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -140,6 +141,18 @@ class PublishJob:
         }
 
 
+def write_private_file(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, readable by this user only (tokens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
 def delivery_identity(key: DeliveryKey) -> str:
     """The default client identity: the same for a delivery on every attempt and restart."""
     digest = hashlib.sha256(f"{key.post_id}\0{key.account}\0{key.part}".encode()).hexdigest()
@@ -166,7 +179,8 @@ class Publisher(abc.ABC):
         self.env = env
         self.http = http
 
-    def identity(self, key: DeliveryKey) -> str:
+    def identity(self, key: DeliveryKey, now: dt.datetime | None = None) -> str:
+        """Chosen when the delivery is first claimed (``now``); kept from then on."""
         return delivery_identity(key)
 
     @abc.abstractmethod

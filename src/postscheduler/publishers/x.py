@@ -18,7 +18,6 @@ duplicate content is permanent and explained; a 401 means the credentials are wr
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
 from collections.abc import Iterable
@@ -30,7 +29,14 @@ from authlib.oauth1.rfc5849 import parameters, signature
 from authlib.oauth1.rfc5849.wrapper import OAuth1Request
 
 from ..config import XAccount
-from .base import PermanentError, Published, Publisher, PublishJob, TransientError
+from .base import (
+    PermanentError,
+    Published,
+    Publisher,
+    PublishJob,
+    TransientError,
+    write_private_file,
+)
 from .http import send
 
 MEDIA_POLL_LIMIT = 30  # checks of an image still being processed before giving up
@@ -126,15 +132,7 @@ class XPublisher(Publisher):
             return None
 
     def _store_refresh_token(self, token: str) -> None:
-        path = self._token_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)  # the old token is useless once X has rotated it
+        write_private_file(self._token_file, token)  # the old one is spent once X rotated it
 
     async def _bearer(self, *, renew: bool = False) -> str:
         async with self._token_lock:

@@ -1,0 +1,596 @@
+"""Bluesky (AT Protocol) through the account's PDS: the XRPC endpoints, nothing else.
+
+Exactly once: a post's record key is a TID chosen when the delivery is claimed (so it is in
+the ledger before the first request) and the record is written with ``putRecord`` and
+``swapRecord: null``. A resend of the same record under the same key is a no-op on the
+server, and ``createdAt`` comes from the TID, so a resend is byte-for-byte the first request.
+If the record differs on a resend (a link card fetched differently), the server answers
+``InvalidSwap``: the key holds our first record, which is read back and reported.
+(``createRecord`` with a taken key answers 500, which is why it is not used.)
+
+Sessions: ``createSession`` with the app password once, then ``refreshSession``, whose
+refresh token rotates; the newest is written at once, mode 0600, beside the ledger, so a
+restart refreshes instead of logging in again (logins are rate-limited per account).
+
+Rich text: links, mentions and hashtags become facets with UTF-8 byte offsets, detected the
+way Bluesky's own client does (``@atproto/api`` ``detectFacets``; vectors in the tests);
+mentions are resolved to DIDs, and a handle that does not resolve stays plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..config import BlueskyAccount
+from ..images import ImageError, prepare_upload
+from ..ledger import DeliveryKey
+from ..platforms import get_platform
+from .base import (
+    PermanentError,
+    Published,
+    Publisher,
+    PublishJob,
+    Resolution,
+    delivery_identity,
+    write_private_file,
+)
+from .http import body_excerpt, send
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger(__name__)
+
+POST = "app.bsky.feed.post"
+THUMB_MAX_BYTES = 1_000_000  # app.bsky.embed.external#external.thumb maxSize
+REFRESH_MARGIN = 300.0  # renew an access token this long before it expires
+
+# --- record keys ----------------------------------------------------------------------------
+
+_B32 = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable, as TIDs are written
+
+
+def make_tid(micros: int, clock_id: int) -> str:
+    """A TID: 53 bits of microseconds since the epoch and a 10-bit clock id, 13 characters."""
+    value = ((micros & ((1 << 53) - 1)) << 10) | (clock_id & 0x3FF)
+    return "".join(_B32[(value >> (5 * i)) & 31] for i in range(12, -1, -1))
+
+
+def tid_micros(tid: str) -> int:
+    value = 0
+    for ch in tid:
+        value = (value << 5) | _B32.index(ch)
+    return value >> 10
+
+
+def is_tid(value: str) -> bool:
+    return len(value) == 13 and value[0] in _B32[:16] and all(c in _B32 for c in value)
+
+
+def _clock_id(key: DeliveryKey) -> int:
+    digest = hashlib.sha256(f"{key.post_id}\0{key.account}\0{key.part}".encode()).digest()
+    return int.from_bytes(digest[:2], "big") & 0x3FF
+
+
+def created_at(tid: str) -> str:
+    """The record's ``createdAt``: the TID's own time, so every resend carries the same."""
+    when = dt.datetime.fromtimestamp(tid_micros(tid) / 1e6, dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- rich text ------------------------------------------------------------------------------
+
+_URL = (
+    r"(?P<lead>^|\s|\()(?P<url>(?:https?://\S+)"
+    r"|(?:(?P<domain>[a-z][a-z0-9]*(?:\.[a-z0-9]+)+)\S*))"
+)
+_MENTION = r"(?P<lead>^|\s|\()@(?P<handle>[a-zA-Z0-9.-]*[a-zA-Z0-9])(?![a-zA-Z0-9_])"
+_INVISIBLE = "\u00ad\u2060\u200a\u200b\u200c\u200d\u20e2"
+_TAG = (
+    rf"(?P<lead>^|\s)[#＃](?P<tag>(?!\ufe0f)[^\s{_INVISIBLE}]*"
+    rf"[^\d\s\p{{P}}{_INVISIBLE}]+[^\s{_INVISIBLE}]*)?"
+)
+_CASHTAG = r"(?P<lead>^|\s|\()\$(?P<tag>[A-Za-z][A-Za-z0-9]{0,4})(?=$|\s|\p{P})"
+_HANDLE = (
+    r"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+)
+
+
+class _Patterns:
+    """Compiled on first use: ``validate`` never needs them."""
+
+    def __init__(self) -> None:
+        import regex
+
+        self.url = regex.compile(_URL, regex.IGNORECASE | regex.MULTILINE)
+        self.mention = regex.compile(_MENTION)
+        self.tag = regex.compile(_TAG)
+        self.cashtag = regex.compile(_CASHTAG)
+        self.trailing_punct = regex.compile(r"\p{P}+$")
+        self.handle = regex.compile(_HANDLE)
+
+
+_patterns: _Patterns | None = None
+
+
+def _compiled() -> _Patterns:
+    global _patterns
+    if _patterns is None:
+        _patterns = _Patterns()
+    return _patterns
+
+
+def _is_tld(label: str) -> bool:
+    from tld import is_tld
+
+    return bool(is_tld(label.lower()))
+
+
+def _valid_domain(domain: str) -> bool:
+    return "." in domain and _is_tld(domain.rsplit(".", 1)[1])
+
+
+def _facet(text: str, start: int, end: int, feature: dict[str, str]) -> dict[str, Any]:
+    byte_start = len(text[:start].encode())
+    byte_end = byte_start + len(text[start:end].encode())
+    return {"index": {"byteStart": byte_start, "byteEnd": byte_end}, "features": [feature]}
+
+
+def detect_facets(text: str) -> list[dict[str, Any]]:
+    """Facets for ``text`` as Bluesky's client makes them, sorted by offset.
+
+    A mention's feature has ``handle`` in place of ``did`` until it is resolved.
+    """
+    p = _compiled()
+    facets = []
+    for m in p.mention.finditer(text):
+        handle = m["handle"]
+        if not p.handle.fullmatch(handle):
+            continue
+        if not (_valid_domain(handle) or handle.lower().endswith(".test")):
+            continue
+        facets.append(
+            _facet(
+                text,
+                m.start("handle") - 1,
+                m.end("handle"),
+                {"$type": "app.bsky.richtext.facet#mention", "handle": handle.lower()},
+            )
+        )
+    for m in p.url.finditer(text):
+        uri = m["url"]
+        start, end = m.start("url"), m.end("url")
+        if not uri.lower().startswith("http"):
+            if not m["domain"] or not _valid_domain(m["domain"]):
+                continue
+            uri = f"https://{uri}"
+        if uri[-1] in ".,;:!?":
+            uri, end = uri[:-1], end - 1
+        if uri.endswith(")") and "(" not in uri:
+            uri, end = uri[:-1], end - 1
+        facets.append(
+            _facet(text, start, end, {"$type": "app.bsky.richtext.facet#link", "uri": uri})
+        )
+    for m in p.tag.finditer(text):
+        tag = m["tag"]
+        if not tag:
+            continue
+        tag = p.trailing_punct.sub("", tag.strip())
+        if not tag or len(tag.encode("utf-16-le")) // 2 > 64:
+            continue
+        start = m.start() + len(m["lead"])
+        facets.append(
+            _facet(
+                text,
+                start,
+                start + 1 + len(tag),
+                {"$type": "app.bsky.richtext.facet#tag", "tag": tag},
+            )
+        )
+    for m in p.cashtag.finditer(text):
+        start = m.start() + len(m["lead"])
+        tag = "$" + m["tag"].upper()
+        facets.append(
+            _facet(text, start, m.end("tag"), {"$type": "app.bsky.richtext.facet#tag", "tag": tag})
+        )
+    facets.sort(key=lambda f: f["index"]["byteStart"])
+    return facets
+
+
+# --- the publisher --------------------------------------------------------------------------
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return body_excerpt(response)
+    if isinstance(body, dict) and body.get("error"):
+        return f"{body['error']}: {body.get('message') or ''}".rstrip(": ")
+    return body_excerpt(response)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``RateLimit-Reset`` is epoch seconds on the PDS."""
+    from .http import retry_after_seconds
+
+    reset = response.headers.get("ratelimit-reset")
+    if reset is not None:
+        try:
+            return max(float(reset) - time.time(), 0.0)
+        except ValueError:
+            pass
+    return retry_after_seconds(response)
+
+
+def _xrpc_error(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return str(body.get("error")) if isinstance(body, dict) and body.get("error") else None
+
+
+def _jwt_expiry(token: str) -> float:
+    """When a session JWT expires (read, not verified: the server verifies it)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return time.time() + 600  # unknown: assume short-lived, renew on ExpiredToken
+
+
+class _Session:
+    __slots__ = ("access", "did", "expires", "handle", "refresh")
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.did = str(answer["did"])
+        self.handle = str(answer.get("handle") or "")
+        self.access = str(answer["accessJwt"])
+        self.refresh = str(answer["refreshJwt"])
+        self.expires = _jwt_expiry(self.access)
+
+
+_AUTH_ERRORS = {"ExpiredToken", "InvalidToken"}
+
+
+class BlueskyPublisher(Publisher):
+    platform = "bluesky"
+    idempotent = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session_value: _Session | None = None
+        self._session_lock = asyncio.Lock()
+        self._cids: dict[str, str] = {}  # at-uri -> cid of the records published here
+        self._dids: dict[str, str | None] = {}  # handle -> DID, None when it does not resolve
+
+    @property
+    def _config(self) -> BlueskyAccount:
+        assert isinstance(self.config, BlueskyAccount)
+        return self.config
+
+    @property
+    def _service(self) -> str:
+        return str(self._config.service).rstrip("/")
+
+    def identity(self, key: DeliveryKey, now: dt.datetime | None = None) -> str:
+        """A TID for the record key: the claim time, and a clock id from the delivery."""
+        when = now or dt.datetime.now(dt.UTC)
+        return make_tid(int(when.timestamp() * 1_000_000), _clock_id(key))
+
+    def _rkey(self, job: PublishJob) -> str:
+        if is_tid(job.identity):
+            return job.identity
+        # Claimed before this publisher existed (the identity is another kind): derive a TID
+        # from what is fixed about the delivery, so every attempt still uses the same key.
+        micros = int(job.due_at.timestamp() * 1_000_000)
+        clock = int(
+            hashlib.sha256((job.identity or delivery_identity(job.key)).encode()).hexdigest(), 16
+        )
+        return make_tid(micros, clock)
+
+    # --- session ----------------------------------------------------------------------------
+
+    @property
+    def _session_file(self) -> Any:
+        return self.settings.ledger_path.parent / f"bluesky-{self.account}.session"
+
+    def _stored_refresh(self) -> str | None:
+        try:
+            stored = json.loads(self._session_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        # A session of another handle or server (the config changed) is not ours to use.
+        if stored.get("service") != self._service or stored.get("handle") != self._config.handle:
+            return None
+        return str(stored.get("refreshJwt") or "") or None
+
+    def _store(self, session: _Session) -> None:
+        write_private_file(
+            self._session_file,
+            json.dumps(
+                {
+                    "service": self._service,
+                    "handle": self._config.handle,
+                    "did": session.did,
+                    "refreshJwt": session.refresh,
+                }
+            ),
+        )
+
+    async def _post_session(self, nsid: str, label: str, **kwargs: Any) -> httpx.Response:
+        assert self.http is not None, "the Bluesky publisher needs an HTTP client"
+        http, url = self.http, f"{self._service}/xrpc/{nsid}"
+        return await send(
+            f"bluesky {label}",
+            lambda: http.post(url, **kwargs),
+            error_text=_error_text,
+            retry_after=_retry_after,
+        )
+
+    async def _login(self) -> _Session:
+        try:
+            response = await self._post_session(
+                "com.atproto.server.createSession",
+                "login",
+                json={"identifier": self._config.handle, "password": self.secret("app_password")},
+            )
+        except PermanentError as exc:
+            raise PermanentError(
+                f"{exc.message} (check handle {self._config.handle!r} and that app_password "
+                "is an app password from Settings → Privacy and security → App passwords)"
+            ) from None
+        log.info("bluesky %s: logged in as %s", self.account, self._config.handle)
+        return _Session(response.json())
+
+    async def _refresh(self, refresh: str) -> _Session | None:
+        try:
+            response = await self._post_session(
+                "com.atproto.server.refreshSession",
+                "session refresh",
+                headers={"Authorization": f"Bearer {refresh}"},
+            )
+        except PermanentError as exc:
+            log.info("bluesky %s: the stored session was refused (%s)", self.account, exc.message)
+            return None  # expired or revoked: log in again
+        return _Session(response.json())
+
+    async def _session(self, *, renew: bool = False) -> _Session:
+        async with self._session_lock:
+            current = self._session_value
+            if current and not renew and time.time() < current.expires - REFRESH_MARGIN:
+                return current
+            refresh = current.refresh if current else self._stored_refresh()
+            session = await self._refresh(refresh) if refresh else None
+            if session is None:
+                session = await self._login()
+            self._store(session)  # the old refresh token is spent once rotated
+            self._session_value = session
+            return session
+
+    # --- XRPC -------------------------------------------------------------------------------
+
+    async def _call(
+        self, method: str, nsid: str, label: str, *, auth: bool = True, **kwargs: Any
+    ) -> Any:
+        assert self.http is not None, "the Bluesky publisher needs an HTTP client"
+        http, url = self.http, f"{self._service}/xrpc/{nsid}"
+        headers = dict(kwargs.pop("headers", None) or {})
+
+        async def request() -> httpx.Response:
+            if auth:
+                headers["Authorization"] = f"Bearer {(await self._session()).access}"
+            response = await http.request(method, url, headers=headers, **kwargs)
+            if (
+                auth
+                and response.status_code in (400, 401)
+                and _xrpc_error(response) in _AUTH_ERRORS
+            ):
+                # Refused before it was acted on: renew the session and ask once more.
+                session = await self._session(renew=True)
+                headers["Authorization"] = f"Bearer {session.access}"
+                response = await http.request(method, url, headers=headers, **kwargs)
+            return response
+
+        response = await send(
+            f"bluesky {label}", request, error_text=_error_text, retry_after=_retry_after
+        )
+        return response.json() if response.content else {}
+
+    async def _get_record(self, did: str, rkey: str) -> dict[str, Any] | None:
+        try:
+            return dict(
+                await self._call(
+                    "GET",
+                    "com.atproto.repo.getRecord",
+                    "read record",
+                    auth=False,
+                    params={"repo": did, "collection": POST, "rkey": rkey},
+                )
+            )
+        except PermanentError as exc:
+            if "RecordNotFound" in exc.message:
+                return None
+            raise
+
+    async def _strong_ref(self, published: Published) -> dict[str, str]:
+        uri = str(published.remote_id)
+        cid = self._cids.get(uri)
+        if cid is None:  # published before a restart: ask the server
+            repo, _, rkey = uri.removeprefix("at://").split("/")
+            record = await self._get_record(repo, rkey)
+            if record is None:
+                raise PermanentError(f"bluesky: the post this replies to ({uri}) is gone")
+            cid = self._cids[uri] = str(record["cid"])
+        return {"uri": uri, "cid": cid}
+
+    async def _resolve_handle(self, handle: str) -> str | None:
+        if handle not in self._dids:
+            try:
+                answer = await self._call(
+                    "GET",
+                    "com.atproto.identity.resolveHandle",
+                    "resolve handle",
+                    auth=False,
+                    params={"handle": handle},
+                )
+                self._dids[handle] = str(answer["did"])
+            except PermanentError as exc:
+                log.warning(
+                    "bluesky %s: @%s is left as plain text: %s", self.account, handle, exc.message
+                )
+                self._dids[handle] = None
+        return self._dids[handle]
+
+    async def _facets(self, text: str) -> list[dict[str, Any]]:
+        facets = []
+        for facet in detect_facets(text):
+            feature = facet["features"][0]
+            if "handle" in feature:
+                did = await self._resolve_handle(feature["handle"])
+                if did is None:
+                    continue
+                feature = {"$type": feature["$type"], "did": did}
+                facet = {**facet, "features": [feature]}
+            facets.append(facet)
+        return facets
+
+    async def _upload(self, data: bytes, mime_type: str) -> dict[str, Any]:
+        answer = await self._call(
+            "POST",
+            "com.atproto.repo.uploadBlob",
+            "image upload",
+            content=data,
+            headers={"Content-Type": mime_type},
+        )
+        return dict(answer["blob"])
+
+    async def _images_embed(self, job: PublishJob) -> dict[str, Any]:
+        assert job.image is not None
+        platform = get_platform(self.platform)
+        assert platform.max_image_bytes is not None and platform.image_formats is not None
+        _, raw = await self.image_bytes(job, 50_000_000)
+        try:
+            image = prepare_upload(raw, platform.max_image_bytes, platform.image_formats)
+        except ImageError as exc:
+            raise PermanentError(f"bluesky image: {exc}") from None
+        except OSError as exc:  # Pillow cannot read it (a downloaded URL that is no image)
+            raise PermanentError(f"bluesky image: not an image Pillow can read ({exc})") from None
+        if image.note:
+            log.info("bluesky %s: %s image %s", self.account, job.key, image.note)
+        blob = await self._upload(image.data, image.mime_type)
+        return {
+            "$type": "app.bsky.embed.images",
+            "images": [
+                {
+                    "alt": job.image.alt,
+                    "image": blob,
+                    "aspectRatio": {"width": image.width, "height": image.height},
+                }
+            ],
+        }
+
+    async def _card_embed(self, job: PublishJob) -> dict[str, Any] | None:
+        from .linkcard import CardError, fetch, fetch_card
+
+        settings = self.settings.config.link_cards
+        assert job.link is not None and self.http is not None
+        try:
+            card = await fetch_card(self.http, job.link, settings)
+        except CardError as exc:
+            log.warning(
+                "bluesky %s: %s goes out without a link card: %s", self.account, job.key, exc
+            )
+            return None
+        external: dict[str, Any] = {
+            "uri": card.url,
+            "title": card.title,
+            "description": card.description,
+        }
+        if card.image_url:
+            try:
+                _, _, raw = await fetch(self.http, card.image_url, settings, accept=("image/*",))
+                platform = get_platform(self.platform)
+                assert platform.image_formats is not None
+                thumb = prepare_upload(raw, THUMB_MAX_BYTES, platform.image_formats)
+                external["thumb"] = await self._upload(thumb.data, thumb.mime_type)
+            except (CardError, ImageError, OSError) as exc:
+                log.warning(
+                    "bluesky %s: link card of %s without its image: %s", self.account, job.key, exc
+                )
+        return {"$type": "app.bsky.embed.external", "external": external}
+
+    async def build_record(self, job: PublishJob, rkey: str) -> dict[str, Any]:
+        """The ``app.bsky.feed.post`` record for ``job`` (uploads its image or card image)."""
+        record: dict[str, Any] = {"$type": POST, "text": job.text, "createdAt": created_at(rkey)}
+        facets = await self._facets(job.text)
+        if facets:
+            record["facets"] = facets
+        language = job.language or self._config.language
+        if language:
+            record["langs"] = [language]
+        if job.reply_to is not None and job.root is not None:
+            record["reply"] = {
+                "root": await self._strong_ref(job.root),
+                "parent": await self._strong_ref(job.reply_to),
+            }
+        if job.image is not None:
+            record["embed"] = await self._images_embed(job)
+        elif job.link and job.key.part == 0 and self.settings.config.link_cards.enabled:
+            card = await self._card_embed(job)
+            if card is not None:
+                record["embed"] = card
+        return record
+
+    def _published(self, session: _Session, uri: str, cid: str) -> Published:
+        self._cids[uri] = cid
+        rkey = uri.rsplit("/", 1)[-1]
+        return Published(
+            uri, f"https://bsky.app/profile/{session.handle or session.did}/post/{rkey}"
+        )
+
+    async def publish(self, job: PublishJob) -> Published:
+        session = await self._session()
+        rkey = self._rkey(job)
+        record = await self.build_record(job, rkey)
+        body = {
+            "repo": session.did,
+            "collection": POST,
+            "rkey": rkey,
+            "record": record,
+            "swapRecord": None,  # create only: never overwrite a record under this key
+        }
+        try:
+            answer = await self._call("POST", "com.atproto.repo.putRecord", "publish", json=body)
+        except PermanentError as exc:
+            if " InvalidSwap" not in exc.message:
+                raise
+            # The key holds a record already: ours, from an attempt whose answer was lost.
+            existing = await self._get_record(session.did, rkey)
+            if existing is None:
+                raise
+            log.info(
+                "bluesky %s: %s was already published as %s", self.account, job.key, existing["uri"]
+            )
+            return self._published(session, str(existing["uri"]), str(existing["cid"]))
+        return self._published(session, str(answer["uri"]), str(answer["cid"]))
+
+    async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
+        session = await self._session()
+        existing = await self._get_record(session.did, self._rkey(job))
+        if existing is None:
+            return Resolution.NOT_SENT
+        return self._published(session, str(existing["uri"]), str(existing["cid"]))
+
+    async def check_credentials(self) -> str:
+        answer = await self._call("GET", "com.atproto.server.getSession", "getSession")
+        return f"@{answer.get('handle')} ({answer.get('did')})"
