@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,15 @@ def make_project(tmp_path: Path) -> Callable[[str], Project]:
         return Project(tmp_path, config)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def bluesky_pds() -> Iterator[Any]:
+    """The reference Bluesky server on 127.0.0.1 (installed into build/ on first use)."""
+    from .bluesky_pds import UnavailableError, running
+
+    try:
+        with running() as pds:
+            yield pds
+    except UnavailableError as exc:
+        pytest.skip(f"the Bluesky PDS cannot run here: {exc}")

@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,10 @@ def tid_micros(tid: str) -> int:
 
 def is_tid(value: str) -> bool:
     return len(value) == 13 and value[0] in _B32[:16] and all(c in _B32 for c in value)
+
+
+_tid_lock = threading.Lock()
+_last_micros = 0
 
 
 def _clock_id(key: DeliveryKey) -> int:
@@ -284,8 +289,11 @@ class BlueskyPublisher(Publisher):
 
     def identity(self, key: DeliveryKey, now: dt.datetime | None = None) -> str:
         """A TID for the record key: the claim time, and a clock id from the delivery."""
+        global _last_micros
         when = now or dt.datetime.now(dt.UTC)
-        return make_tid(int(when.timestamp() * 1_000_000), _clock_id(key))
+        with _tid_lock:  # strictly increasing, so no two claims share a key even at one instant
+            _last_micros = max(int(when.timestamp() * 1_000_000), _last_micros + 1)
+            return make_tid(_last_micros, _clock_id(key))
 
     def _rkey(self, job: PublishJob) -> str:
         if is_tid(job.identity):
@@ -578,17 +586,30 @@ class BlueskyPublisher(Publisher):
             existing = await self._get_record(session.did, rkey)
             if existing is None:
                 raise
+            self._check_ours(job, rkey, existing)
             log.info(
                 "bluesky %s: %s was already published as %s", self.account, job.key, existing["uri"]
             )
             return self._published(session, str(existing["uri"]), str(existing["cid"]))
         return self._published(session, str(answer["uri"]), str(answer["cid"]))
 
+    @staticmethod
+    def _check_ours(job: PublishJob, rkey: str, existing: dict[str, Any]) -> None:
+        """A record under this delivery's key must be this delivery's: same text and time."""
+        value = existing.get("value") or {}
+        if value.get("text") != job.text or value.get("createdAt") != created_at(rkey):
+            raise PermanentError(
+                f"bluesky: record key {existing.get('uri')} holds another post; "
+                "nothing was published for this one"
+            )
+
     async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
         session = await self._session()
-        existing = await self._get_record(session.did, self._rkey(job))
+        rkey = self._rkey(job)
+        existing = await self._get_record(session.did, rkey)
         if existing is None:
             return Resolution.NOT_SENT
+        self._check_ours(job, rkey, existing)
         return self._published(session, str(existing["uri"]), str(existing["cid"]))
 
     async def check_credentials(self) -> str:
