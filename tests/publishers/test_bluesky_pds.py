@@ -7,16 +7,24 @@ stores is read back with getRecord and checked field by field.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import http.server
 import io
+import json
+import os
+import random
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -47,9 +55,9 @@ def _og_image() -> bytes:
 class _Site(http.server.BaseHTTPRequestHandler):
     """The campaign's web site: an article and a video page with OpenGraph tags."""
 
-    pages: dict[str, tuple[str, bytes]] = {}
+    pages: ClassVar[dict[str, tuple[str, bytes]]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         kind, body = self.pages.get(self.path, ("text/plain", b"not found"))
         self.send_response(200 if self.path in self.pages else 404)
         self.send_header("Content-Type", kind)
@@ -295,3 +303,139 @@ def test_a_resend_after_a_lost_answer_is_the_same_post(
     first, again, third, in_doubt = asyncio.run(go())
     assert first == again == third == in_doubt
     assert len(bluesky_pds.list_records()) == before + 1
+
+
+# --- crashes --------------------------------------------------------------------------------
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """Forwards to the PDS; while ``hold`` is set, a putRecord reaches the PDS but its answer
+    is held back until ``release``: the daemon dies between the write and the response."""
+
+    target = ""
+    hold = threading.Event()
+    landed = threading.Event()
+    release = threading.Event()
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        answer = httpx.request(
+            self.command, self.target + self.path, headers=headers, content=body, timeout=30
+        )
+        if self.hold.is_set() and self.path.endswith("com.atproto.repo.putRecord"):
+            self.landed.set()
+            self.release.wait(60)
+            return  # the caller is gone; it never learns the outcome
+        self.send_response(answer.status_code)
+        for name in ("content-type", "ratelimit-reset"):
+            if name in answer.headers:
+                self.send_header(name, answer.headers[name])
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_POST = _forward  # noqa: N815 - the http.server API
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(bluesky_pds: PDS) -> Iterator[str]:
+    _Proxy.target = bluesky_pds.url
+    for event in (_Proxy.hold, _Proxy.landed, _Proxy.release):
+        event.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    _Proxy.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def _daemon_project(tmp_path: Path, service: str, pds: PDS, texts: list[str]) -> Path:
+    root = tmp_path / "daemon"
+    (root / "posts").mkdir(parents=True)
+    (root / "scheduler.yaml").write_text(
+        "timezone: UTC\nledger: state/ledger.db\n"
+        "publishing: {retry: {attempts: 5, first_delay: 1s, max_delay: 2s}}\n"
+        f"accounts:\n  sky: {{platform: bluesky, service: '{service}', handle: {pds.handle}, "
+        "app_password: '${BSKY_APP_PASSWORD}'}\n"
+        "defaults: {accounts: [sky]}\n"
+    )
+    due = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat(timespec="seconds")
+    first, *replies = texts
+    thread = "".join(f"  - {json.dumps(t)}\n" for t in replies)
+    (root / "posts" / "p.yaml").write_text(
+        f"id: p\nat: {due}\ntext: {json.dumps(first)}\n" + (f"thread:\n{thread}" if thread else "")
+    )
+    return root
+
+
+def _postscheduler(root: Path, *args: str, pds: PDS) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "postscheduler", *args, "-c", str(root / "scheduler.yaml")],
+        env={**os.environ, "BSKY_APP_PASSWORD": pds.password},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _rows(root: Path) -> list[Any]:
+    with SqliteLedger(root / "state" / "ledger.db") as ledger:
+        return sorted(ledger.deliveries(), key=lambda d: d.key.part)
+
+
+def _texts_on_pds(pds: PDS) -> collections.Counter[str]:
+    return collections.Counter(r["value"]["text"] for r in pds.list_records())
+
+
+def test_killed_between_the_write_and_its_answer_recovers_without_a_duplicate(
+    tmp_path: Path, bluesky_pds: PDS, proxy: str
+) -> None:
+    texts = [f"Crash {tmp_path.name}: part {i}" for i in (1, 2, 3)]
+    root = _daemon_project(tmp_path, proxy, bluesky_pds, texts)
+    _Proxy.hold.set()
+    daemon = _postscheduler(root, "run", pds=bluesky_pds)
+    assert _Proxy.landed.wait(60), "the first part never reached the PDS"
+    daemon.send_signal(signal.SIGKILL)
+    daemon.communicate()
+    first = _rows(root)[0]
+    assert first.state is DeliveryState.SENDING  # in doubt: written on the PDS, not in the ledger
+    assert _texts_on_pds(bluesky_pds)[texts[0]] == 1
+
+    _Proxy.hold.clear()
+    _Proxy.release.set()
+    settle = _postscheduler(root, "run", "--once", pds=bluesky_pds)
+    _, err = settle.communicate(timeout=120)
+    assert b"Traceback" not in err, err.decode()
+    rows = _rows(root)
+    assert [r.state for r in rows] == [DeliveryState.PUBLISHED] * 3, rows
+    counts = _texts_on_pds(bluesky_pds)
+    assert [counts[t] for t in texts] == [1, 1, 1]
+    # The recovered first part is the root the replies point at.
+    for row in rows[1:]:
+        reply = bluesky_pds.get_record(row.remote_id)["value"]["reply"]
+        assert reply["root"]["uri"] == rows[0].remote_id
+
+
+def test_kill_9_at_random_moments_never_duplicates(tmp_path: Path, bluesky_pds: PDS) -> None:
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "20270114")))
+    outcomes: collections.Counter[str] = collections.Counter()
+    for trial in range(6):
+        texts = [f"Trial {trial} {tmp_path.name}: part {i}" for i in (1, 2, 3, 4)]
+        root = _daemon_project(tmp_path / f"t{trial}", bluesky_pds.url, bluesky_pds, texts)
+        daemon = _postscheduler(root, "run", pds=bluesky_pds)
+        time.sleep(rng.uniform(0.4, 1.4))  # during start-up, login, or the thread
+        daemon.send_signal(signal.SIGKILL)
+        daemon.communicate()
+        if (root / "state" / "ledger.db").exists():
+            outcomes.update(r.state.value for r in _rows(root))
+        settle = _postscheduler(root, "run", "--once", pds=bluesky_pds)
+        _, err = settle.communicate(timeout=120)
+        assert b"Traceback" not in err, err.decode()
+        assert [r.state for r in _rows(root)] == [DeliveryState.PUBLISHED] * 4
+        counts = _texts_on_pds(bluesky_pds)
+        assert [counts[t] for t in texts] == [1, 1, 1, 1], counts
+    print(f"\nstates at the kill: {dict(outcomes)}")
