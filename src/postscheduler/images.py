@@ -120,12 +120,11 @@ def prepare_upload(data: bytes, max_bytes: int, formats: frozenset[str]) -> Prep
         has_exif = bool(original.info.get("exif")) or len(exif) > 0
         if len(data) <= max_bytes and fmt in formats and not has_exif:
             return PreparedImage(data, _MIME[fmt], original.width, original.height, None)
-        oriented = ImageOps.exif_transpose(original)
         if (
             fmt == "JPEG"
             and fmt in formats
             and len(data) <= max_bytes
-            and oriented is original
+            and exif.get(0x0112, 1) == 1  # no rotation to apply first
             and original.mode in ("RGB", "L", "CMYK")
         ):
             out = io.BytesIO()
@@ -133,7 +132,8 @@ def prepare_upload(data: bytes, max_bytes: int, formats: frozenset[str]) -> Prep
             if out.tell() <= max_bytes:
                 w, h = original.size
                 return PreparedImage(out.getvalue(), "image/jpeg", w, h, "EXIF metadata removed")
-        image = oriented.copy()
+        oriented = ImageOps.exif_transpose(original)
+        image = oriented if oriented is not original else original.copy()
     alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     note_parts = [f"re-encoded ({len(data):,} bytes {fmt})"]
     scale = 1.0

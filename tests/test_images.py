@@ -1,0 +1,78 @@
+"""Fitting images to a platform's size limit (Bluesky), and removing EXIF on the way."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from PIL import Image
+
+from postscheduler.images import ImageError, prepare_upload
+
+FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
+LIMIT = 1_000_000
+
+
+def _noise(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    rng = random.Random(7)
+    return Image.frombytes(mode, size, rng.randbytes(size[0] * size[1] * len(mode)))
+
+
+def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def test_a_small_clean_jpeg_is_sent_as_it_is() -> None:
+    data = _encode(Image.new("RGB", (640, 360), (10, 20, 30)), "JPEG")
+    prepared = prepare_upload(data, LIMIT, FORMATS)
+    assert prepared.data == data and prepared.note is None
+    assert (prepared.width, prepared.height, prepared.mime_type) == (640, 360, "image/jpeg")
+
+
+def test_a_large_photo_is_reencoded_and_downscaled_to_fit() -> None:
+    data = _encode(_noise((2400, 1800)), "PNG")
+    assert len(data) > 5 * LIMIT
+    prepared = prepare_upload(data, LIMIT, FORMATS)
+    assert len(prepared.data) <= LIMIT and prepared.mime_type == "image/jpeg"
+    with Image.open(io.BytesIO(prepared.data)) as im:
+        assert im.size == (prepared.width, prepared.height)
+        assert abs(im.width / im.height - 4 / 3) < 0.01  # the shape is kept
+    assert prepared.note is not None and "downscaled from 2400×1800" in prepared.note
+
+
+def test_transparency_survives_as_png_when_it_fits() -> None:
+    image = Image.new("RGBA", (400, 400), (255, 0, 0, 0))
+    data = _encode(image, "TIFF")  # a format Bluesky does not take
+    prepared = prepare_upload(data, LIMIT, FORMATS)
+    assert prepared.mime_type == "image/png"
+    with Image.open(io.BytesIO(prepared.data)) as im:
+        assert im.mode == "RGBA" and im.getpixel((0, 0))[3] == 0
+
+
+def test_exif_with_a_location_is_removed_without_reencoding_loss() -> None:
+    exif = Image.Exif()
+    exif[0x8825] = {2: (51.0, 30.0, 0.0), 4: (0.0, 7.0, 0.0)}  # GPSInfo: where it was taken
+    exif[0x010F] = "Camera maker"
+    data = _encode(_noise((320, 240)), "JPEG", exif=exif, quality=85)
+    prepared = prepare_upload(data, LIMIT, FORMATS)
+    assert prepared.note == "EXIF metadata removed"
+    with Image.open(io.BytesIO(prepared.data)) as im:
+        assert not im.getexif() and "exif" not in im.info
+        assert im.quantization == Image.open(io.BytesIO(data)).quantization  # same quality
+
+
+def test_an_exif_rotation_is_applied_before_the_tag_goes() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° when shown
+    data = _encode(Image.new("RGB", (300, 100)), "JPEG", exif=exif)
+    prepared = prepare_upload(data, LIMIT, FORMATS)
+    assert (prepared.width, prepared.height) == (100, 300)
+
+
+def test_an_image_that_cannot_shrink_enough_is_refused() -> None:
+    data = _encode(_noise((64, 64)), "PNG")
+    with pytest.raises(ImageError, match="smaller than 10 bytes"):
+        prepare_upload(data, 10, FORMATS)
