@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import http.server
@@ -79,8 +80,9 @@ def _page(title: str, description: str, image: str | None) -> bytes:
     ).encode()
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[str]:
+@contextlib.contextmanager
+def serve_site() -> Iterator[str]:
+    """The campaign's web site on a free loopback port: its base URL."""
     _Site.pages = {
         ARTICLE_PATH: (
             "text/html; charset=utf-8",
@@ -95,9 +97,17 @@ def site() -> Iterator[str]:
     }
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Site)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    with serve_site() as url:
+        yield url
 
 
 @dataclasses.dataclass

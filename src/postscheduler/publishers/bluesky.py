@@ -27,6 +27,7 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import BlueskyAccount
@@ -277,6 +278,11 @@ class BlueskyPublisher(Publisher):
         self._session_lock = asyncio.Lock()
         self._cids: dict[str, str] = {}  # at-uri -> cid of the records published here
         self._dids: dict[str, str | None] = {}  # handle -> DID, None when it does not resolve
+        # Blobs are content-addressed, so one upload serves every post showing the same bytes
+        # (the article's card image on each quote post of a pack). Only blobs a published
+        # record holds are reused: the server deletes unreferenced uploads after a while.
+        self._blobs: dict[str, dict[str, Any]] = {}  # sha256 of the bytes -> blob
+        self._uploaded: dict[str, str] = {}  # blob ref -> sha256 of the bytes
 
     @property
     def _config(self) -> BlueskyAccount:
@@ -309,7 +315,7 @@ class BlueskyPublisher(Publisher):
     # --- session ----------------------------------------------------------------------------
 
     @property
-    def _session_file(self) -> Any:
+    def _session_file(self) -> Path:
         return self.settings.ledger_path.parent / f"bluesky-{self.account}.session"
 
     def _stored_refresh(self) -> str | None:
@@ -473,6 +479,9 @@ class BlueskyPublisher(Publisher):
         return facets
 
     async def _upload(self, data: bytes, mime_type: str) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in self._blobs:
+            return self._blobs[digest]
         answer = await self._call(
             "POST",
             "com.atproto.repo.uploadBlob",
@@ -480,7 +489,9 @@ class BlueskyPublisher(Publisher):
             content=data,
             headers={"Content-Type": mime_type},
         )
-        return dict(answer["blob"])
+        blob = dict(answer["blob"])
+        self._uploaded[str(blob.get("ref", {}).get("$link"))] = digest
+        return blob
 
     async def _images_embed(self, job: PublishJob) -> dict[str, Any]:
         assert job.image is not None
@@ -559,6 +570,16 @@ class BlueskyPublisher(Publisher):
                 record["embed"] = card
         return record
 
+    def _keep_blobs(self, record: dict[str, Any]) -> None:
+        embed = record.get("embed") or {}
+        blobs = [image["image"] for image in embed.get("images", [])]
+        if "thumb" in embed.get("external", {}):
+            blobs.append(embed["external"]["thumb"])
+        for blob in blobs:
+            digest = self._uploaded.get(str(blob.get("ref", {}).get("$link")))
+            if digest is not None:
+                self._blobs[digest] = blob
+
     def _published(self, session: _Session, uri: str, cid: str) -> Published:
         self._cids[uri] = cid
         rkey = uri.rsplit("/", 1)[-1]
@@ -591,6 +612,7 @@ class BlueskyPublisher(Publisher):
                 "bluesky %s: %s was already published as %s", self.account, job.key, existing["uri"]
             )
             return self._published(session, str(existing["uri"]), str(existing["cid"]))
+        self._keep_blobs(record)
         return self._published(session, str(answer["uri"]), str(answer["cid"]))
 
     @staticmethod
