@@ -140,3 +140,19 @@ def test_yaml_1_2_core_schema() -> None:
 def test_explicit_foreign_tag_is_refused() -> None:
     finding = _problem("credit: !!binary aGVsbG8=\n").finding
     assert (finding.code, finding.line) == ("yaml-syntax", 1)
+
+
+def test_a_hashtag_after_an_unquoted_value_is_flagged_as_a_swallowed_comment() -> None:
+    text = (
+        "id: p  # a comment, as meant\n"
+        "text: Join us ✊🏽 in Lima #Peru #Solidarity\n"
+        'quote: {text: "quoted #kept", by: A B}\n'
+        "link: https://example.org/page#anchor\n"
+        "thread:\n  - >-\n    a block #kept\n"
+    )
+    doc = parse_yaml(text, Path("p.yaml"))
+    assert doc.data["text"] == "Join us ✊🏽 in Lima"  # what YAML makes of it
+    (finding,) = doc.warnings
+    assert (finding.code, finding.line, finding.column) == ("hashtag-is-comment", 2, 26)
+    assert "'#Peru'" in finding.message and "quotes" in (finding.hint or "")
+    assert parse_yaml("text: plain\n", Path("p.yaml")).warnings == []

@@ -225,6 +225,7 @@ def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
     except YamlSourceError as exc:
         catalog.findings.append(exc.finding)
         return
+    catalog.findings.extend(doc.warnings)
     data = doc.data
     if data is None:
         catalog.findings.append(

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Finding, error
+from .errors import Finding, error, warning
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -134,6 +134,7 @@ class Document:
     data: Any
     value_marks: dict[Path_, int]
     key_marks: dict[Path_, int]
+    warnings: list[Finding] = dataclasses.field(default_factory=list)
 
     def mark_of(self, loc: Path_, *, key: bool = False) -> Mark:
         """Position of the value (or of its key) at ``loc``, else of its nearest ancestor."""
@@ -207,13 +208,40 @@ def _scalar(node: yaml.Node, file: Path) -> Any:
 _FOREIGN_TAG = ("yaml-syntax", "this YAML !tag is not allowed in post files")
 
 
+# After an unquoted value, " #word" is a YAML comment: `text: Join us #Peru` loses the tag.
+_TAG_COMMENT = re.compile(r"[ \t]+(#[^\s#][^\s]*)")
+
+
 class _Builder:
-    def __init__(self, loader: Any, file: Path) -> None:
+    def __init__(self, loader: Any, file: Path, text: str) -> None:
         self.loader = loader
         self.file = file
         self.count = 0
         self.value_marks: dict[Path_, int] = {}
         self.key_marks: dict[Path_, int] = {}
+        self.text = text if "#" in text else None  # most files have no comment to look at
+        self.warnings: list[Finding] = []
+
+    def _check_swallowed_tag(self, node: yaml.Node) -> None:
+        assert self.text is not None
+        end = node.end_mark.index
+        line_end = self.text.find("\n", end)
+        rest = self.text[end : line_end if line_end >= 0 else len(self.text)]
+        found = _TAG_COMMENT.match(rest)
+        if found is None:
+            return
+        mark = node.end_mark
+        self.warnings.append(
+            warning(
+                "hashtag-is-comment",
+                f"{found[1]!r} after the unquoted value is a YAML comment, not part of it: "
+                f"the value ends at {node.value[-30:]!r}",
+                file=self.file,
+                line=mark.line + 1,
+                column=mark.column + 1 + found.start(1),
+                hint='put the whole value in quotes ("…"), or write it as a block (>-)',
+            )
+        )
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.count += 1
@@ -229,6 +257,8 @@ class _Builder:
         self.value_marks.setdefault(path, _pack(node.start_mark))
         tag = node.tag
         if tag == _STR_TAG:
+            if self.text is not None and isinstance(node, yaml.ScalarNode) and not node.style:
+                self._check_swallowed_tag(node)
             return node.value  # the common case, without PyYAML's constructor dispatch
         if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
             raise _fail(*_FOREIGN_TAG, self.file, node.start_mark, hint="remove the !tag")
@@ -337,7 +367,7 @@ def parse_yaml(text: str, file: Path) -> Document:
             raise _fail("yaml-syntax", f"YAML syntax error: {exc}", file) from None
         if node is None:
             return Document(file, None, {}, {})
-        builder = _Builder(loader, file)
+        builder = _Builder(loader, file, text)
         try:
             data = builder.build(node, ())
         except yaml.constructor.ConstructorError as exc:  # from merge keys (<<)
@@ -346,7 +376,7 @@ def parse_yaml(text: str, file: Path) -> Document:
             ) from None
         except RecursionError:
             raise _fail("yaml-too-large", "the document is nested too deeply", file) from None
-        return Document(file, data, builder.value_marks, builder.key_marks)
+        return Document(file, data, builder.value_marks, builder.key_marks, builder.warnings)
     finally:
         loader.dispose()
 
