@@ -128,6 +128,30 @@ def test_preview_shows_final_text_counts_and_credit(project: Project) -> None:
     assert "bluesky" not in only
 
 
+def test_preview_says_what_bluesky_will_do_to_a_large_image_and_a_link(
+    project: Project,
+) -> None:
+    path = project.image("images/big.png", fmt="PNG", size=(700, 700))
+    os.truncate(path, 1_200_000)
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\naccounts: [bluesky]\ntext: A march.\n"
+        "image: {file: images/big.png, alt: Marchers., credit: Jane Doe}\n"
+        "thread: [{text: 'Read more: https://example.org/a'}]\n"
+        "link: https://example.org/a\n",
+    )
+    out = invoke(project, "preview", "p").stdout
+    assert "!!! warning: big.png (PNG, 1,200,000 bytes) will be re-encoded" in out
+    assert "--- link card" not in out  # the image is shown; the link stays a link
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\naccounts: [bluesky]\ntext: A march.\n"
+        "link: https://example.org/a\n",
+    )
+    out = invoke(project, "preview", "p").stdout
+    assert "--- link card: the page's title, description and image, fetched when published" in out
+
+
 def test_preview_over_limit_and_unknown_post(project: Project) -> None:
     project.write("p.yaml", f"id: peru\nat: 2027-01-14 09:00\naccounts: [x]\ntext: {'y' * 300}\n")
     result = invoke(project, "preview", "peru")

@@ -362,6 +362,12 @@ def preview(
                 typer.echo(_describe_image(part.image, settings))
         if rendering.link:
             typer.echo(f"--- link: {rendering.link}")
+            if rendering.platform.builds_link_cards and rendering.parts[0].image is None:
+                if settings.config.link_cards.enabled:
+                    card = "the page's title, description and image, fetched when published"
+                else:
+                    card = "none (link_cards.enabled is false)"
+                typer.echo(f"--- link card: {card}")
         if rendering.content.content_warning:
             typer.echo(f"--- content warning: {rendering.content.content_warning}")
         for f in findings:

@@ -56,6 +56,8 @@ class Platform:
     # The publisher re-encodes an image over max_image_bytes or in another format to fit
     # (a warning in validate and preview) instead of refusing it.
     fits_images: bool = False
+    # The client must build a link's preview card itself (fetching the page when publishing).
+    builds_link_cards: bool = False
 
     def measure(
         self, text: str, max_characters: int | None = None, url_length: int | None = None
@@ -104,6 +106,7 @@ PLATFORMS: dict[str, Platform] = {
             max_image_bytes=1 * MB,
             image_formats=frozenset({"JPEG", "PNG", "GIF", "WEBP"}),
             fits_images=True,
+            builds_link_cards=True,
         ),
         Platform(
             "x",
