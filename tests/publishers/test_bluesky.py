@@ -429,9 +429,26 @@ def test_a_lost_answer_is_an_unknown_outcome_that_is_safe_to_resend(tmp_path: Pa
 def test_a_key_holding_another_post_is_never_reported_as_this_one(tmp_path: Path) -> None:
     server = _Xrpc()
     job = _job("Mine.")
-    server.records[job.identity] = {"$type": "app.bsky.feed.post", "text": "Not mine."}
-    with pytest.raises(PermanentError, match="holds another post"):
+    other = {"$type": "app.bsky.feed.post", "text": "Mine.", "createdAt": "2020-01-01T00:00:00Z"}
+    server.records[job.identity] = other
+    with pytest.raises(PermanentError, match="did not make"):
         asyncio.run(_publish(tmp_path, server, job))
+
+
+def test_a_post_edited_while_in_doubt_is_reported_sent_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = _Xrpc()
+    job = _job("The first words.")
+    (first,) = asyncio.run(_publish(tmp_path, server, job))
+    edited = dataclasses.replace(job, text="The edited words.")
+
+    async def resolve() -> Published | Resolution:
+        return await _publisher(tmp_path, server).resolve_in_doubt(edited)
+
+    assert asyncio.run(resolve()) == first
+    assert "before its post file was edited" in caplog.text
+    assert [r["text"] for r in server.records.values()] == ["The first words."]
 
 
 def test_in_doubt_deliveries_are_looked_up(tmp_path: Path) -> None:

@@ -615,14 +615,23 @@ class BlueskyPublisher(Publisher):
         self._keep_blobs(record)
         return self._published(session, str(answer["uri"]), str(answer["cid"]))
 
-    @staticmethod
-    def _check_ours(job: PublishJob, rkey: str, existing: dict[str, Any]) -> None:
-        """A record under this delivery's key must be this delivery's: same text and time."""
+    def _check_ours(self, job: PublishJob, rkey: str, existing: dict[str, Any]) -> None:
+        """A record under this delivery's key is this delivery's: the key holds the claim's
+        own microsecond, so only this delivery made it. Its ``createdAt`` must say so; its
+        text may differ when the post file was edited while the outcome was in doubt."""
         value = existing.get("value") or {}
-        if value.get("text") != job.text or value.get("createdAt") != created_at(rkey):
+        if value.get("createdAt") != created_at(rkey):
             raise PermanentError(
-                f"bluesky: record key {existing.get('uri')} holds another post; "
-                "nothing was published for this one"
+                f"bluesky: record key {existing.get('uri')} holds a post this delivery did "
+                "not make; nothing was published for it"
+            )
+        if value.get("text") != job.text:
+            log.warning(
+                "bluesky %s: %s went out before its post file was edited; %s has the earlier "
+                "text (edit or delete it on Bluesky if needed)",
+                self.account,
+                job.key,
+                existing.get("uri"),
             )
 
     async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
