@@ -43,7 +43,7 @@ from .base import (
     delivery_identity,
     write_private_file,
 )
-from .http import body_excerpt, send
+from .http import body_excerpt, epoch_reset, send
 
 if TYPE_CHECKING:
     import httpx
@@ -223,17 +223,7 @@ def _error_text(response: httpx.Response) -> str:
     return body_excerpt(response)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """``RateLimit-Reset`` is epoch seconds on the PDS."""
-    from .http import retry_after_seconds
-
-    reset = response.headers.get("ratelimit-reset")
-    if reset is not None:
-        try:
-            return max(float(reset) - time.time(), 0.0)
-        except ValueError:
-            pass
-    return retry_after_seconds(response)
+_retry_after = epoch_reset("ratelimit-reset")  # RateLimit-Reset: Unix seconds on the PDS
 
 
 def _xrpc_error(response: httpx.Response) -> str | None:

@@ -38,6 +38,22 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
+def epoch_reset(header: str) -> Callable[[httpx.Response], float | None]:
+    """A retry hint read from ``header`` holding the Unix time the limit resets (X, the
+    Bluesky PDS), else from ``Retry-After``."""
+
+    def retry_after(response: httpx.Response) -> float | None:
+        reset = response.headers.get(header)
+        if reset is not None:
+            try:
+                return max(float(reset) - time.time(), 0.0)
+            except ValueError:
+                pass
+        return retry_after_seconds(response)
+
+    return retry_after
+
+
 def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
     text = response.text.strip().replace("\n", " ")
     return text[:limit] + ("…" if len(text) > limit else "")

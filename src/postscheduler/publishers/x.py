@@ -37,7 +37,7 @@ from .base import (
     TransientError,
     write_private_file,
 )
-from .http import send
+from .http import epoch_reset, send
 
 MEDIA_POLL_LIMIT = 30  # checks of an image still being processed before giving up
 MAX_IMAGE_BYTES = 5_000_000  # X's limit for images
@@ -94,15 +94,7 @@ def _error_text(response: httpx.Response) -> str:
     return response.text[:300]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    reset = response.headers.get("x-rate-limit-reset")
-    if reset is not None:
-        try:
-            return max(float(reset) - time.time(), 0.0)
-        except ValueError:
-            pass
-    value = response.headers.get("retry-after")
-    return float(value) if value and value.replace(".", "", 1).isdigit() else None
+_retry_after = epoch_reset("x-rate-limit-reset")
 
 
 class XPublisher(Publisher):
