@@ -255,13 +255,26 @@ def test_session_is_kept_private_and_refreshed_not_relogged(
     assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
     first = session_file.read_text()
 
-    seen.clear()  # a restart: the stored refresh token, not a second login
+    seen.clear()  # a restart (or `run --once` from cron): the stored session, no login
     assert asyncio.run(check()).startswith("@")
-    assert seen == ["com.atproto.server.refreshSession", "com.atproto.server.getSession"]
-    assert session_file.read_text() != first  # rotated, and the new one kept at once
+    assert seen == ["com.atproto.server.getSession"]
 
-    session_file.write_text(first.replace('"refreshJwt": "', '"refreshJwt": "x'))
-    seen.clear()  # a refused refresh token: log in again
+    stored = json.loads(first)
+    stored["accessJwt"] = "not-a-valid-token"
+    session_file.write_text(json.dumps(stored))
+    seen.clear()  # the access token refused: renewed with the refresh token, not a login
+    assert asyncio.run(check()).startswith("@")
+    assert seen == [
+        "com.atproto.server.getSession",
+        "com.atproto.server.refreshSession",
+        "com.atproto.server.getSession",
+    ]
+    renewed = json.loads(session_file.read_text())
+    assert renewed["refreshJwt"] != stored["refreshJwt"]  # rotated, and the new one kept
+
+    renewed["accessJwt"] = renewed["refreshJwt"] = "revoked"
+    session_file.write_text(json.dumps(renewed))
+    seen.clear()  # both refused: log in again
     assert asyncio.run(check()).startswith("@")
     assert seen[-2:] == ["com.atproto.server.createSession", "com.atproto.server.getSession"]
     assert bluesky_pds.password not in session_file.read_text()

@@ -9,8 +9,9 @@ If the record differs on a resend (a link card fetched differently), the server 
 (``createRecord`` with a taken key answers 500, which is why it is not used.)
 
 Sessions: ``createSession`` with the app password once, then ``refreshSession``, whose
-refresh token rotates; the newest is written at once, mode 0600, beside the ledger, so a
-restart refreshes instead of logging in again (logins are rate-limited per account).
+refresh token rotates; the session is written at once, mode 0600, beside the ledger, so a
+restart, a ``run --once`` from cron or ``accounts check`` in another shell reuses or renews
+it instead of logging in again (logins are rate-limited per account).
 
 Rich text: links, mentions and hashtags become facets with UTF-8 byte offsets, detected the
 way Bluesky's own client does (``@atproto/api`` ``detectFacets``; vectors in the tests);
@@ -308,15 +309,16 @@ class BlueskyPublisher(Publisher):
     def _session_file(self) -> Path:
         return self.settings.ledger_path.parent / f"bluesky-{self.account}.session"
 
-    def _stored_refresh(self) -> str | None:
+    def _stored(self) -> _Session | None:
+        """The session kept on disk: the newest, whichever process renewed it last."""
         try:
             stored = json.loads(self._session_file.read_text())
-        except (FileNotFoundError, ValueError):
+            # A session of another handle or server (the config changed) is not ours to use.
+            if stored["service"] != self._service or stored["handle"] != self._config.handle:
+                return None
+            return _Session(stored)
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None
-        # A session of another handle or server (the config changed) is not ours to use.
-        if stored.get("service") != self._service or stored.get("handle") != self._config.handle:
-            return None
-        return str(stored.get("refreshJwt") or "") or None
 
     def _store(self, session: _Session) -> None:
         write_private_file(
@@ -326,6 +328,7 @@ class BlueskyPublisher(Publisher):
                     "service": self._service,
                     "handle": self._config.handle,
                     "did": session.did,
+                    "accessJwt": session.access,
                     "refreshJwt": session.refresh,
                 }
             ),
@@ -373,7 +376,13 @@ class BlueskyPublisher(Publisher):
             current = self._session_value
             if current and not renew and time.time() < current.expires - REFRESH_MARGIN:
                 return current
-            refresh = current.refresh if current else self._stored_refresh()
+            # Another process (`accounts check`, a `run --once` from cron) may have renewed
+            # the session since: its refresh token is the one that still works.
+            stored = self._stored()
+            if stored and not renew and time.time() < stored.expires - REFRESH_MARGIN:
+                self._session_value = stored
+                return stored
+            refresh = stored.refresh if stored else current.refresh if current else None
             session = await self._refresh(refresh) if refresh else None
             if session is None:
                 session = await self._login()
