@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -124,14 +125,9 @@ class _Patterns:
         self.handle = regex.compile(_HANDLE)
 
 
-_patterns: _Patterns | None = None
-
-
+@functools.cache
 def _compiled() -> _Patterns:
-    global _patterns
-    if _patterns is None:
-        _patterns = _Patterns()
-    return _patterns
+    return _Patterns()
 
 
 def _is_tld(label: str) -> bool:
@@ -498,7 +494,11 @@ class BlueskyPublisher(Publisher):
         assert platform.max_image_bytes is not None and platform.image_formats is not None
         _, raw = await self.image_bytes(job, 50_000_000)
         try:
-            image = prepare_upload(raw, platform.max_image_bytes, platform.image_formats)
+            # Re-encoding a large photo takes a while: off the event loop, so other accounts'
+            # deliveries are not held up (Pillow releases the GIL while it works).
+            image = await asyncio.to_thread(
+                prepare_upload, raw, platform.max_image_bytes, platform.image_formats
+            )
         except ImageError as exc:
             raise PermanentError(f"bluesky image: {exc}") from None
         except OSError as exc:  # Pillow cannot read it (a downloaded URL that is no image)
@@ -539,7 +539,9 @@ class BlueskyPublisher(Publisher):
                 _, _, raw = await fetch(self.http, card.image_url, settings, accept=("image/*",))
                 platform = get_platform(self.platform)
                 assert platform.image_formats is not None
-                thumb = prepare_upload(raw, THUMB_MAX_BYTES, platform.image_formats)
+                thumb = await asyncio.to_thread(
+                    prepare_upload, raw, THUMB_MAX_BYTES, platform.image_formats
+                )
                 external["thumb"] = await self._upload(thumb.data, thumb.mime_type)
             except (CardError, ImageError, OSError) as exc:
                 log.warning(
