@@ -20,6 +20,7 @@ from postscheduler.publishers import (
     Published,
     Publisher,
     PublishJob,
+    Resolution,
     TransientError,
 )
 from postscheduler.redact import Redactor
@@ -310,6 +311,40 @@ def test_recovery_of_in_doubt_deliveries(project: Project) -> None:
     assert state(engine, "p", "b").state is DeliveryState.PUBLISHED
     timeline = (project.root / "outbox" / "timeline.txt").read_text()
     assert timeline.count("=== ") == 1
+
+
+class Unreachable(Scripted):
+    """An idempotent platform that cannot be asked about an in-doubt delivery at first."""
+
+    def __init__(self, answers: list[Published | Resolution | Exception]) -> None:
+        super().__init__(idempotent=True)
+        self.answers = answers
+
+    async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_an_in_doubt_delivery_whose_platform_cannot_be_asked_stays_in_doubt(
+    project: Project,
+) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: hi\naccounts: [b]\n")
+    clock = Clock()
+    engine = engine_for(project, clock)
+    engine.ledger.claim(DeliveryKey("p", "b"), "id-b", clock())
+    sent = Published("r-before-crash", "https://example.test/before")
+    b = Unreachable([TransientError("b: could not connect (ConnectError)"), sent])
+    engine._publishers.update(b=b)
+    assert run(engine.recover()) == 1  # the network is not up yet: neither sent nor lost
+    assert state(engine, "p", "b").state is DeliveryState.SENDING
+    run(engine.run_due())
+    assert b.calls == []  # nothing is sent while it is in doubt
+    assert run(engine.recover()) == 0
+    row = state(engine, "p", "b")
+    assert (row.state, row.remote_id) == (DeliveryState.PUBLISHED, "r-before-crash")
+    assert b.calls == []
 
 
 def _job_for(engine: Engine, account: str) -> PublishJob:

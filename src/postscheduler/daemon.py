@@ -36,6 +36,8 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight deliveries get to finish after SIGTER
 # How often the daemon re-reads the ledger, to pick up what `publish --now`, `retry` and
 # `resolve --resend` made due while it runs.
 RESCAN_INTERVAL = 2.0
+RECOVER_FIRST_DELAY = 15.0  # then doubling: asking again about deliveries still in doubt
+RECOVER_MAX_DELAY = 600.0
 WATCH_START_TIMEOUT = 10.0
 
 
@@ -76,7 +78,13 @@ async def run_once(
         engine = Engine(settings, ledger, clock=clock, dry_run=dry_run, redact=redactor)
         engine.load(catalog)
         try:
-            await engine.recover()
+            in_doubt = await engine.recover()
+            if in_doubt:
+                log.warning(
+                    "%d deliveries stay in doubt: their platform could not be asked; "
+                    "the next run asks again",
+                    in_doubt,
+                )
             await engine.run_due()
         finally:
             await engine.aclose()
@@ -278,6 +286,21 @@ class Daemon:
         if times:
             self._schedule(job_id, min(times))
 
+    async def _recover_later(self, in_doubt: int) -> None:
+        """Ask again, backing off, about deliveries whose platform could not be asked at
+        start-up, until none is left in doubt."""
+        delay = RECOVER_FIRST_DELAY
+        while in_doubt and not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                return
+            assert self.engine is not None
+            left = await self.engine.recover()
+            if left < in_doubt:
+                self._schedule_all()  # resolved ones may let later thread parts go
+            in_doubt, delay = left, min(delay * 2, RECOVER_MAX_DELAY)
+
     async def _rescan(self) -> None:
         """Schedule what changed in the ledger behind the daemon's back (publish --now...).
 
@@ -365,12 +388,14 @@ class Daemon:
                     log.warning("the file watcher is slow to start; edits may wait for it")
                 await self.reload(recover_first=True)
                 self.engine.prepare()
-                await self.engine.recover()
+                in_doubt = await self.engine.recover()
                 self._schedule_all()
                 log.info("daemon started: watching %s", posts_dir)
                 rescan = asyncio.create_task(self._rescan())
+                again = asyncio.create_task(self._recover_later(in_doubt))
                 await self._stop.wait()
                 await rescan
+                await again
                 log.info(
                     "stopping: no new deliveries; waiting for %d in flight", len(self._in_flight)
                 )

@@ -274,8 +274,13 @@ class Engine:
 
     # --- recovery ---------------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """Resolve the deliveries a crash left ``sending``."""
+    async def recover(self) -> int:
+        """Resolve the deliveries a crash left ``sending``.
+
+        Returns how many are still in doubt because their platform could not be asked just
+        now (a network not up yet after a reboot): they stay ``sending``, for a later call.
+        """
+        pending = 0
         for row in await self._db(self.ledger.in_doubt):
             key = row.key
             sp = self._post(key.post_id)
@@ -290,6 +295,10 @@ class Engine:
                     )
                     try:
                         outcome = await publisher.resolve_in_doubt(job)
+                    except TransientError as exc:
+                        log.warning("%s is in doubt; will ask again: %s", key, exc.message)
+                        pending += 1
+                        continue
                     except PublishError as exc:
                         log.warning("could not resolve %s after a restart: %s", key, exc.message)
             now = self.clock()
@@ -317,6 +326,7 @@ class Engine:
                     now,
                 )
                 log.error("UNCONFIRMED %s: may or may not have been published", key)
+        return pending
 
     async def _published_before(self, key: DeliveryKey) -> list[Published]:
         out = []

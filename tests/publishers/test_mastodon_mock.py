@@ -24,7 +24,7 @@ from postscheduler.config import load_settings
 from postscheduler.engine import Engine
 from postscheduler.ledger import DeliveryKey, DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
-from postscheduler.publishers import Published, TransientError, make_publisher
+from postscheduler.publishers import Published, Resolution, TransientError, make_publisher
 from postscheduler.rules import validate
 
 from ..conftest import Project
@@ -116,6 +116,32 @@ def test_status_reads_back(project: Project, server: str) -> None:
 def test_idempotent_resend_returns_the_same_status(project: Project, server: str) -> None:
     first, again = publish(settings_for(project, server), job("Only once."), job("Only once."))
     assert first.remote_id == again.remote_id
+
+
+def test_an_in_doubt_status_is_found_after_its_key_was_forgotten(
+    project: Project, server: str
+) -> None:
+    import dataclasses
+
+    settings = settings_for(project, server)
+    now = dt.datetime.now(dt.UTC)
+    text = "Sent just before the crash & <found> after it.\n\nSecond paragraph #Peru"
+    sent = dataclasses.replace(job(text), identity="key-1", due_at=now - dt.timedelta(minutes=1))
+    (published,) = publish(settings, sent)
+
+    async def resolve(j: Any) -> Any:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return await make_publisher("m", settings, http=http).resolve_in_doubt(j)
+
+    # More than an hour later the server has forgotten the key: look before resending.
+    forgotten = dataclasses.replace(sent, identity="key-forgotten")
+    assert asyncio.run(resolve(forgotten)) == published
+    assert asyncio.run(resolve(dataclasses.replace(sent, text="Another text"))) == (
+        Resolution.NOT_SENT
+    )
+    # The same words posted before this delivery was due are another post (a weekly repeat).
+    later = dataclasses.replace(sent, due_at=now + dt.timedelta(hours=1))
+    assert asyncio.run(resolve(later)) is Resolution.NOT_SENT
 
 
 def test_thread_replies(project: Project, server: str) -> None:

@@ -2,28 +2,51 @@
 ``POST /api/v2/media``.
 
 The key is the delivery's identity, so a resend after a lost answer or a crash returns the
-status created the first time instead of a second one: Mastodon keeps keys for an hour per
-account (a resend after a longer outage could post twice; the engine resends at once after a
-restart). Media that the server is still processing (202, ``url: null``) is polled at
-``GET /api/v1/media/:id`` (206 while processing) before the status is posted. Rate limits:
-``X-RateLimit-Reset`` is an ISO-8601 time, not epoch seconds. A 422 is permanent and its
-``error`` (in the server's language) reaches the user word for word.
+status created the first time instead of a second one. Mastodon keeps keys for an hour per
+account, and a daemon may be down for longer: after a crash, the account's recent statuses
+are searched for the in-doubt one (same text, same parent, created after its due time)
+before anything is resent. Media that the server is still processing (202, ``url: null``)
+is polled at ``GET /api/v1/media/:id`` (206 while processing) before the status is posted.
+Rate limits: ``X-RateLimit-Reset`` is an ISO-8601 time, not epoch seconds. A 422 is
+permanent and its ``error`` (in the server's language) reaches the user word for word.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
+import re
 from typing import Any
 
 import httpx
 
 from ..config import MastodonAccount
-from .base import PermanentError, Published, Publisher, PublishJob, TransientError
+from .base import (
+    PermanentError,
+    Published,
+    Publisher,
+    PublishJob,
+    Resolution,
+    TransientError,
+)
 from .http import retry_after_seconds, send
 
 MAX_IMAGE_BYTES = 16_000_000  # Mastodon's default; instances may take less
 MEDIA_POLL_LIMIT = 20  # checks, waiting 0.2 s, 0.4 s, ... up to 5 s between them
+RECENT_STATUSES = 40  # the most one page of an account's statuses holds
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def plain_text(content_html: str) -> str:
+    """A status's HTML ``content`` as words, for comparing with the text that was sent."""
+    text = re.sub(r"<br\s*/?>|</p>\s*<p>", "\n", content_html)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split())
+
+
+def _sent_words(text: str) -> str:
+    # Mastodon shows a remote mention "@name@host" as "@name".
+    return " ".join(re.sub(r"(@\w+)@[\w.-]+\w", r"\1", text).split())
 
 
 def error_text(response: httpx.Response) -> str:
@@ -112,6 +135,31 @@ class MastodonPublisher(Publisher):
         if "id" not in status:
             raise PermanentError(f"mastodon create status: unexpected answer {str(status)[:200]}")
         return Published(str(status["id"]), status.get("url"))
+
+    async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
+        me = (await self._call("GET", "/api/v1/accounts/verify_credentials", "verify")).json()
+        response = await self._call(
+            "GET",
+            f"/api/v1/accounts/{me['id']}/statuses",
+            "recent statuses",
+            params={"limit": RECENT_STATUSES, "exclude_reblogs": "true"},
+        )
+        words = _sent_words(job.text)
+        parent = job.reply_to.remote_id if job.reply_to else None
+        for status in response.json():
+            try:
+                created = dt.datetime.fromisoformat(
+                    str(status["created_at"]).replace("Z", "+00:00")
+                )
+            except (KeyError, ValueError):
+                continue
+            if (
+                created >= job.due_at - CLOCK_SKEW
+                and status.get("in_reply_to_id") == parent
+                and plain_text(str(status.get("content", ""))) == words
+            ):
+                return Published(str(status["id"]), status.get("url"))
+        return Resolution.NOT_SENT  # resent with the same Idempotency-Key
 
     async def check_credentials(self) -> str:
         account = (await self._call("GET", "/api/v1/accounts/verify_credentials", "verify")).json()
