@@ -133,6 +133,9 @@ class MastodonAccount(AccountConfig):
     visibility: Literal["public", "unlisted", "private", "direct"] = "public"
     language: str | None = None
     characters_reserved_per_url: int = 23
+    max_image_bytes: int | None = Field(
+        default=None, gt=0, description="The instance's image size limit, if not 16 MB."
+    )
 
 
 class BlueskyAccount(AccountConfig):

@@ -210,6 +210,8 @@ async def with_online_limits(settings: Settings) -> Settings:
                 update["max_characters"] = limits["max_characters"]
             if "characters_reserved_per_url" in limits:
                 update["characters_reserved_per_url"] = limits["characters_reserved_per_url"]
+            if account.max_image_bytes is None and "image_size_limit" in limits:
+                update["max_image_bytes"] = limits["image_size_limit"]
             accounts[name] = account.model_copy(update=update)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import Settings, unknown_account_finding
+from .config import MastodonAccount, Settings, unknown_account_finding
 from .errors import Finding, error, warning
 from .images import ImageError, ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
@@ -135,6 +135,10 @@ def _check_rendering(
     findings: list[Finding] = []
     platform: Platform = rendering.platform
     account = rendering.account
+    account_cfg = settings.config.accounts[account]
+    max_image_bytes = platform.max_image_bytes
+    if isinstance(account_cfg, MastodonAccount) and account_cfg.max_image_bytes:
+        max_image_bytes = account_cfg.max_image_bytes  # the instance's own (validate --online)
     for part in rendering.parts:
         if not part.limited:
             continue
@@ -192,14 +196,14 @@ def _check_rendering(
             where_file = sp.where(*loc, "file", account=account)
             if platform.fits_images and (
                 (platform.image_formats is not None and info.format not in platform.image_formats)
-                or (platform.max_image_bytes is not None and info.size > platform.max_image_bytes)
+                or (max_image_bytes is not None and info.size > max_image_bytes)
             ):
                 findings.append(
                     warning(
                         "image-refitted",
                         f"{info.path.name} ({info.format}, {info.size:,} bytes) will be "
                         f"re-encoded, and downscaled if needed, to fit {platform.label}'s "
-                        f"{platform.max_image_bytes:,} bytes",
+                        f"{max_image_bytes:,} bytes",
                         hint="give a smaller JPEG yourself to choose how it looks",
                         **where_file,
                     )
@@ -215,12 +219,12 @@ def _check_rendering(
                         **where_file,
                     )
                 )
-            if platform.max_image_bytes is not None and info.size > platform.max_image_bytes:
+            if max_image_bytes is not None and info.size > max_image_bytes:
                 findings.append(
                     error(
                         "image-too-large",
                         f"{info.path.name} is {info.size:,} bytes, over {platform.label}'s "
-                        f"{platform.max_image_bytes:,}",
+                        f"{max_image_bytes:,}",
                         hint="resize or recompress it",
                         **where_file,
                     )

@@ -379,6 +379,7 @@ class FakeMastodon(FakePlatform):
         self.by_key: dict[str, dict[str, Any]] = {}
         self.media_checks: dict[str, int] = {}
         self.instance_max_characters = 500
+        self.instance_image_size_limit = 16_777_216
 
     def respond(self, request: dict[str, Any]) -> Answer:
         if request["path"] == "/public/moved.jpg":  # image hosts often redirect to a CDN
@@ -391,7 +392,9 @@ class FakeMastodon(FakePlatform):
                 "max_media_attachments": 4,
                 "characters_reserved_per_url": 23,
             }
-            return _json(200, {"domain": "mastodon.test", "configuration": {"statuses": statuses}})
+            media = {"image_size_limit": self.instance_image_size_limit}
+            configuration = {"statuses": statuses, "media_attachments": media}
+            return _json(200, {"domain": "mastodon.test", "configuration": configuration})
         if request["headers"].get("Authorization") != f"Bearer {self.TOKEN}":
             return _json(401, {"error": "The access token is invalid"})
         path, method = request["path"], request["method"]

@@ -218,6 +218,36 @@ def test_validate_online_uses_the_instance_limits(project: Project) -> None:
         assert again.exit_code == 0 and len(fake.received) == requests  # answered from the cache
 
 
+def test_validate_online_applies_the_instance_image_size_limit(project: Project) -> None:
+    import os
+
+    from typer.testing import CliRunner
+
+    from postscheduler.cli import app
+
+    from ..fakes.platforms import FakeMastodon
+
+    with FakeMastodon() as fake:
+        fake.instance_image_size_limit = 1_000_000
+        project.config_path.write_text(
+            "ledger: state/ledger.db\n"
+            f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
+            "defaults: {accounts: [m]}\n"
+        )
+        os.truncate(project.image("images/big.png", fmt="PNG", size=(700, 700)), 1_200_000)
+        project.write(
+            "p.yaml",
+            "id: p\nat: 2027-01-14 09:00\ntext: hi\n"
+            "image: {file: images/big.png, alt: A photo., credit: Jo}\n",
+        )
+        runner = CliRunner()
+        offline = runner.invoke(app, ["validate", "-c", str(project.config_path)])
+        assert offline.exit_code == 0, offline.output  # within Mastodon's default 16 MB
+        online = runner.invoke(app, ["validate", "--online", "-c", str(project.config_path)])
+        assert online.exit_code == 1
+        assert "big.png is 1,200,000 bytes, over Mastodon's 1,000,000" in online.stdout
+
+
 def test_image_by_url_follows_redirects_and_is_capped(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,7 +93,7 @@ class MastodonPublisher(Publisher):
 
     async def _upload(self, job: PublishJob) -> str:
         assert job.image is not None
-        name, content = await self.image_bytes(job, MAX_IMAGE_BYTES)
+        name, content = await self.image_bytes(job, self._config.max_image_bytes or MAX_IMAGE_BYTES)
         response = await self._call(
             "POST",
             "/api/v2/media",
