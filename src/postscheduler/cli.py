@@ -162,7 +162,9 @@ def validate(
     online: Annotated[
         bool,
         typer.Option(
-            "--online", help="Count against each Mastodon instance's own limits (asks it)."
+            "--online",
+            help="Count against each Mastodon instance's own limits, and check that "
+            "Bluesky @mentions resolve (asks the servers).",
         ),
     ] = False,
     config: ConfigOption = None,
@@ -190,6 +192,11 @@ def validate(
         with _reported():
             settings = asyncio.run(with_online_limits(settings))
     catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
+    if online:
+        from .operations import unresolved_mentions
+
+        with _reported():
+            catalog.findings.extend(asyncio.run(unresolved_mentions(catalog, settings)))
     if settings.ledger_path.is_file():  # what was already published, if anything was
         from .engine import edits_after_publishing
 

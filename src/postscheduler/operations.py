@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from .config import Settings
 from .engine import Engine, content_hash, utc_now
-from .errors import PostschedulerError
+from .errors import Finding, PostschedulerError, warning
 from .ledger import (
     Delivery,
     DeliveryKey,
@@ -22,6 +22,7 @@ from .ledger import (
     LedgerLockedError,
     open_ledger,
 )
+from .loader import Catalog, SourcedPost
 from .publishers import PublishError, make_publisher
 from .redact import Redactor
 from .render import render_post, target_accounts
@@ -221,3 +222,58 @@ async def with_online_limits(settings: Settings) -> Settings:
     return dataclasses.replace(
         settings, config=settings.config.model_copy(update={"accounts": accounts})
     )
+
+
+async def unresolved_mentions(catalog: Catalog, settings: Settings) -> list[Finding]:
+    """Warnings for ``@handle`` mentions that no Bluesky account answers to.
+
+    Bluesky links a mention only when the handle resolves to an account; one that does not
+    (a typo, a handle that changed) is published as plain text, so ``validate --online``
+    says so while it can still be fixed. Each handle is asked about once, without a login.
+    """
+    import httpx
+
+    from .config import BlueskyAccount
+    from .publishers.bluesky import detect_facets
+
+    where_used: dict[tuple[str, str], list[tuple[SourcedPost, str, int]]] = {}
+    for sp in catalog.posts:
+        for account in target_accounts(sp.post, settings):
+            config = settings.config.accounts.get(account)
+            if not isinstance(config, BlueskyAccount):
+                continue
+            service = str(config.service).rstrip("/")
+            for part in render_post(sp.post, account, settings).parts:
+                for facet in detect_facets(part.text):
+                    handle = facet["features"][0].get("handle")
+                    if handle:
+                        where_used.setdefault((service, handle), []).append(
+                            (sp, account, part.index)
+                        )
+    findings: list[Finding] = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+        for (service, handle), uses in where_used.items():
+            url = f"{service}/xrpc/com.atproto.identity.resolveHandle"
+            try:
+                answer = await http.get(url, params={"handle": handle})
+            except httpx.HTTPError as exc:
+                raise PostschedulerError(
+                    f"cannot ask {service} about @{handle}: {type(exc).__name__}"
+                ) from None
+            if answer.status_code == 200:
+                continue
+            if answer.status_code != 400:
+                raise PostschedulerError(
+                    f"cannot ask {service} about @{handle}: HTTP {answer.status_code}"
+                )
+            for sp, account, index in uses:
+                loc: tuple[str | int, ...] = ("text",) if index == 0 else ("thread", index - 1)
+                findings.append(
+                    warning(
+                        "mention-unresolved",
+                        f"@{handle} is no Bluesky account: it will be plain text, not a mention",
+                        hint="check the handle (it may have changed) or remove the @",
+                        **sp.where(*loc, account=account),
+                    )
+                )
+    return findings

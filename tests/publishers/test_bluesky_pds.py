@@ -462,3 +462,30 @@ def test_kill_9_at_random_moments_never_duplicates(tmp_path: Path, bluesky_pds: 
         counts = _texts_on_pds(bluesky_pds)
         assert [counts[t] for t in texts] == [1, 1, 1, 1], counts
     print(f"\nstates at the kill: {dict(outcomes)}")
+
+
+def test_validate_online_warns_about_mentions_that_resolve_nowhere(
+    tmp_path: Path, bluesky_pds: PDS, site: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from postscheduler.cli import app
+
+    campaign = _campaign(tmp_path, bluesky_pds, site)
+    (campaign.root / "posts" / "thanks.yaml").write_text(
+        "id: thanks\nat: 2027-01-20 10:00\n"
+        f"text: 'Thanks @{bluesky_pds.handle} and @ghost-of-a-typo.test'\n"
+        "thread: ['And @ghost-of-a-typo.test again']\n"
+    )
+    config = str(campaign.root / "scheduler.yaml")
+    runner = CliRunner()
+    offline = runner.invoke(app, ["validate", "-c", config], env=campaign.env)
+    assert offline.exit_code == 0 and "ghost" not in offline.stdout
+    online = runner.invoke(app, ["validate", "--online", "-c", config], env=campaign.env)
+    assert online.exit_code == 0, online.output  # a warning: the post can still go out
+    lines = [line for line in online.stdout.splitlines() if "mention" in line]
+    assert len(lines) == 2 and all(
+        "@ghost-of-a-typo.test is no Bluesky account" in x for x in lines
+    )
+    assert "thanks.yaml:3:" in lines[0] and "thanks.yaml:4:" in lines[1]
+    assert bluesky_pds.handle not in " ".join(lines)
