@@ -120,8 +120,9 @@ def test_preview_shows_final_text_counts_and_credit(project: Project) -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "=== p → bluesky (Bluesky) · Thu 2027-01-14 09:00 GMT" in out
-    assert "A march.\n\nhttps://example.org/a\n\n📷 Jane Doe\n" in out
-    assert "43/300 graphemes, 46/3000 UTF-8 bytes" in out
+    assert "A march.\n\nhttps://example.org/a\n\n📷 Jane Doe\n" in out  # the outbox
+    assert "A march.\n\nexample.org/a\n\n📷 Jane Doe\n" in out  # Bluesky shows links short
+    assert "35/300 graphemes, 38/3000 UTF-8 bytes" in out
     assert "[image: images/photo.jpg · JPEG 64×48" in out
     assert "[alt: Marchers.]" in out and "[credit: Jane Doe]" in out
     only = invoke(project, "preview", "p", "--account", "outbox").stdout

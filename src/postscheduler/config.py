@@ -144,6 +144,11 @@ class BlueskyAccount(AccountConfig):
     handle: str
     app_password: Secret
     language: str | None = None
+    shorten_links: bool = Field(
+        default=True,
+        description="Show links as Bluesky's app does (example.org/2023/01/peru-s...); "
+        "the link still leads to the whole URL.",
+    )
 
 
 class XAccount(AccountConfig):

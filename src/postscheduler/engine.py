@@ -270,6 +270,7 @@ class Engine:
             parts=len(rendering.parts),
             due_at=row.due_at,
             attempt=row.attempts,
+            links=part.links,
         )
 
     # --- recovery ---------------------------------------------------------------------------

@@ -234,7 +234,7 @@ async def unresolved_mentions(catalog: Catalog, settings: Settings) -> list[Find
     import httpx
 
     from .config import BlueskyAccount
-    from .publishers.bluesky import detect_facets
+    from .richtext import detect_facets
 
     where_used: dict[tuple[str, str], list[tuple[SourcedPost, str, int]]] = {}
     for sp in catalog.posts:

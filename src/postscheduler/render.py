@@ -11,9 +11,10 @@ import dataclasses
 import functools
 from collections.abc import Callable
 
-from .config import MastodonAccount, Settings
+from .config import BlueskyAccount, MastodonAccount, Settings
 from .models import Content, Image, Post, Quote
 from .platforms import Measure, Platform, get_platform
+from .richtext import LinkSpan, display_links
 
 BLOCK_SEPARATOR = "\n\n"
 
@@ -27,6 +28,9 @@ class RenderedPart:
     image: Image | None
     limited: bool  # whether the account has any text limit to check
     _measure: Callable[[str], list[Measure]] = dataclasses.field(repr=False, compare=False)
+    # Where the text shows links, for platforms that need them marked (Bluesky's facets):
+    # UTF-8 byte ranges of ``text`` and the URI each stands for. None: not worked out.
+    links: tuple[LinkSpan, ...] | None = None
 
     @functools.cached_property
     def measures(self) -> tuple[Measure, ...]:
@@ -109,7 +113,10 @@ def render_post(post: Post, account: str, settings: Settings) -> Rendering:
         return platform.measure(text, account_cfg.max_characters, url_length)
 
     def part(index: int, text: str, image: Image | None) -> RenderedPart:
-        return RenderedPart(index, text, image, limited, measure)
+        links = None
+        if isinstance(account_cfg, BlueskyAccount):
+            text, links = display_links(text, shorten=account_cfg.shorten_links)
+        return RenderedPart(index, text, image, limited, measure, links)
 
     parts = [part(0, compose_main_text(content, credit_format), content.image)]
     for i, reply in enumerate(content.thread or (), start=1):

@@ -36,11 +36,11 @@ from postscheduler.publishers import (
 from postscheduler.publishers.bluesky import (
     BlueskyPublisher,
     created_at,
-    detect_facets,
     is_tid,
     make_tid,
     tid_micros,
 )
+from postscheduler.richtext import detect_facets, display_links, short_url
 
 from ..conftest import shared_file
 from ..lexicon import LexiconError, Lexicons
@@ -97,6 +97,30 @@ def test_facet_byte_ranges_select_the_text_they_mean() -> None:
     data = text.encode()
     spans = [data[s:e].decode() for s, e, _ in _features(text)]
     assert spans == ["@bob.test", "https://example.org/peru?x=1", "#Perú"]
+
+
+def test_links_are_shown_short_as_bluesky_shows_them() -> None:
+    assert short_url("https://example.org/") == "example.org"
+    assert short_url("https://example.org/video/1") == "example.org/video/1"
+    assert short_url("https://www.example.org/2023/01/peru-solidarity?x=1#top") == (
+        "www.example.org/2023/01/peru..."
+    )
+    assert short_url("http://127.0.0.1:8080/a/b/c/d/e/f/g/h") == "127.0.0.1:8080/a/b/c/d/e/f/..."
+    text = "Read 🇵🇪 https://example.org/2023/01/peru-solidarity, then example.org/x."
+    shown, links = display_links(text, shorten=True)
+    assert shown == "Read 🇵🇪 example.org/2023/01/peru..., then example.org/x."
+    data = shown.encode()
+    assert [(data[a:b].decode(), uri) for a, b, uri in links] == [
+        ("example.org/2023/01/peru...", "https://example.org/2023/01/peru-solidarity"),
+        ("example.org/x", "https://example.org/x"),
+    ]
+    assert display_links(text, shorten=False) == (
+        text,
+        (
+            (14, 57, "https://example.org/2023/01/peru-solidarity"),
+            (64, 77, "https://example.org/x"),
+        ),
+    )
 
 
 # --- record keys ------------------------------------------------------------------------------

@@ -190,12 +190,11 @@ def test_the_example_campaign_reads_back_from_the_pds(
     assert image["aspectRatio"] == {"width": 1200, "height": 675}
     assert image["image"]["mimeType"] == "image/jpeg"
     assert article["langs"] == ["en"]
+    # The link is shown short, as Bluesky's app shows it; its facet holds the whole URL.
+    shown = site.removeprefix("http://") + ARTICLE_PATH[:13] + "..."
+    assert f"\n\n{shown}\n\n" in article["text"]
     assert _facet_texts(article) == [
-        ("#Peru", {"$type": "app.bsky.richtext.facet#tag", "tag": "Peru"}),
-        (
-            site + ARTICLE_PATH,
-            {"$type": "app.bsky.richtext.facet#link", "uri": site + ARTICLE_PATH},
-        ),
+        (shown, {"$type": "app.bsky.richtext.facet#link", "uri": site + ARTICLE_PATH})
     ]
 
     # A quote post of the pack: the article as a link card, its image as the thumb.
@@ -220,6 +219,10 @@ def test_the_example_campaign_reads_back_from_the_pds(
         assert reply["parent"] == {"uri": parent_uri, "cid": pds.get_record(parent_uri)["cid"]}
     assert ("#Peru", {"$type": "app.bsky.richtext.facet#tag", "tag": "Peru"}) in _facet_texts(
         value[("peru-thread", 0)]
+    )
+    assert _facet_texts(value[("peru-thread", 3)])[-1] == (
+        shown,
+        {"$type": "app.bsky.richtext.facet#link", "uri": site + ARTICLE_PATH},
     )
 
     # The mention: resolved to bob's DID; a handle that resolves nowhere stays plain text.

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..config import AccountConfig, Settings
 from ..ledger import DeliveryKey
 from ..models import Image
+from ..richtext import LinkSpan
 
 if TYPE_CHECKING:
     import httpx
@@ -114,6 +115,9 @@ class PublishJob:
     parts: int  # how many parts the thread has
     due_at: dt.datetime
     attempt: int
+    # Links as the text shows them (UTF-8 byte ranges and their URIs), where render worked
+    # them out (Bluesky shows long links shortened); None: find them in the text.
+    links: tuple[LinkSpan, ...] | None = None
 
     def as_record(self) -> dict[str, Any]:
         """The delivery as JSON-ready data: what the outbox writes and the webhook sends."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import functools
 import hashlib
 import json
 import logging
@@ -36,6 +35,7 @@ from ..config import BlueskyAccount
 from ..images import ImageError, prepare_upload
 from ..ledger import DeliveryKey
 from ..platforms import get_platform
+from ..richtext import FACET, LinkSpan, detect_facets
 from .base import (
     PermanentError,
     Published,
@@ -91,120 +91,6 @@ def created_at(tid: str) -> str:
     """The record's ``createdAt``: the TID's own time, so every resend carries the same."""
     when = dt.datetime.fromtimestamp(tid_micros(tid) / 1e6, dt.UTC)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# --- rich text ------------------------------------------------------------------------------
-
-_URL = (
-    r"(?P<lead>^|\s|\()(?P<url>(?:https?://\S+)"
-    r"|(?:(?P<domain>[a-z][a-z0-9]*(?:\.[a-z0-9]+)+)\S*))"
-)
-_MENTION = r"(?P<lead>^|\s|\()@(?P<handle>[a-zA-Z0-9.-]*[a-zA-Z0-9])(?![a-zA-Z0-9_])"
-_INVISIBLE = "\u00ad\u2060\u200a\u200b\u200c\u200d\u20e2"
-_TAG = (
-    rf"(?P<lead>^|\s)[#＃](?P<tag>(?!\ufe0f)[^\s{_INVISIBLE}]*"
-    rf"[^\d\s\p{{P}}{_INVISIBLE}]+[^\s{_INVISIBLE}]*)?"
-)
-_CASHTAG = r"(?P<lead>^|\s|\()\$(?P<tag>[A-Za-z][A-Za-z0-9]{0,4})(?=$|\s|\p{P})"
-_HANDLE = (
-    r"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-)
-
-
-class _Patterns:
-    """Compiled on first use: ``validate`` never needs them."""
-
-    def __init__(self) -> None:
-        import regex
-
-        self.url = regex.compile(_URL, regex.IGNORECASE | regex.MULTILINE)
-        self.mention = regex.compile(_MENTION)
-        self.tag = regex.compile(_TAG)
-        self.cashtag = regex.compile(_CASHTAG)
-        self.trailing_punct = regex.compile(r"\p{P}+$")
-        self.handle = regex.compile(_HANDLE)
-
-
-@functools.cache
-def _compiled() -> _Patterns:
-    return _Patterns()
-
-
-def _is_tld(label: str) -> bool:
-    from tld import is_tld
-
-    return bool(is_tld(label.lower()))
-
-
-def _valid_domain(domain: str) -> bool:
-    return "." in domain and _is_tld(domain.rsplit(".", 1)[1])
-
-
-def _facet(text: str, start: int, end: int, feature: dict[str, str]) -> dict[str, Any]:
-    byte_start = len(text[:start].encode())
-    byte_end = byte_start + len(text[start:end].encode())
-    return {"index": {"byteStart": byte_start, "byteEnd": byte_end}, "features": [feature]}
-
-
-def detect_facets(text: str) -> list[dict[str, Any]]:
-    """Facets for ``text`` as Bluesky's client makes them, sorted by offset.
-
-    A mention's feature has ``handle`` in place of ``did`` until it is resolved.
-    """
-    p = _compiled()
-    facets = []
-    for m in p.mention.finditer(text):
-        handle = m["handle"]
-        if not p.handle.fullmatch(handle):
-            continue
-        if not (_valid_domain(handle) or handle.lower().endswith(".test")):
-            continue
-        facets.append(
-            _facet(
-                text,
-                m.start("handle") - 1,
-                m.end("handle"),
-                {"$type": "app.bsky.richtext.facet#mention", "handle": handle.lower()},
-            )
-        )
-    for m in p.url.finditer(text):
-        uri = m["url"]
-        start, end = m.start("url"), m.end("url")
-        if not uri.lower().startswith("http"):
-            if not m["domain"] or not _valid_domain(m["domain"]):
-                continue
-            uri = f"https://{uri}"
-        if uri[-1] in ".,;:!?":
-            uri, end = uri[:-1], end - 1
-        if uri.endswith(")") and "(" not in uri:
-            uri, end = uri[:-1], end - 1
-        facets.append(
-            _facet(text, start, end, {"$type": "app.bsky.richtext.facet#link", "uri": uri})
-        )
-    for m in p.tag.finditer(text):
-        tag = m["tag"]
-        if not tag:
-            continue
-        tag = p.trailing_punct.sub("", tag.strip())
-        if not tag or len(tag.encode("utf-16-le")) // 2 > 64:
-            continue
-        start = m.start() + len(m["lead"])
-        facets.append(
-            _facet(
-                text,
-                start,
-                start + 1 + len(tag),
-                {"$type": "app.bsky.richtext.facet#tag", "tag": tag},
-            )
-        )
-    for m in p.cashtag.finditer(text):
-        start = m.start() + len(m["lead"])
-        tag = "$" + m["tag"].upper()
-        facets.append(
-            _facet(text, start, m.end("tag"), {"$type": "app.bsky.richtext.facet#tag", "tag": tag})
-        )
-    facets.sort(key=lambda f: f["index"]["byteStart"])
-    return facets
 
 
 # --- the publisher --------------------------------------------------------------------------
@@ -460,9 +346,15 @@ class BlueskyPublisher(Publisher):
                 self._dids[handle] = None
         return self._dids[handle]
 
-    async def _facets(self, text: str) -> list[dict[str, Any]]:
-        facets = []
-        for facet in detect_facets(text):
+    async def _facets(self, text: str, links: tuple[LinkSpan, ...] | None) -> list[dict[str, Any]]:
+        facets: list[dict[str, Any]] = [
+            {
+                "index": {"byteStart": start, "byteEnd": end},
+                "features": [{"$type": f"{FACET}#link", "uri": uri}],
+            }
+            for start, end, uri in links or ()
+        ]
+        for facet in detect_facets(text, links=links is None):
             feature = facet["features"][0]
             if "handle" in feature:
                 did = await self._resolve_handle(feature["handle"])
@@ -471,6 +363,7 @@ class BlueskyPublisher(Publisher):
                 feature = {"$type": feature["$type"], "did": did}
                 facet = {**facet, "features": [feature]}
             facets.append(facet)
+        facets.sort(key=lambda f: int(f["index"]["byteStart"]))
         return facets
 
     async def _upload(self, data: bytes, mime_type: str) -> dict[str, Any]:
@@ -552,7 +445,7 @@ class BlueskyPublisher(Publisher):
     async def build_record(self, job: PublishJob, rkey: str) -> dict[str, Any]:
         """The ``app.bsky.feed.post`` record for ``job`` (uploads its image or card image)."""
         record: dict[str, Any] = {"$type": POST, "text": job.text, "createdAt": created_at(rkey)}
-        facets = await self._facets(job.text)
+        facets = await self._facets(job.text, job.links)
         if facets:
             record["facets"] = facets
         language = job.language or self._config.language
