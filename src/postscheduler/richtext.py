@@ -11,11 +11,13 @@ uses it so that preview and validate see exactly the text that is published.
 from __future__ import annotations
 
 import functools
+import re
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 FACET = "app.bsky.richtext.facet"
+_MAYBE_LINK = re.compile(r"[a-z0-9]\.[a-z0-9]", re.IGNORECASE)
 LinkSpan = tuple[int, int, str]  # UTF-8 byte start, byte end, the URI it stands for
 
 _URL = (
@@ -40,7 +42,8 @@ class _Patterns:
     def __init__(self) -> None:
         import regex
 
-        self.url = regex.compile(_URL, regex.IGNORECASE | regex.MULTILINE)
+        # The stdlib engine is twice as fast on this one, which render runs on every text.
+        self.url = re.compile(_URL, re.IGNORECASE | re.MULTILINE)
         self.mention = regex.compile(_MENTION)
         self.tag = regex.compile(_TAG)
         self.cashtag = regex.compile(_CASHTAG)
@@ -72,6 +75,8 @@ def _facet(text: str, start: int, end: int, feature: dict[str, str]) -> dict[str
 def iter_links(text: str) -> Iterator[tuple[int, int, str]]:
     """Links in ``text`` as Bluesky's client finds them: (start, end) in characters, and the
     URI (``https://`` added to a bare domain, trailing punctuation left out)."""
+    if not _MAYBE_LINK.search(text):  # most texts: no dot between letters, so no link
+        return
     for m in _compiled().url.finditer(text):
         uri = m["url"]
         start, end = m.start("url"), m.end("url")
