@@ -13,9 +13,11 @@ refresh token rotates; the session is written at once, mode 0600, beside the led
 restart, a ``run --once`` from cron or ``accounts check`` in another shell reuses or renews
 it instead of logging in again (logins are rate-limited per account).
 
-Rich text: links, mentions and hashtags become facets with UTF-8 byte offsets, detected the
-way Bluesky's own client does (``@atproto/api`` ``detectFacets``; vectors in the tests);
-mentions are resolved to DIDs, and a handle that does not resolve stays plain text.
+Rich text (``postscheduler.richtext``): links, mentions and hashtags become facets with
+UTF-8 byte offsets, found the way Bluesky's own client finds them; links come from render,
+which shows them short as the app does. Mentions are resolved to DIDs; a handle that does
+not resolve stays plain text. Images are fitted to 1,000,000 bytes and stripped of EXIF;
+a link without an image gets a card built from the page (``linkcard``).
 """
 
 from __future__ import annotations
