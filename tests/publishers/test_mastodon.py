@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import os
 from typing import Any
 
 import httpx
@@ -191,59 +192,47 @@ def test_instance_limits_from_a_real_answer() -> None:
     }
 
 
-def test_validate_online_uses_the_instance_limits(project: Project) -> None:
-    """A 700-character post: too long by Mastodon's default, fine on a 1000-character server."""
+def _validate(project: Project, fake: Any, *args: str) -> Any:
+    """`postscheduler validate ARGS` on a project whose one account is the fake's instance."""
     from typer.testing import CliRunner
 
     from postscheduler.cli import app
 
-    from ..fakes.platforms import FakeMastodon
+    project.config_path.write_text(
+        "ledger: state/ledger.db\n"
+        f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
+        "defaults: {accounts: [m]}\n"
+    )
+    return CliRunner().invoke(app, ["validate", *args, "-c", str(project.config_path)])
 
+
+def test_validate_online_uses_the_instance_limits(project: Project) -> None:
+    """A 700-character post: too long by Mastodon's default, fine on a 1000-character server."""
     with FakeMastodon() as fake:
         fake.instance_max_characters = 1000
-        project.config_path.write_text(
-            "ledger: state/ledger.db\n"
-            f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
-            "defaults: {accounts: [m]}\n"
-        )
         project.write("p.yaml", f"id: p\nat: 2027-01-14 09:00\ntext: {'a' * 700}\n")
-        runner = CliRunner()
-        offline = runner.invoke(app, ["validate", "-c", str(project.config_path)])
+        offline = _validate(project, fake)
         assert offline.exit_code == 1 and "700/500" in offline.stdout
-        online = runner.invoke(app, ["validate", "--online", "-c", str(project.config_path)])
+        online = _validate(project, fake, "--online")
         assert online.exit_code == 0, online.output
         assert (project.root / "state" / "instance-limits.json").exists()
         requests = len(fake.received)
-        again = runner.invoke(app, ["validate", "--online", "-c", str(project.config_path)])
+        again = _validate(project, fake, "--online")
         assert again.exit_code == 0 and len(fake.received) == requests  # answered from the cache
 
 
 def test_validate_online_applies_the_instance_image_size_limit(project: Project) -> None:
-    import os
-
-    from typer.testing import CliRunner
-
-    from postscheduler.cli import app
-
-    from ..fakes.platforms import FakeMastodon
-
     with FakeMastodon() as fake:
         fake.instance_image_size_limit = 1_000_000
-        project.config_path.write_text(
-            "ledger: state/ledger.db\n"
-            f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
-            "defaults: {accounts: [m]}\n"
-        )
         os.truncate(project.image("images/big.png", fmt="PNG", size=(700, 700)), 1_200_000)
         project.write(
             "p.yaml",
             "id: p\nat: 2027-01-14 09:00\ntext: hi\n"
             "image: {file: images/big.png, alt: A photo., credit: Jo}\n",
         )
-        runner = CliRunner()
-        offline = runner.invoke(app, ["validate", "-c", str(project.config_path)])
+        offline = _validate(project, fake)
         assert offline.exit_code == 0, offline.output  # within Mastodon's default 16 MB
-        online = runner.invoke(app, ["validate", "--online", "-c", str(project.config_path)])
+        online = _validate(project, fake, "--online")
         assert online.exit_code == 1
         assert "big.png is 1,200,000 bytes, over Mastodon's 1,000,000" in online.stdout
 
