@@ -21,9 +21,11 @@ LOOPBACK_OK = LinkCards(allow_private_addresses=True, timeout="2s", max_bytes=50
 
 class _Site(http.server.BaseHTTPRequestHandler):
     hits: ClassVar[list[str]] = []
+    agents: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.hits.append(self.path)
+        self.agents.append(self.headers.get("User-Agent", ""))
         if self.path.startswith("/hop/"):
             n = int(self.path.rsplit("/", 1)[1])
             self.send_response(302)
@@ -118,6 +120,7 @@ def test_loopback_is_refused_unless_allowed(site: str) -> None:
             _card(url, LinkCards())
     assert _Site.hits == []  # refused before connecting
     assert _card(f"{site}/page").title == "A page"
+    assert "postscheduler/" in _Site.agents[-1]  # says what it is
 
 
 def test_only_http_and_https(site: str) -> None:

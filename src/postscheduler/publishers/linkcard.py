@@ -17,12 +17,15 @@ import urllib.parse
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
+from .. import __version__
 from ..config import LinkCards
 
 if TYPE_CHECKING:
     import httpx
 
 MAX_REDIRECTS = 5
+# Sites often refuse a bare HTTP library's agent; say what this is, as link-preview bots do.
+USER_AGENT = f"Mozilla/5.0 (compatible; postscheduler/{__version__}; link preview)"
 
 
 class CardError(Exception):
@@ -85,7 +88,7 @@ async def fetch(
                     current,
                     follow_redirects=False,
                     timeout=timeout,
-                    headers={"Accept": ", ".join(accept)},
+                    headers={"Accept": ", ".join(accept), "User-Agent": USER_AGENT},
                 ) as response:
                     stream = response.extensions.get("network_stream")
                     peer = stream.get_extra_info("server_addr") if stream is not None else None
