@@ -187,16 +187,14 @@ def validate(
     if online:
         import asyncio
 
-        from .operations import with_online_limits
+        from .operations import unresolved_mentions, with_online_limits
 
         with _reported():
             settings = asyncio.run(with_online_limits(settings))
-    catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
-    if online:
-        from .operations import unresolved_mentions
-
-        with _reported():
+            catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
             catalog.findings.extend(asyncio.run(unresolved_mentions(catalog, settings)))
+    else:
+        catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
     if settings.ledger_path.is_file():  # what was already published, if anything was
         from .engine import edits_after_publishing
 

@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
 
+MIME_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "HEIF": "image/heif",
+    "AVIF": "image/avif",
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ImageInfo:
     path: Path
@@ -27,14 +37,7 @@ class ImageInfo:
 
     @property
     def mime_type(self) -> str:
-        return {
-            "JPEG": "image/jpeg",
-            "PNG": "image/png",
-            "GIF": "image/gif",
-            "WEBP": "image/webp",
-            "HEIF": "image/heif",
-            "AVIF": "image/avif",
-        }.get(self.format, "application/octet-stream")
+        return MIME_TYPES.get(self.format, "application/octet-stream")
 
 
 class ImageError(ValueError):
@@ -98,9 +101,6 @@ class PreparedImage:
     note: str | None
 
 
-_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
-
-
 def prepare_upload(data: bytes, max_bytes: int, formats: frozenset[str]) -> PreparedImage:
     """Fit an image to a platform that stores the file as sent (Bluesky's PDS does).
 
@@ -119,7 +119,7 @@ def prepare_upload(data: bytes, max_bytes: int, formats: frozenset[str]) -> Prep
         exif = original.getexif()
         has_exif = bool(original.info.get("exif")) or len(exif) > 0
         if len(data) <= max_bytes and fmt in formats and not has_exif:
-            return PreparedImage(data, _MIME[fmt], original.width, original.height, None)
+            return PreparedImage(data, MIME_TYPES[fmt], original.width, original.height, None)
         if (
             fmt == "JPEG"
             and fmt in formats

@@ -26,7 +26,7 @@ from .loader import Catalog, SourcedPost
 from .publishers import PublishError, make_publisher
 from .redact import Redactor
 from .render import render_post, target_accounts
-from .rules import validate
+from .rules import text_location, validate
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -236,19 +236,20 @@ async def unresolved_mentions(catalog: Catalog, settings: Settings) -> list[Find
     from .config import BlueskyAccount
     from .richtext import detect_facets
 
-    where_used: dict[tuple[str, str], list[tuple[SourcedPost, str, int]]] = {}
+    where_used: dict[tuple[str, str], list[tuple[SourcedPost, str, tuple[str | int, ...]]]] = {}
     for sp in catalog.posts:
         for account in target_accounts(sp.post, settings):
             config = settings.config.accounts.get(account)
             if not isinstance(config, BlueskyAccount):
                 continue
             service = str(config.service).rstrip("/")
-            for part in render_post(sp.post, account, settings).parts:
+            rendering = render_post(sp.post, account, settings)
+            for part in rendering.parts:
                 for facet in detect_facets(part.text):
                     handle = facet["features"][0].get("handle")
                     if handle:
                         where_used.setdefault((service, handle), []).append(
-                            (sp, account, part.index)
+                            (sp, account, text_location(sp, rendering, part.index))
                         )
     findings: list[Finding] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
@@ -266,8 +267,7 @@ async def unresolved_mentions(catalog: Catalog, settings: Settings) -> list[Find
                 raise PostschedulerError(
                     f"cannot ask {service} about @{handle}: HTTP {answer.status_code}"
                 )
-            for sp, account, index in uses:
-                loc: tuple[str | int, ...] = ("text",) if index == 0 else ("thread", index - 1)
+            for sp, account, loc in uses:
                 findings.append(
                     warning(
                         "mention-unresolved",

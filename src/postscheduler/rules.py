@@ -126,6 +126,16 @@ def check_post(
     return _dedupe(findings)
 
 
+def text_location(sp: SourcedPost, rendering: Rendering, index: int) -> tuple[str | int, ...]:
+    """Where the words of part ``index`` of ``rendering`` were written in the post file."""
+    for key in (rendering.account, rendering.platform.name):
+        if key in (sp.post.overrides or {}):
+            return ("overrides", key)
+    if index == 0:
+        return ("text",) if sp.post.text else ("id",)
+    return ("thread", index - 1)
+
+
 def _check_rendering(
     sp: SourcedPost,
     rendering: Rendering,
@@ -142,14 +152,7 @@ def _check_rendering(
     for part in rendering.parts:
         if not part.limited:
             continue
-        if part.index == 0:
-            text_loc: tuple[str | int, ...] = ("text",) if sp.post.text else ("id",)
-        else:
-            text_loc = ("thread", part.index - 1)
-        for key in (account, platform.name):
-            if key in (sp.post.overrides or {}):
-                text_loc = ("overrides", key)
-                break
+        text_loc = text_location(sp, rendering, part.index)
         for measure in part.measures:
             if measure.over:
                 what = "the post" if part.index == 0 else f"thread part {part.index + 1}"

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 POST = "app.bsky.feed.post"
 THUMB_MAX_BYTES = 1_000_000  # app.bsky.embed.external#external.thumb maxSize
+MAX_SOURCE_IMAGE_BYTES = 50_000_000  # an image downloaded to be fitted (the PDS's own cap)
 REFRESH_MARGIN = 300.0  # renew an access token this long before it expires
 
 # --- record keys ----------------------------------------------------------------------------
@@ -85,8 +86,7 @@ _last_micros = 0
 
 
 def _clock_id(key: DeliveryKey) -> int:
-    digest = hashlib.sha256(f"{key.post_id}\0{key.account}\0{key.part}".encode()).digest()
-    return int.from_bytes(digest[:2], "big") & 0x3FF
+    return int(delivery_identity(key)[-3:], 16) & 0x3FF  # 10 bits of the delivery's hash
 
 
 def created_at(tid: str) -> str:
@@ -387,7 +387,7 @@ class BlueskyPublisher(Publisher):
         assert job.image is not None
         platform = get_platform(self.platform)
         assert platform.max_image_bytes is not None and platform.image_formats is not None
-        _, raw = await self.image_bytes(job, 50_000_000)
+        _, raw = await self.image_bytes(job, MAX_SOURCE_IMAGE_BYTES)
         try:
             # Re-encoding a large photo takes a while: off the event loop, so other accounts'
             # deliveries are not held up (Pillow releases the GIL while it works).
