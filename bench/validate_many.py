@@ -23,8 +23,9 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from postscheduler.config import Settings, load_settings
+from postscheduler.errors import TimeError
 from postscheduler.rules import validate
-from postscheduler.times import TimeError, localize
+from postscheduler.times import localize
 
 CONFIG = """\
 timezone: Europe/London

@@ -8,7 +8,8 @@ import random
 import pytest
 from PIL import Image
 
-from postscheduler.images import ImageError, prepare_upload
+from postscheduler.errors import ImageError
+from postscheduler.images import prepare_upload
 
 FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
 LIMIT = 1_000_000

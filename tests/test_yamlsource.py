@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from postscheduler.yamlsource import MAX_NODES, YamlSourceError, parse_yaml, read_yaml
+from postscheduler.errors import YamlSourceError
+from postscheduler.yamlsource import MAX_NODES, parse_yaml, read_yaml
 
 from .conftest import alias_bomb
 

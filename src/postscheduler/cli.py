@@ -77,7 +77,8 @@ def _settings(config: Path | None) -> Any:
 def _now(value: str | None, settings: Any, option: str = "--from") -> dt.datetime:
     if value is None:
         return dt.datetime.now(dt.UTC)
-    from .times import TimeError, parse_time
+    from .errors import TimeError
+    from .times import parse_time
 
     try:
         return parse_time(value, settings.config.zone)
@@ -396,7 +397,8 @@ def preview(
 
 
 def _describe_image(image: Any, settings: Any) -> str:
-    from .images import ImageError, inspect_image, resolve_image_path
+    from .errors import ImageError
+    from .images import inspect_image, resolve_image_path
 
     lines = []
     if image.file is not None:

@@ -28,10 +28,10 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, Finding, error, warning
-from .times import TimeError, get_zone, parse_duration
+from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
+from .times import get_zone, parse_duration
 from .validation import findings_from_validation_error
-from .yamlsource import Document, YamlSourceError, parse_yaml, read_yaml
+from .yamlsource import Document, parse_yaml, read_yaml
 
 DEFAULT_CONFIG_NAME = "scheduler.yaml"
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

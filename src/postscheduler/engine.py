@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .config import Settings
-from .errors import Finding, warning
-from .images import ImageError, resolve_image_path
+from .errors import Finding, ImageError, warning
+from .images import resolve_image_path
 from .ledger import (
     CLAIMABLE_STATES,
     Delivery,

@@ -4,11 +4,26 @@ A *finding* is something wrong (or worth a look) in the user's files: it carries
 line and column, the post id and account it concerns, what is wrong and what to do. Findings
 are collected, never raised, so one bad file never hides the problems of another.
 
-Exceptions are for the cases where a command cannot go on at all::
+Exceptions are for the cases where one step cannot go on. Every exception postscheduler
+raises is in this one tree, so the CLI turns any of them into a clean message::
 
     PostschedulerError          base of everything the CLI turns into a clean message
      ├── ConfigError            scheduler.yaml is missing or invalid (carries its findings)
-     └── PostNotFoundError      no post has the id the user asked for (also a KeyError)
+     ├── PostNotFoundError      no post has the id the user asked for (also a KeyError)
+     ├── YamlSourceError        a file cannot be read as YAML at all (carries its finding)
+     ├── TimeError              a time or zone cannot be read, or names no single instant
+     │                          (also a ValueError, so model validators report it in place)
+     ├── ImageError             an image cannot be used: missing, outside posts/, unreadable
+     │                          (also a ValueError)
+     ├── CardError              a link card could not be built (the post goes out without)
+     ├── LedgerError            the ledger cannot be opened or is inconsistent
+     │    └── LedgerLockedError another daemon holds this ledger
+     └── PublishError           a publish did not succeed; ``message`` is shown to people and
+          │                     kept in the ledger, so it never holds a secret
+          ├── TransientError    nothing was published; retry later (``retry_after`` seconds)
+          ├── PermanentError    nothing was published; retrying will not help
+          └── OutcomeUnknownError  it may have been published; only an idempotent resend
+                                is safe
 """
 
 from __future__ import annotations
@@ -119,3 +134,51 @@ class PostNotFoundError(PostschedulerError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class YamlSourceError(PostschedulerError):
+    """A file cannot be read as YAML; ``finding`` says where and why."""
+
+    def __init__(self, finding: Finding) -> None:
+        self.finding = finding
+        super().__init__(finding.message)
+
+
+class TimeError(PostschedulerError, ValueError):
+    """A time that cannot be read, or that names no single instant."""
+
+
+class ImageError(PostschedulerError, ValueError):
+    """The image cannot be used; the message says why and what to do."""
+
+
+class CardError(PostschedulerError):
+    """The card could not be built; the message says why (the post goes out without it)."""
+
+
+class LedgerError(PostschedulerError):
+    """The ledger cannot be used."""
+
+
+class LedgerLockedError(LedgerError):
+    """Another daemon is running on this ledger."""
+
+
+class PublishError(PostschedulerError):
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class TransientError(PublishError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentError(PublishError):
+    pass
+
+
+class OutcomeUnknownError(PublishError):
+    pass

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import ImageError
+
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
@@ -38,10 +40,6 @@ class ImageInfo:
     @property
     def mime_type(self) -> str:
         return MIME_TYPES.get(self.format, "application/octet-stream")
-
-
-class ImageError(ValueError):
-    """The image cannot be used; the message says why and what to do."""
 
 
 def resolve_image_path(posts_dir: Path, relative: str) -> Path:

@@ -31,7 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from .times import TimeError, parse_time
+from .errors import TimeError
+from .times import parse_time
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _ID_RE = re.compile(ID_PATTERN)

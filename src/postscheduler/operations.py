@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from .config import Settings
 from .engine import Engine, content_hash, utc_now
-from .errors import Finding, PostschedulerError, warning
+from .errors import Finding, PostschedulerError, PublishError, warning
 from .ledger import (
     Delivery,
     DeliveryKey,
@@ -23,7 +23,7 @@ from .ledger import (
     open_ledger,
 )
 from .loader import Catalog, SourcedPost
-from .publishers import PublishError, make_publisher
+from .publishers import make_publisher
 from .redact import Redactor
 from .render import render_post, target_accounts
 from .rules import text_location, validate

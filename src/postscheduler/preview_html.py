@@ -13,8 +13,8 @@ import html
 from collections.abc import Iterable
 
 from .config import Settings
-from .errors import Finding
-from .images import ImageError, inspect_image, resolve_image_path
+from .errors import Finding, ImageError
+from .images import inspect_image, resolve_image_path
 from .render import Rendering
 
 _STYLE = """

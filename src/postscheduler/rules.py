@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import MastodonAccount, Settings, unknown_account_finding
-from .errors import Finding, error, warning
-from .images import ImageError, ImageInfo, inspect_image, resolve_image_path
+from .errors import Finding, ImageError, error, warning
+from .images import ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
 from .models import Image
 from .platforms import PLATFORMS, Platform

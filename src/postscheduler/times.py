@@ -11,6 +11,8 @@ import datetime as dt
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .errors import TimeError
+
 _TIME_RE = re.compile(
     r"""^\s*
     (?P<date>\d{4}-\d{2}-\d{2})
@@ -23,10 +25,6 @@ _TIME_RE = re.compile(
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class TimeError(ValueError):
-    """A time that cannot be read, or that names no single instant."""
 
 
 def get_zone(name: str) -> ZoneInfo:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Finding, error, warning
+from .errors import Finding, YamlSourceError, error, warning
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -153,12 +153,6 @@ class Document:
         """``file``, ``line`` and ``column`` keyword arguments for a finding at ``loc``."""
         mark = self.mark_of(loc, key=key)
         return {"file": self.path, "line": mark.line, "column": mark.column}
-
-
-class YamlSourceError(Exception):
-    def __init__(self, finding: Finding) -> None:
-        self.finding = finding
-        super().__init__(finding.message)
 
 
 def _mark(m: Any) -> Mark:

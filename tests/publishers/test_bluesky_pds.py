@@ -286,7 +286,7 @@ def test_session_is_kept_private_and_refreshed_not_relogged(
 def test_wrong_app_password_is_a_clear_permanent_error(
     tmp_path: Path, bluesky_pds: PDS, site: str
 ) -> None:
-    from postscheduler.publishers import PermanentError
+    from postscheduler.errors import PermanentError
 
     campaign = _campaign(tmp_path, bluesky_pds, site)
     campaign.env["BSKY_APP_PASSWORD"] = CANARY

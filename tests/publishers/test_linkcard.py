@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from postscheduler.config import LinkCards
-from postscheduler.publishers.linkcard import Card, CardError, fetch, fetch_card, parse_card
+from postscheduler.errors import CardError
+from postscheduler.publishers.linkcard import Card, fetch, fetch_card, parse_card
 
 LOOPBACK_OK = LinkCards(allow_private_addresses=True, timeout="2s", max_bytes=50_000)
 

@@ -22,9 +22,10 @@ import pytest
 
 from postscheduler.config import load_settings
 from postscheduler.engine import Engine
+from postscheduler.errors import TransientError
 from postscheduler.ledger import DeliveryKey, DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
-from postscheduler.publishers import Published, Resolution, TransientError, make_publisher
+from postscheduler.publishers import Published, Resolution, make_publisher
 from postscheduler.rules import validate
 
 from ..conftest import Project

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postscheduler.publishers import OutcomeUnknownError
+from postscheduler.errors import OutcomeUnknownError
 
 from ..conftest import Project
 from ..fakes.platforms import FakePlatform, FakeTelegram

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import LedgerError, LedgerLockedError
 from .base import (
     CLAIMABLE_STATES,
     FINAL_STATES,
@@ -12,8 +13,6 @@ from .base import (
     DeliveryState,
     Event,
     Ledger,
-    LedgerError,
-    LedgerLockedError,
 )
 
 __all__ = [

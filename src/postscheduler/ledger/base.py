@@ -16,10 +16,7 @@ Implementations: ``sqlite.SqliteLedger`` (one daemon, the default). A PostgreSQL
 several daemons must keep the same contract: ``claim`` is the only way into ``sending`` and
 succeeds for exactly one caller, and ``acquire_daemon_lock`` is exclusive per ledger.
 
-Exceptions::
-
-    LedgerError(PostschedulerError)      the ledger cannot be opened or is inconsistent
-     └── LedgerLockedError              another daemon holds this ledger
+Its exceptions, ``LedgerError`` and ``LedgerLockedError``, are in ``postscheduler.errors``.
 """
 
 from __future__ import annotations
@@ -30,8 +27,6 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-
-from ..errors import PostschedulerError
 
 
 class DeliveryState(enum.StrEnum):
@@ -48,14 +43,6 @@ class DeliveryState(enum.StrEnum):
 FINAL_STATES = frozenset({DeliveryState.PUBLISHED, DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
 # States from which the daemon may start an attempt.
 CLAIMABLE_STATES = frozenset({DeliveryState.PLANNED, DeliveryState.RETRY})
-
-
-class LedgerError(PostschedulerError):
-    """The ledger cannot be used."""
-
-
-class LedgerLockedError(LedgerError):
-    """Another daemon is running on this ledger."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)

@@ -12,16 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import (
-    CLAIMABLE_STATES,
-    Delivery,
-    DeliveryKey,
-    DeliveryState,
-    Event,
-    Ledger,
-    LedgerError,
-    LedgerLockedError,
-)
+from ..errors import LedgerError, LedgerLockedError
+from .base import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Event, Ledger
 
 # Named migrations, applied in order and recorded in schema_migrations. Never edit one that
 # has shipped: add the next.

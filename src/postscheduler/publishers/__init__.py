@@ -6,16 +6,8 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from .base import (
-    OutcomeUnknownError,
-    PermanentError,
-    Published,
-    Publisher,
-    PublishError,
-    PublishJob,
-    Resolution,
-    TransientError,
-)
+from ..errors import OutcomeUnknownError, PermanentError, PublishError, TransientError
+from .base import Published, Publisher, PublishJob, Resolution
 
 if TYPE_CHECKING:
     import httpx

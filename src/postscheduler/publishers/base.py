@@ -35,13 +35,7 @@ quirk of its platform inside its own module. The daemon relies on exactly this:
     Verify the account's credentials with the platform; return a description of the account
     ("@campaign@mastodon.social"). Raise ``PermanentError`` when they are wrong.
 
-Exceptions::
-
-    PublishError                  base; ``message`` is shown to people and kept in the ledger
-     ├── TransientError           nothing was published; retry later (``retry_after`` seconds)
-     ├── PermanentError           nothing was published; retrying will not help
-     └── OutcomeUnknownError      it may have been published; only an idempotent resend is safe
-
+The exceptions (``PublishError`` and its three kinds) are drawn in ``postscheduler.errors``.
 Messages must never contain a secret: publishers build them from the platform's response
 body, never from request headers or URLs that carry tokens.
 """
@@ -59,32 +53,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import AccountConfig, Settings
+from ..errors import PermanentError
 from ..ledger import DeliveryKey
 from ..models import Image
 from ..richtext import LinkSpan
 
 if TYPE_CHECKING:
     import httpx
-
-
-class PublishError(Exception):
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-
-class TransientError(PublishError):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class PermanentError(PublishError):
-    pass
-
-
-class OutcomeUnknownError(PublishError):
-    pass
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import BlueskyAccount
-from ..images import ImageError, prepare_upload
+from ..errors import ImageError, PermanentError
+from ..images import prepare_upload
 from ..ledger import DeliveryKey
 from ..platforms import get_platform
 from ..richtext import FACET, LinkSpan, detect_facets
 from .base import (
-    PermanentError,
     Published,
     Publisher,
     PublishJob,
@@ -413,7 +413,8 @@ class BlueskyPublisher(Publisher):
         }
 
     async def _card_embed(self, job: PublishJob) -> dict[str, Any] | None:
-        from .linkcard import CardError, fetch, fetch_card
+        from ..errors import CardError
+        from .linkcard import fetch, fetch_card
 
         settings = self.settings.config.link_cards
         assert job.link is not None and self.http is not None

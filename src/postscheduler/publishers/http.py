@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from .base import OutcomeUnknownError, PermanentError, TransientError
+from ..errors import OutcomeUnknownError, PermanentError, TransientError
 
 # Failures before the request left this machine: nothing can have been published.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)

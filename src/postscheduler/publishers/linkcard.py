@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..config import LinkCards
+from ..errors import CardError
 
 if TYPE_CHECKING:
     import httpx
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 MAX_REDIRECTS = 5
 # Sites often refuse a bare HTTP library's agent; say what this is, as link-preview bots do.
 USER_AGENT = f"Mozilla/5.0 (compatible; postscheduler/{__version__}; link preview)"
-
-
-class CardError(Exception):
-    """The card could not be built; the message says why (the post goes out without it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

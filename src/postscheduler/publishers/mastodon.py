@@ -22,14 +22,8 @@ from typing import Any
 import httpx
 
 from ..config import MastodonAccount
-from .base import (
-    PermanentError,
-    Published,
-    Publisher,
-    PublishJob,
-    Resolution,
-    TransientError,
-)
+from ..errors import PermanentError, TransientError
+from .base import Published, Publisher, PublishJob, Resolution
 from .http import retry_after_seconds, send
 
 MAX_IMAGE_BYTES = 16_000_000  # Mastodon's default; instances may take less

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from ..config import OutboxAccount
-from .base import PermanentError, Published, Publisher, PublishJob, Resolution
+from ..errors import PermanentError
+from .base import Published, Publisher, PublishJob, Resolution
 
 TIMELINE = "timeline.txt"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import OutcomeUnknownError, PermanentError, Published, Publisher, PublishJob
+from ..errors import OutcomeUnknownError, PermanentError
+from .base import Published, Publisher, PublishJob
 from .http import send
 
 

@@ -17,15 +17,9 @@ import httpx
 
 from ..config import TelegramAccount
 from ..counting import utf16_units
+from ..errors import OutcomeUnknownError, PermanentError, PublishError
 from ..render import format_credit
-from .base import (
-    OutcomeUnknownError,
-    PermanentError,
-    Published,
-    Publisher,
-    PublishError,
-    PublishJob,
-)
+from .base import Published, Publisher, PublishJob
 from .http import send
 
 CAPTION_LIMIT = 1024

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 
 from ..config import EnvRef, WebhookAccount
-from .base import PermanentError, Published, Publisher, PublishJob
+from ..errors import PermanentError
+from .base import Published, Publisher, PublishJob
 from .http import send
 
 SIGNATURE_HEADER = "X-Postscheduler-Signature"

@@ -29,14 +29,8 @@ from authlib.oauth1.rfc5849 import parameters, signature
 from authlib.oauth1.rfc5849.wrapper import OAuth1Request
 
 from ..config import XAccount
-from .base import (
-    PermanentError,
-    Published,
-    Publisher,
-    PublishJob,
-    TransientError,
-    write_private_file,
-)
+from ..errors import PermanentError, TransientError
+from .base import Published, Publisher, PublishJob, write_private_file
 from .http import epoch_reset, send
 
 MEDIA_POLL_LIMIT = 30  # checks of an image still being processed before giving up
