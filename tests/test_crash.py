@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from postscheduler.ledger import DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
 
@@ -162,6 +164,7 @@ def check(
     return outcomes
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20270114")))
     totals: collections.Counter[str] = collections.Counter()

@@ -446,6 +446,7 @@ def test_killed_between_the_write_and_its_answer_recovers_without_a_duplicate(
         assert reply["root"]["uri"] == rows[0].remote_id
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_duplicates(tmp_path: Path, bluesky_pds: PDS) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20270114")))
     outcomes: collections.Counter[str] = collections.Counter()
