@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from tests.bluesky_pds import PDS, running  # noqa: E402
 from tests.publishers.test_bluesky_pds import _campaign, serve_site  # noqa: E402
 
-from postscheduler.daemon import run_once  # noqa: E402
+from postscheduler.delivery.daemon import run_once  # noqa: E402
 from postscheduler.publishers.bluesky import make_tid  # noqa: E402
 
 Recorded = tuple[str, str, dict[str, str], bytes]

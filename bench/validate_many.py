@@ -24,8 +24,8 @@ import yaml
 
 from postscheduler.config import Settings, load_settings
 from postscheduler.errors import TimeError
-from postscheduler.rules import validate
-from postscheduler.times import localize
+from postscheduler.posts.rules import validate
+from postscheduler.posts.times import localize
 
 CONFIG = """\
 timezone: Europe/London

@@ -246,7 +246,7 @@ def test_sigterm_lets_a_delivery_in_flight_finish(make_project) -> None:  # type
 def test_deliveries_still_in_doubt_are_asked_about_again_with_backoff(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from postscheduler import daemon as daemon_module
+    from postscheduler.delivery import daemon as daemon_module
 
     monkeypatch.setattr(daemon_module, "RECOVER_FIRST_DELAY", 0.01)
     monkeypatch.setattr(daemon_module, "RECOVER_MAX_DELAY", 0.04)

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from postscheduler.engine import Engine
+from postscheduler.delivery.engine import Engine
 from postscheduler.ledger import DeliveryKey, DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
+from postscheduler.posts.rules import validate
 from postscheduler.publishers import (
     OutcomeUnknownError,
     PermanentError,
@@ -24,7 +25,6 @@ from postscheduler.publishers import (
     TransientError,
 )
 from postscheduler.redact import Redactor
-from postscheduler.rules import validate
 
 from .conftest import Project
 
@@ -348,7 +348,7 @@ def test_an_in_doubt_delivery_whose_platform_cannot_be_asked_stays_in_doubt(
 
 
 def _job_for(engine: Engine, account: str) -> PublishJob:
-    from postscheduler.render import render_post
+    from postscheduler.posts.render import render_post
 
     sp = engine.catalog.get("p")
     rendering = render_post(sp.post, account, engine.settings)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from postscheduler.errors import ImageError
-from postscheduler.images import prepare_upload
+from postscheduler.posts.images import prepare_upload
 
 FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
 LIMIT = 1_000_000

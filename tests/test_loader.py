@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from postscheduler.errors import Finding
-from postscheduler.loader import load_posts
+from postscheduler.posts.loader import load_posts
 
 from .conftest import Project, alias_bomb
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from postscheduler.loader import load_posts
-from postscheduler.render import render_post
+from postscheduler.posts.loader import load_posts
+from postscheduler.posts.render import render_post
 
 from .conftest import Project
 

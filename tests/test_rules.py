@@ -6,7 +6,7 @@ import os
 import pytest
 
 from postscheduler.errors import Finding
-from postscheduler.rules import validate
+from postscheduler.posts.rules import validate
 
 from .conftest import Project
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from postscheduler.errors import YamlSourceError
-from postscheduler.yamlsource import MAX_NODES, parse_yaml, read_yaml
+from postscheduler.posts.yamlsource import MAX_NODES, parse_yaml, read_yaml
 
 from .conftest import alias_bomb
 

@@ -78,7 +78,7 @@ def _now(value: str | None, settings: Any, option: str = "--from") -> dt.datetim
     if value is None:
         return dt.datetime.now(dt.UTC)
     from .errors import TimeError
-    from .times import parse_time
+    from .posts.times import parse_time
 
     try:
         return parse_time(value, settings.config.zone)
@@ -177,7 +177,7 @@ def validate(
     Example: postscheduler validate posts/ --format github
     """
     from .config import load_settings
-    from .rules import validate as run_validate
+    from .posts.rules import validate as run_validate
 
     try:
         settings = load_settings(config)
@@ -188,7 +188,7 @@ def validate(
     if online:
         import asyncio
 
-        from .operations import unresolved_mentions, with_online_limits
+        from .delivery.operations import unresolved_mentions, with_online_limits
 
         with _reported():
             settings = asyncio.run(with_online_limits(settings))
@@ -197,7 +197,7 @@ def validate(
     else:
         catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
     if settings.ledger_path.is_file():  # what was already published, if anything was
-        from .engine import edits_after_publishing
+        from .delivery.engine import edits_after_publishing
 
         with _reported(), _open_ledger(settings) as ledger:
             catalog.findings.extend(edits_after_publishing(catalog, settings, ledger))
@@ -252,9 +252,9 @@ def queue(
 
     Example: postscheduler queue --days 7 --account mastodon
     """
-    from .agenda import build_agenda
     from .config import unknown_account_finding
-    from .rules import validate as run_validate
+    from .posts.agenda import build_agenda
+    from .posts.rules import validate as run_validate
 
     with _reported():
         settings = _settings(config)
@@ -326,8 +326,8 @@ def preview(
     Example: postscheduler preview peru-article --account outbox
     """
     from .config import unknown_account_finding
-    from .render import render_post, target_accounts
-    from .rules import validate as run_validate
+    from .posts.render import render_post, target_accounts
+    from .posts.rules import validate as run_validate
 
     with _reported():
         settings = _settings(config)
@@ -383,7 +383,7 @@ def preview(
                 )
         typer.echo("")
     if html_file is not None:
-        from .preview_html import preview_page
+        from .posts.preview_html import preview_page
 
         page = preview_page(post_id, when, renderings, findings, settings)
         try:
@@ -398,7 +398,7 @@ def preview(
 
 def _describe_image(image: Any, settings: Any) -> str:
     from .errors import ImageError
-    from .images import inspect_image, resolve_image_path
+    from .posts.images import inspect_image, resolve_image_path
 
     lines = []
     if image.file is not None:
@@ -447,7 +447,7 @@ def run(
     import asyncio
     import logging
 
-    from .daemon import Daemon, rehearse, run_once
+    from .delivery.daemon import Daemon, rehearse, run_once
     from .redact import setup_logging
 
     with _reported():
@@ -583,7 +583,7 @@ def publish(
 
     Example: postscheduler publish peru-article --now --account outbox
     """
-    from .operations import publish_now
+    from .delivery.operations import publish_now
 
     if not now:
         _echo_err("error: say --now to publish a post before its time")
@@ -609,7 +609,7 @@ def retry(
 
     Example: postscheduler retry --failed
     """
-    from .operations import retry_failed
+    from .delivery.operations import retry_failed
 
     if (post_id is None) == (not failed):
         _echo_err("error: give a POST, or --failed for every failed delivery")
@@ -635,7 +635,7 @@ def resolve(
 
     Example: postscheduler resolve peru-article --account x --sent
     """
-    from .operations import resolve_unconfirmed
+    from .delivery.operations import resolve_unconfirmed
 
     if sent == resend:
         _echo_err("error: say --sent (it went out) or --resend (it did not)")
@@ -667,7 +667,7 @@ def accounts_check(
     import asyncio
 
     from .config import unknown_account_finding
-    from .operations import check_accounts
+    from .delivery.operations import check_accounts
 
     with _reported():
         settings = _settings(config)
@@ -684,7 +684,7 @@ def accounts_check(
 
 
 def schema_text() -> str:
-    from .models import post_file_schema
+    from .posts.models import post_file_schema
 
     return json.dumps(post_file_schema(), indent=2, ensure_ascii=False) + "\n"
 

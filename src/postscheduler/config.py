@@ -29,9 +29,9 @@ from pydantic import (
 )
 
 from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
-from .times import get_zone, parse_duration
-from .validation import findings_from_validation_error
-from .yamlsource import Document, parse_yaml, read_yaml
+from .posts.times import get_zone, parse_duration
+from .posts.validation import findings_from_validation_error
+from .posts.yamlsource import Document, parse_yaml, read_yaml
 
 DEFAULT_CONFIG_NAME = "scheduler.yaml"
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

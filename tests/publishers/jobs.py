@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from postscheduler.ledger import DeliveryKey
-from postscheduler.models import Image
+from postscheduler.posts.models import Image
 from postscheduler.publishers import Published, PublishJob
 
 DUE = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)

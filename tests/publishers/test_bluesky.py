@@ -23,7 +23,7 @@ import pytest
 
 from postscheduler.config import load_settings
 from postscheduler.ledger import DeliveryKey
-from postscheduler.models import Image
+from postscheduler.posts.models import Image
 from postscheduler.publishers import (
     OutcomeUnknownError,
     PermanentError,

@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from postscheduler.config import load_settings
-from postscheduler.daemon import run_once
+from postscheduler.delivery.daemon import run_once
 from postscheduler.ledger import DeliveryKey, DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
 from postscheduler.publishers import Published, make_publisher

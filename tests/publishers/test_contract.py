@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from postscheduler.config import load_settings
-from postscheduler.models import Image
+from postscheduler.posts.models import Image
 from postscheduler.publishers import (
     OutcomeUnknownError,
     PermanentError,

@@ -240,7 +240,7 @@ def test_validate_online_applies_the_instance_image_size_limit(project: Project)
 def test_image_by_url_follows_redirects_and_is_capped(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from postscheduler.models import Image
+    from postscheduler.posts.models import Image
     from postscheduler.publishers import mastodon
 
     with FakeMastodon() as fake:

@@ -21,12 +21,12 @@ import httpx
 import pytest
 
 from postscheduler.config import load_settings
-from postscheduler.engine import Engine
+from postscheduler.delivery.engine import Engine
 from postscheduler.errors import TransientError
 from postscheduler.ledger import DeliveryKey, DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
+from postscheduler.posts.rules import validate
 from postscheduler.publishers import Published, Resolution, make_publisher
-from postscheduler.rules import validate
 
 from ..conftest import Project
 from .test_mastodon import job

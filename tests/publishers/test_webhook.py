@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from postscheduler.engine import Engine
+from postscheduler.delivery.engine import Engine
 from postscheduler.ledger import DeliveryKey, DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
+from postscheduler.posts.rules import validate
 from postscheduler.publishers import (
     OutcomeUnknownError,
     PermanentError,
@@ -25,7 +26,6 @@ from postscheduler.publishers import (
 )
 from postscheduler.publishers.webhook import sign, verify
 from postscheduler.redact import Redactor
-from postscheduler.rules import validate
 
 from ..conftest import Project
 from ..fakes.platforms import FakeWebhook

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..config import AccountConfig, Settings
 from ..errors import PermanentError
 from ..ledger import DeliveryKey
-from ..models import Image
+from ..posts.models import Image
 from ..richtext import LinkSpan
 
 if TYPE_CHECKING:

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import BlueskyAccount
 from ..errors import ImageError, PermanentError
-from ..images import prepare_upload
 from ..ledger import DeliveryKey
 from ..platforms import get_platform
+from ..posts.images import prepare_upload
 from ..richtext import FACET, LinkSpan, detect_facets
 from .base import (
     Published,

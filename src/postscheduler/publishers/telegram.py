@@ -18,7 +18,7 @@ import httpx
 from ..config import TelegramAccount
 from ..counting import utf16_units
 from ..errors import OutcomeUnknownError, PermanentError, PublishError
-from ..render import format_credit
+from ..posts.render import format_credit
 from .base import Published, Publisher, PublishJob
 from .http import send
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ImageError
+from ..errors import ImageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from .config import Settings
-from .errors import Finding
+from ..config import Settings
+from ..errors import Finding
 from .loader import Catalog
 from .render import target_accounts
 

@@ -11,10 +11,9 @@ import asyncio
 import dataclasses
 from collections.abc import Iterable
 
-from .config import Settings
-from .engine import Engine, content_hash, utc_now
-from .errors import Finding, PostschedulerError, PublishError, warning
-from .ledger import (
+from ..config import Settings
+from ..errors import Finding, PostschedulerError, PublishError, warning
+from ..ledger import (
     Delivery,
     DeliveryKey,
     DeliveryState,
@@ -22,11 +21,12 @@ from .ledger import (
     LedgerLockedError,
     open_ledger,
 )
-from .loader import Catalog, SourcedPost
-from .publishers import make_publisher
-from .redact import Redactor
-from .render import render_post, target_accounts
-from .rules import text_location, validate
+from ..posts.loader import Catalog, SourcedPost
+from ..posts.render import render_post, target_accounts
+from ..posts.rules import text_location, validate
+from ..publishers import make_publisher
+from ..redact import Redactor
+from .engine import Engine, content_hash, utc_now
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -179,8 +179,8 @@ async def with_online_limits(settings: Settings) -> Settings:
 
     import httpx
 
-    from .config import MastodonAccount
-    from .publishers.mastodon import instance_limits
+    from ..config import MastodonAccount
+    from ..publishers.mastodon import instance_limits
 
     cache_file = settings.ledger_path.parent / LIMITS_CACHE
     try:
@@ -233,8 +233,8 @@ async def unresolved_mentions(catalog: Catalog, settings: Settings) -> list[Find
     """
     import httpx
 
-    from .config import BlueskyAccount
-    from .richtext import detect_facets
+    from ..config import BlueskyAccount
+    from ..richtext import detect_facets
 
     where_used: dict[tuple[str, str], list[tuple[SourcedPost, str, tuple[str | int, ...]]]] = {}
     for sp in catalog.posts:

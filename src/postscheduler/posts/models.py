@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import TimeError
+from ..errors import TimeError
 from .times import parse_time
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"

@@ -11,12 +11,12 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import MastodonAccount, Settings, unknown_account_finding
-from .errors import Finding, ImageError, error, warning
+from ..config import MastodonAccount, Settings, unknown_account_finding
+from ..errors import Finding, ImageError, error, warning
+from ..platforms import PLATFORMS, Platform
 from .images import ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
 from .models import Image
-from .platforms import PLATFORMS, Platform
 from .render import Rendering, render_post, target_accounts
 
 

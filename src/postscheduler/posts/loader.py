@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config import Settings
-from .errors import Finding, PostNotFoundError, YamlSourceError, error
+from ..config import Settings
+from ..errors import Finding, PostNotFoundError, YamlSourceError, error
 from .models import Pack, Post, is_valid_id
 from .validation import Loc, doc_path, findings_from_validation_error
 from .yamlsource import Document, Mark, read_yaml

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Finding, YamlSourceError, error, warning
+from ..errors import Finding, YamlSourceError, error, warning
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, load_settings
+from ..config import Settings, load_settings
+from ..errors import ConfigError
+from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryState, Ledger, open_ledger
+from ..posts.rules import validate
+from ..redact import Redactor
 from .engine import Engine, utc_now
-from .errors import ConfigError
-from .ledger import CLAIMABLE_STATES, Delivery, DeliveryState, Ledger, open_ledger
-from .redact import Redactor
-from .rules import validate
 
 log = logging.getLogger("postscheduler")
 

@@ -25,19 +25,20 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .config import Settings
-from .errors import Finding, ImageError, warning
-from .images import resolve_image_path
-from .ledger import (
+from ..config import Settings
+from ..errors import Finding, ImageError, warning
+from ..ledger import (
     CLAIMABLE_STATES,
     Delivery,
     DeliveryKey,
     DeliveryState,
     Ledger,
 )
-from .ledger.worker import LedgerWorker
-from .loader import Catalog, SourcedPost
-from .publishers import (
+from ..ledger.worker import LedgerWorker
+from ..posts.images import resolve_image_path
+from ..posts.loader import Catalog, SourcedPost
+from ..posts.render import RenderedPart, Rendering, render_post, target_accounts
+from ..publishers import (
     OutcomeUnknownError,
     PermanentError,
     Published,
@@ -48,8 +49,7 @@ from .publishers import (
     TransientError,
     make_publisher,
 )
-from .publishers.base import delivery_identity
-from .render import RenderedPart, Rendering, render_post, target_accounts
+from ..publishers.base import delivery_identity
 
 log = logging.getLogger("postscheduler")
 
@@ -193,7 +193,7 @@ class Engine:
 
     def publisher(self, account: str) -> Publisher:
         if account not in self._publishers:
-            from .publishers import publisher_class
+            from ..publishers import publisher_class
 
             platform = self.settings.config.accounts[account].platform
             http = self._http_client() if publisher_class(platform).uses_http else None

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import TimeError
+from ..errors import TimeError
 
 _TIME_RE = re.compile(
     r"""^\s*

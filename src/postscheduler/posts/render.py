@@ -11,10 +11,10 @@ import dataclasses
 import functools
 from collections.abc import Callable
 
-from .config import BlueskyAccount, MastodonAccount, Settings
+from ..config import BlueskyAccount, MastodonAccount, Settings
+from ..platforms import Measure, Platform, get_platform
+from ..richtext import LinkSpan, display_links
 from .models import Content, Image, Post, Quote
-from .platforms import Measure, Platform, get_platform
-from .richtext import LinkSpan, display_links
 
 BLOCK_SEPARATOR = "\n\n"
 

@@ -12,8 +12,8 @@ import base64
 import html
 from collections.abc import Iterable
 
-from .config import Settings
-from .errors import Finding, ImageError
+from ..config import Settings
+from ..errors import Finding, ImageError
 from .images import inspect_image, resolve_image_path
 from .render import Rendering
 

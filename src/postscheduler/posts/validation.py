@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from .errors import Finding, error
+from ..errors import Finding, error
 from .yamlsource import Document
 
 Loc = tuple[str | int, ...]
