@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from postscheduler import counting
+from postscheduler.platforms import counting
 
 
 class LexiconError(ValueError):

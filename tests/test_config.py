@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from postscheduler.config import EnvRef, embedded_default_text, load_settings
+from postscheduler.config import embedded_default_text, load_settings
 from postscheduler.errors import ConfigError
+from postscheduler.platforms.base import EnvRef
 
 from .conftest import PROJECT_ROOT, Project
 

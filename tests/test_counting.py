@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from postscheduler import counting
-from postscheduler.platforms import PLATFORMS
+from postscheduler.platforms import PLATFORMS, counting
+from postscheduler.platforms.mastodon import MastodonAccount, mastodon_length
+from postscheduler.platforms.x import x_parse
 
 from .conftest import shared_file
 
@@ -50,7 +51,7 @@ def _twitter_cases() -> list[Any]:
 
 @pytest.mark.parametrize(("group", "case"), _twitter_cases())
 def test_x_weighted_length_conformance(group: str, case: dict[str, Any]) -> None:
-    result = counting.x_parse(case["text"], _twitter_config(_GROUPS[group]))
+    result = x_parse(case["text"], _twitter_config(_GROUPS[group]))
     expected = case["expected"]
     got = result.asdict()
     for key in (
@@ -73,10 +74,10 @@ def test_mastodon_status_length_vectors() -> None:
     data = _json("mastodon/status-length-vectors.json")
     assert len(data["cases"]) >= 30
     for case in data["cases"]:
-        assert counting.mastodon_length(case["text"]) == case["expected_length"], case["text"]
+        assert mastodon_length(case["text"]) == case["expected_length"], case["text"]
     # Mastodon counts the content warning together with the text.
     check = data["spoiler_text_check"]
-    assert counting.mastodon_length(check["spoiler_text"]) == check["adds"]
+    assert mastodon_length(check["spoiler_text"]) == check["adds"]
 
 
 def test_bluesky_length_vectors() -> None:
@@ -160,9 +161,16 @@ def test_bluesky_counts_graphemes_and_bytes() -> None:
 
 def test_mastodon_account_limits_override() -> None:
     url = "https://example.org/" + "a" * 100
-    assert PLATFORMS["mastodon"].measure(url)[0].count == 23
-    assert PLATFORMS["mastodon"].measure(url, url_length=30)[0].count == 30
-    assert PLATFORMS["mastodon"].measure("x" * 600, max_characters=1000)[0].over is False
+
+    def account(**settings: Any) -> MastodonAccount:
+        return MastodonAccount.model_validate(
+            {"platform": "mastodon", "instance": "https://m.test", "token": "${T}", **settings}
+        )
+
+    mastodon = PLATFORMS["mastodon"]
+    assert mastodon.measure(url)[0].count == 23
+    assert mastodon.measure(url, account(characters_reserved_per_url=30))[0].count == 30
+    assert mastodon.measure("x" * 600, account(max_characters=1000))[0].over is False
 
 
 def test_telegram_counts_utf16() -> None:

@@ -453,11 +453,19 @@ def test_reloads_do_not_revive_late_posts_or_churn_drafts(
 def test_account_on_a_platform_without_a_publisher_fails_clearly(
     make_project: Callable[[str], Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Every platform has a publisher today; a configured platform whose publisher is not
-    # in this version (an older install reading a newer config) must still fail clearly.
+    # Every registered platform has a publisher (test_platforms checks it); one that cannot
+    # be made (its module broken in an install) must still fail clearly, alone.
     from postscheduler import publishers
+    from postscheduler.errors import PermanentError
 
-    monkeypatch.delitem(publishers._REGISTRY, "bluesky")
+    real = publishers.publisher_class
+
+    def publisher_class(platform: str) -> type[publishers.Publisher]:
+        if platform == "bluesky":
+            raise PermanentError("publishing to bluesky is not available in this version")
+        return real(platform)
+
+    monkeypatch.setattr(publishers, "publisher_class", publisher_class)
     project = make_project(
         CONFIG.replace(
             "accounts:\n",
@@ -469,5 +477,5 @@ def test_account_on_a_platform_without_a_publisher_fails_clearly(
     engine.prepare()  # logs the account that cannot publish, does not raise
     run(engine.run_due())
     row = state(engine, "p", "sky")
-    assert row.state is DeliveryState.FAILED and "not available yet" in row.reason
+    assert row.state is DeliveryState.FAILED and "not available" in row.reason
     assert state(engine, "p", "outbox").state is DeliveryState.PUBLISHED  # the rest goes on

@@ -81,3 +81,19 @@ def test_credit_format_from_config(make_project) -> None:  # type: ignore[no-unt
     settings = project.settings()
     rendering = render_post(load_posts(settings).get("p").post, "o", settings)
     assert rendering.parts[0].text == "Photo: Jo"
+
+
+def test_telegram_sends_a_long_photo_post_as_photo_then_text(project: Project) -> None:
+    """Render, not the publisher, splits it: preview shows the two messages really sent."""
+    project.image()
+    image = "image: {file: images/photo.jpg, alt: A march., credit: Jane Doe}\n"
+    project.write("t.yaml", f"id: t\nat: 2027-01-14 09:00\ntext: {'Word ' * 249}end\n{image}")
+    project.write("s.yaml", f"id: s\nat: 2027-01-14 09:00\ntext: Short.\n{image}")
+    settings = project.settings()
+    catalog = load_posts(settings)
+    (part,) = render_post(catalog.get("t").post, "telegram", settings).parts
+    photo, words = part.messages
+    assert (photo.text, photo.image) == ("📷 Jane Doe", part.image)
+    assert (words.text, words.image) == (part.text, None)
+    (part,) = render_post(catalog.get("s").post, "telegram", settings).parts
+    assert [(m.text, m.image) for m in part.messages] == [(part.text, part.image)]

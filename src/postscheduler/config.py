@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -29,197 +29,13 @@ from pydantic import (
 )
 
 from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
-from .posts.times import get_zone, parse_duration
+from .platforms import PLATFORMS
+from .platforms.base import AccountConfig, Duration
+from .posts.times import get_zone
 from .posts.validation import findings_from_validation_error
 from .posts.yamlsource import Document, parse_yaml, read_yaml
 
 DEFAULT_CONFIG_NAME = "scheduler.yaml"
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-
-
-def _duration(value: Any) -> dt.timedelta:
-    if isinstance(value, dt.timedelta):
-        return value
-    return parse_duration(value)
-
-
-Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EnvRef:
-    """A reference to an environment variable; the value is looked up, never kept."""
-
-    name: str
-
-    def resolve(self, env: Mapping[str, str]) -> str | None:
-        return env.get(self.name) or None
-
-    def __str__(self) -> str:
-        return "${" + self.name + "}"
-
-
-def _env_ref(value: Any) -> EnvRef:
-    if isinstance(value, EnvRef):
-        return value
-    if isinstance(value, str):
-        m = _ENV_REF.match(value.strip())
-        if m:
-            return EnvRef(m[1])
-    # Deliberately do not echo the value: it is probably the secret itself.
-    raise ValueError(
-        "a secret must not be written in scheduler.yaml; put it in an environment variable "
-        "(or .env) and write a reference such as ${MASTODON_TOKEN}"
-    )
-
-
-Secret = Annotated[EnvRef, BeforeValidator(_env_ref)]
-
-
-def _http_url(value: Any) -> str:
-    if isinstance(value, str) and re.match(r"^https?://[^\s/]+", value):
-        return value.rstrip("/")
-    raise ValueError("must be an http(s) URL such as https://mastodon.social")
-
-
-HttpUrl = Annotated[str, BeforeValidator(_http_url)]
-
-
-def _url_or_ref(value: Any) -> str | EnvRef:
-    if isinstance(value, str) and _ENV_REF.match(value.strip()):
-        return _env_ref(value)
-    return _http_url(value)
-
-
-class AccountConfig(BaseModel):
-    """What every account has; each platform's model adds its own keys.
-
-    The platform models build their validators only when an account on that platform is
-    configured (``defer_build``): a validator costs milliseconds to build, and every
-    command pays for the ones it builds at start-up.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    platform: str
-    max_characters: int | None = Field(
-        default=None, gt=0, description="This account's own text limit, if not the platform's."
-    )
-    min_gap: Duration | None = Field(
-        default=None, description="Minimum time between two posts on this account."
-    )
-
-    def secrets(self) -> dict[str, EnvRef]:
-        return {k: v for k, v in self if isinstance(v, EnvRef)}
-
-    @classmethod
-    def keys_for(cls, data: Mapping[str, Any]) -> set[str]:
-        """The keys allowed in ``data``, which depend on its platform."""
-        model = ACCOUNT_TYPES.get(str(data.get("platform")), cls)
-        return set(model.model_fields)
-
-
-class OutboxAccount(AccountConfig):
-    """Writes what would be published to a local folder: the embedded default."""
-
-    platform: Literal["outbox"]
-    path: str = "outbox"
-
-
-class MastodonAccount(AccountConfig):
-    platform: Literal["mastodon"]
-    instance: HttpUrl
-    token: Secret
-    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
-    language: str | None = None
-    characters_reserved_per_url: int = 23
-    max_image_bytes: int | None = Field(
-        default=None, gt=0, description="The instance's image size limit, if not 16 MB."
-    )
-
-
-class BlueskyAccount(AccountConfig):
-    platform: Literal["bluesky"]
-    service: HttpUrl = "https://bsky.social"
-    handle: str
-    app_password: Secret
-    language: str | None = None
-    shorten_links: bool = Field(
-        default=True,
-        description="Show links as Bluesky's app does (example.org/2023/01/peru-s...); "
-        "the link still leads to the whole URL.",
-    )
-
-
-class XAccount(AccountConfig):
-    """OAuth 1.0a user context (the four keys), or OAuth 2.0 (client id + refresh token)."""
-
-    platform: Literal["x"]
-    consumer_key: Secret | None = None
-    consumer_secret: Secret | None = None
-    access_token: Secret | None = None
-    access_token_secret: Secret | None = None
-    client_id: str | None = None
-    client_secret: Secret | None = None  # only for confidential OAuth 2.0 clients
-    refresh_token: Secret | None = None  # the first one; X rotates it, the newest is kept
-    api_base: HttpUrl = "https://api.x.com"
-
-    @property
-    def uses_oauth2(self) -> bool:
-        return self.refresh_token is not None
-
-    @model_validator(mode="after")
-    def _one_way_to_sign_in(self) -> XAccount:
-        oauth1 = [
-            self.consumer_key,
-            self.consumer_secret,
-            self.access_token,
-            self.access_token_secret,
-        ]
-        if all(oauth1) and self.refresh_token is None:
-            return self
-        if not any(oauth1) and self.client_id and self.refresh_token is not None:
-            return self
-        raise ValueError(
-            "give either consumer_key, consumer_secret, access_token and access_token_secret "
-            "(OAuth 1.0a), or client_id and refresh_token (OAuth 2.0)"
-        )
-
-
-class TelegramAccount(AccountConfig):
-    platform: Literal["telegram"]
-    bot_token: Secret
-    chat_id: str | int
-    api_base: HttpUrl = "https://api.telegram.org"
-    link_preview: bool = True
-
-
-class DiscordAccount(AccountConfig):
-    platform: Literal["discord"]
-    webhook_url: Secret  # the URL is the credential
-
-
-class SlackAccount(AccountConfig):
-    platform: Literal["slack"]
-    webhook_url: Secret
-
-
-class WebhookAccount(AccountConfig):
-    platform: Literal["webhook"]
-    url: Annotated[str | EnvRef, BeforeValidator(_url_or_ref)]
-    secret: Secret
-
-
-ACCOUNT_TYPES: dict[str, type[AccountConfig]] = {
-    "outbox": OutboxAccount,
-    "mastodon": MastodonAccount,
-    "bluesky": BlueskyAccount,
-    "x": XAccount,
-    "telegram": TelegramAccount,
-    "discord": DiscordAccount,
-    "slack": SlackAccount,
-    "webhook": WebhookAccount,
-}
 
 
 def _account(value: Any) -> Any:
@@ -229,12 +45,11 @@ def _account(value: Any) -> Any:
         raise ValueError("an account is a mapping with platform: and its settings")
     platform = value.get("platform")
     if platform is None:
-        raise ValueError(f"missing platform: (one of {', '.join(ACCOUNT_TYPES)})")
-    model = ACCOUNT_TYPES.get(str(platform))
-    if model is None:
-        raise ValueError(
-            f"unknown platform {platform!r}; expected one of {', '.join(ACCOUNT_TYPES)}"
-        )
+        raise ValueError(f"missing platform: (one of {', '.join(PLATFORMS)})")
+    spec = PLATFORMS.get(str(platform))
+    if spec is None:
+        raise ValueError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+    model = spec.account_model
     # A ValidationError raised here is merged into the config's, under this account's key.
     return model.model_validate(value)
 

@@ -23,6 +23,7 @@ import pytest
 
 from postscheduler.config import load_settings
 from postscheduler.ledger import DeliveryKey
+from postscheduler.platforms.bluesky import detect_facets, display_links, short_url
 from postscheduler.posts.models import Image
 from postscheduler.publishers import (
     OutcomeUnknownError,
@@ -40,7 +41,6 @@ from postscheduler.publishers.bluesky import (
     make_tid,
     tid_micros,
 )
-from postscheduler.richtext import detect_facets, display_links, short_url
 
 from ..conftest import shared_file
 from ..lexicon import LexiconError, Lexicons

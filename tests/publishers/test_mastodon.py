@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from postscheduler.config import load_settings
+from postscheduler.config import Settings, load_settings
 from postscheduler.publishers import (
     OutcomeUnknownError,
     PermanentError,
@@ -237,11 +237,8 @@ def test_validate_online_applies_the_instance_image_size_limit(project: Project)
         assert "big.png is 1,200,000 bytes, over Mastodon's 1,000,000" in online.stdout
 
 
-def test_image_by_url_follows_redirects_and_is_capped(
-    project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_image_by_url_follows_redirects_and_is_capped(project: Project) -> None:
     from postscheduler.posts.models import Image
-    from postscheduler.publishers import mastodon
 
     with FakeMastodon() as fake:
         project.config_path.write_text(
@@ -251,13 +248,17 @@ def test_image_by_url_follows_redirects_and_is_capped(
         image = Image(url=f"{fake.base}/public/moved.jpg", alt="A photo.", credit="Jo")
         the_job = dataclasses.replace(job("With a picture."), image=image)
 
-        async def go() -> Published:
+        async def go(settings: Settings) -> Published:
             async with httpx.AsyncClient() as http:
                 return await make_publisher("m", settings, http=http).publish(the_job)
 
-        assert asyncio.run(go()).remote_id
+        assert asyncio.run(go(settings)).remote_id
         upload = next(r for r in fake.received if r["path"] == "/api/v2/media")
         assert upload["body"]["file"] == ("moved.jpg", b"\xff\xd8\xff\xe0 a jpeg")
-        monkeypatch.setattr(mastodon, "MAX_IMAGE_BYTES", 5)
+        # The instance's own limit (validate --online learns it) caps the download.
+        account = settings.config.accounts["m"].model_copy(update={"max_image_bytes": 5})
+        small = dataclasses.replace(
+            settings, config=settings.config.model_copy(update={"accounts": {"m": account}})
+        )
         with pytest.raises(PermanentError, match="over 5 bytes"):
-            asyncio.run(go())
+            asyncio.run(go(small))

@@ -271,6 +271,7 @@ class Engine:
             due_at=row.due_at,
             attempt=row.attempts,
             links=part.links,
+            messages=part.messages,
         )
 
     # --- recovery ---------------------------------------------------------------------------

@@ -179,7 +179,7 @@ async def with_online_limits(settings: Settings) -> Settings:
 
     import httpx
 
-    from ..config import MastodonAccount
+    from ..platforms.mastodon import MastodonAccount
     from ..publishers.mastodon import instance_limits
 
     cache_file = settings.ledger_path.parent / LIMITS_CACHE
@@ -233,8 +233,7 @@ async def unresolved_mentions(catalog: Catalog, settings: Settings) -> list[Find
     """
     import httpx
 
-    from ..config import BlueskyAccount
-    from ..richtext import detect_facets
+    from ..platforms.bluesky import BlueskyAccount, detect_facets
 
     where_used: dict[tuple[str, str], list[tuple[SourcedPost, str, tuple[str | int, ...]]]] = {}
     for sp in catalog.posts:

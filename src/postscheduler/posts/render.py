@@ -11,9 +11,9 @@ import dataclasses
 import functools
 from collections.abc import Callable
 
-from ..config import BlueskyAccount, MastodonAccount, Settings
-from ..platforms import Measure, Platform, get_platform
-from ..richtext import LinkSpan, display_links
+from ..config import Settings
+from ..platforms import Measure, Message, Platform, get_platform
+from ..platforms.base import LinkSpan
 from .models import Content, Image, Post, Quote
 
 BLOCK_SEPARATOR = "\n\n"
@@ -31,6 +31,9 @@ class RenderedPart:
     # Where the text shows links, for platforms that need them marked (Bluesky's facets):
     # UTF-8 byte ranges of ``text`` and the URI each stands for. None: not worked out.
     links: tuple[LinkSpan, ...] | None = None
+    # What is really sent for this part, in order: one message on most platforms; on
+    # Telegram a photo whose text is too long for a caption goes as two (photo, then text).
+    messages: tuple[Message, ...] = ()
 
     @functools.cached_property
     def measures(self) -> tuple[Measure, ...]:
@@ -103,20 +106,16 @@ def render_post(post: Post, account: str, settings: Settings) -> Rendering:
     platform = get_platform(account_cfg.platform)
     content = effective_content(post, account, platform.name)
     credit_format = settings.config.credit_format
-    url_length = None
-    if isinstance(account_cfg, MastodonAccount):
-        url_length = account_cfg.characters_reserved_per_url
-
     limited = bool(platform.text_limits) or account_cfg.max_characters is not None
 
     def measure(text: str) -> list[Measure]:
-        return platform.measure(text, account_cfg.max_characters, url_length)
+        return platform.measure(text, account_cfg)
 
     def part(index: int, text: str, image: Image | None) -> RenderedPart:
-        links = None
-        if isinstance(account_cfg, BlueskyAccount):
-            text, links = display_links(text, shorten=account_cfg.shorten_links)
-        return RenderedPart(index, text, image, limited, measure, links)
+        text, links = platform.display(text, account_cfg)
+        credit = format_credit(image, credit_format) if image is not None else None
+        messages = platform.messages(text, image, credit)
+        return RenderedPart(index, text, image, limited, measure, links, messages)
 
     parts = [part(0, compose_main_text(content, credit_format), content.image)]
     for i, reply in enumerate(content.thread or (), start=1):

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import MastodonAccount, Settings, unknown_account_finding
+from ..config import Settings, unknown_account_finding
 from ..errors import Finding, ImageError, error, warning
 from ..platforms import PLATFORMS, Platform
 from .images import ImageInfo, inspect_image, resolve_image_path
@@ -146,9 +146,7 @@ def _check_rendering(
     platform: Platform = rendering.platform
     account = rendering.account
     account_cfg = settings.config.accounts[account]
-    max_image_bytes = platform.max_image_bytes
-    if isinstance(account_cfg, MastodonAccount) and account_cfg.max_image_bytes:
-        max_image_bytes = account_cfg.max_image_bytes  # the instance's own (validate --online)
+    max_image_bytes = platform.image_limit(account_cfg)
     for part in rendering.parts:
         if not part.limited:
             continue

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import Finding, error
+from ..platforms import PLATFORMS
 from .yamlsource import Document
 
 Loc = tuple[str | int, ...]
@@ -26,8 +27,9 @@ _MISSING_HINTS = {
     "credit": "every image needs a photo credit (who took it, or the source); "
     "it is added to the published text",
     "alt": "every image needs alt text: what it shows, for people who cannot see it",
-    "platform": "say which platform the account is on: outbox, mastodon, bluesky, x, "
-    "telegram, discord, slack or webhook",
+    "platform": "say which platform the account is on: "
+    + ", ".join(list(PLATFORMS)[:-1])
+    + f" or {list(PLATFORMS)[-1]}",
     "by": "a quote needs the name of who said it",
 }
 

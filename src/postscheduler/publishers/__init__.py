@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import OutcomeUnknownError, PermanentError, PublishError, TransientError
+from ..platforms import PLATFORMS
 from .base import Published, Publisher, PublishJob, Resolution
 
 if TYPE_CHECKING:
@@ -27,26 +28,15 @@ __all__ = [
     "publisher_class",
 ]
 
-# platform name -> module.Class, imported only when an account on that platform is used
-_REGISTRY = {
-    "outbox": "outbox.OutboxPublisher",
-    "webhook": "webhook.WebhookPublisher",
-    "telegram": "telegram.TelegramPublisher",
-    "discord": "discord.DiscordPublisher",
-    "slack": "slack.SlackPublisher",
-    "x": "x.XPublisher",
-    "mastodon": "mastodon.MastodonPublisher",
-    "bluesky": "bluesky.BlueskyPublisher",
-}
-
 
 def publisher_class(platform: str) -> type[Publisher]:
-    where = _REGISTRY.get(platform)
-    if where is None:
-        raise PermanentError(f"publishing to {platform} is not available yet in this version")
-    module_name, class_name = where.split(".")
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    cls: type[Publisher] = getattr(module, class_name)
+    """The publisher of a registered platform: ``publishers/<platform>.py``, imported only
+    when an account on that platform is used."""
+    spec = PLATFORMS.get(platform)
+    if spec is None:
+        raise PermanentError(f"publishing to {platform} is not available in this version")
+    module = importlib.import_module(f"{__name__}.{platform}")
+    cls: type[Publisher] = getattr(module, spec.publisher)
     return cls
 
 

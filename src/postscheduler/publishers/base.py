@@ -52,11 +52,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..config import AccountConfig, Settings
+from ..config import Settings
 from ..errors import PermanentError
 from ..ledger import DeliveryKey
+from ..platforms import Platform, get_platform
+from ..platforms.base import AccountConfig, LinkSpan, Message
 from ..posts.models import Image
-from ..richtext import LinkSpan
 
 if TYPE_CHECKING:
     import httpx
@@ -93,6 +94,9 @@ class PublishJob:
     # Links as the text shows them (UTF-8 byte ranges and their URIs), where render worked
     # them out (Bluesky shows long links shortened); None: find them in the text.
     links: tuple[LinkSpan, ...] | None = None
+    # What render says this part really sends (Telegram: a photo, then the text replying to
+    # it); empty: one message of ``text`` and ``image``.
+    messages: tuple[Message, ...] = ()
 
     def as_record(self) -> dict[str, Any]:
         """The delivery as JSON-ready data: what the outbox writes and the webhook sends."""
@@ -157,6 +161,17 @@ class Publisher(abc.ABC):
         self.settings = settings
         self.env = env
         self.http = http
+
+    @property
+    def spec(self) -> Platform:
+        """What ``validate`` knows of this platform: its limits, formats and counting."""
+        return get_platform(self.platform)
+
+    def image_limit(self) -> int:
+        """The largest image this account takes, as ``validate`` checked it."""
+        limit = self.spec.image_limit(self.config)
+        assert limit is not None, f"{self.platform} declares no image size limit"
+        return int(limit)
 
     def identity(self, key: DeliveryKey, now: dt.datetime | None = None) -> str:
         """Chosen when the delivery is first claimed (``now``); kept from then on."""

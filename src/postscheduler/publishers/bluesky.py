@@ -13,7 +13,7 @@ refresh token rotates; the session is written at once, mode 0600, beside the led
 restart, a ``run --once`` from cron or ``accounts check`` in another shell reuses or renews
 it instead of logging in again (logins are rate-limited per account).
 
-Rich text (``postscheduler.richtext``): links, mentions and hashtags become facets with
+Rich text (``postscheduler.platforms.bluesky``): links, mentions and hashtags become facets with
 UTF-8 byte offsets, found the way Bluesky's own client finds them; links come from render,
 which shows them short as the app does. Mentions are resolved to DIDs; a handle that does
 not resolve stays plain text. Images are fitted to 1,000,000 bytes and stripped of EXIF;
@@ -33,12 +33,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import BlueskyAccount
 from ..errors import ImageError, PermanentError
 from ..ledger import DeliveryKey
-from ..platforms import get_platform
+from ..platforms.base import LinkSpan
+from ..platforms.bluesky import FACET, BlueskyAccount, detect_facets
 from ..posts.images import prepare_upload
-from ..richtext import FACET, LinkSpan, detect_facets
 from .base import (
     Published,
     Publisher,
@@ -385,7 +384,7 @@ class BlueskyPublisher(Publisher):
 
     async def _images_embed(self, job: PublishJob) -> dict[str, Any]:
         assert job.image is not None
-        platform = get_platform(self.platform)
+        platform = self.spec
         assert platform.max_image_bytes is not None and platform.image_formats is not None
         _, raw = await self.image_bytes(job, MAX_SOURCE_IMAGE_BYTES)
         try:
@@ -433,7 +432,7 @@ class BlueskyPublisher(Publisher):
         if card.image_url:
             try:
                 _, _, raw = await fetch(self.http, card.image_url, settings, accept=("image/*",))
-                platform = get_platform(self.platform)
+                platform = self.spec
                 assert platform.image_formats is not None
                 thumb = await asyncio.to_thread(
                     prepare_upload, raw, THUMB_MAX_BYTES, platform.image_formats

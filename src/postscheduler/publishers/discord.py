@@ -40,7 +40,7 @@ class DiscordPublisher(Publisher):
         if job.image is not None and job.image_path is not None:
             photo = Path(job.image_path)
             payload["attachments"] = [
-                {"id": 0, "filename": photo.name, "description": job.image.alt[:1024]}
+                {"id": 0, "filename": photo.name, "description": job.image.alt[: self.spec.max_alt]}
             ]
             files = {"files[0]": (photo.name, photo.read_bytes())}
             form = {"payload_json": json.dumps(payload)}

@@ -21,12 +21,11 @@ from typing import Any
 
 import httpx
 
-from ..config import MastodonAccount
 from ..errors import PermanentError, TransientError
+from ..platforms.mastodon import MastodonAccount
 from .base import Published, Publisher, PublishJob, Resolution
 from .http import retry_after_seconds, send
 
-MAX_IMAGE_BYTES = 16_000_000  # Mastodon's default; instances may take less
 MEDIA_POLL_LIMIT = 20  # checks, waiting 0.2 s, 0.4 s, ... up to 5 s between them
 RECENT_STATUSES = 40  # the most one page of an account's statuses holds
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -87,7 +86,7 @@ class MastodonPublisher(Publisher):
 
     async def _upload(self, job: PublishJob) -> str:
         assert job.image is not None
-        name, content = await self.image_bytes(job, self._config.max_image_bytes or MAX_IMAGE_BYTES)
+        name, content = await self.image_bytes(job, self.image_limit())
         response = await self._call(
             "POST",
             "/api/v2/media",

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from ..config import OutboxAccount
 from ..errors import PermanentError
+from ..platforms.outbox import OutboxAccount
 from .base import Published, Publisher, PublishJob, Resolution
 
 TIMELINE = "timeline.txt"

@@ -2,7 +2,8 @@
 
 Text goes as HTML (``parse_mode=HTML``) with ``&``, ``<`` and ``>`` escaped, so nothing in a
 post is read as markup. A photo's caption holds at most 1,024 characters: a longer post goes
-as the photo with its credit as caption, then the text as a reply to it. The bot token is part
+as the photo with its credit as caption, then the text as a reply to it (render splits it,
+``platforms/telegram.py``, so preview shows both messages). The bot token is part
 of every request URL, so URLs are never put in a message or a log line.
 """
 
@@ -15,14 +16,11 @@ from typing import Any
 
 import httpx
 
-from ..config import TelegramAccount
-from ..counting import utf16_units
 from ..errors import OutcomeUnknownError, PermanentError, PublishError
-from ..posts.render import format_credit
+from ..platforms.base import Message
+from ..platforms.telegram import TelegramAccount
 from .base import Published, Publisher, PublishJob
 from .http import send
-
-CAPTION_LIMIT = 1024
 
 
 def _description(response: httpx.Response) -> str:
@@ -98,28 +96,28 @@ class TelegramPublisher(Publisher):
         data["photo"] = job.image.url
         return self._published(await self._call("sendPhoto", data=data))
 
-    async def publish(self, job: PublishJob) -> Published:
-        reply_to = job.reply_to.remote_id if job.reply_to else None
-        if job.image is None:
-            result = await self._call("sendMessage", data=self._message(job, job.text, reply_to))
-            return self._published(result)
-        if utf16_units(job.text) <= CAPTION_LIMIT:
-            return await self._photo(job, job.text, reply_to)
-        # Too long for a caption: the photo with its credit, then the text replying to it.
-        photo = await self._photo(
-            job, format_credit(job.image, self.settings.config.credit_format), reply_to
-        )
-        try:
-            result = await self._call(
-                "sendMessage", data=self._message(job, job.text, photo.remote_id)
-            )
-        except PublishError as exc:
-            # The photo is out: sending again would post it twice. A person decides.
-            raise OutcomeUnknownError(
-                f"the photo was posted (message {photo.remote_id}) but its text was not: "
-                f"{exc.message}"
-            ) from None
+    async def _send(self, job: PublishJob, message: Message, reply_to: str | None) -> Published:
+        if message.image is not None:
+            return await self._photo(job, message.text, reply_to)
+        result = await self._call("sendMessage", data=self._message(job, message.text, reply_to))
         return self._published(result)
+
+    async def publish(self, job: PublishJob) -> Published:
+        """Send the part's messages as render split them (``platforms/telegram.py``): a
+        photo whose text is too long for a caption goes first, the text replying to it."""
+        reply_to = job.reply_to.remote_id if job.reply_to else None
+        first, *rest = job.messages or (Message(job.text, job.image),)
+        published = await self._send(job, first, reply_to)
+        for message in rest:
+            try:
+                published = await self._send(job, message, published.remote_id)
+            except PublishError as exc:
+                # The photo is out: sending again would post it twice. A person decides.
+                raise OutcomeUnknownError(
+                    f"the photo was posted (message {published.remote_id}) but its text was "
+                    f"not: {exc.message}"
+                ) from None
+        return published
 
     async def check_credentials(self) -> str:
         bot = await self._call("getMe", data={})

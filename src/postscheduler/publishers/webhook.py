@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 
-from ..config import EnvRef, WebhookAccount
 from ..errors import PermanentError
+from ..platforms.base import EnvRef
+from ..platforms.webhook import WebhookAccount
 from .base import Published, Publisher, PublishJob
 from .http import send
 

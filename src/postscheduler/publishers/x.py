@@ -28,13 +28,12 @@ import httpx
 from authlib.oauth1.rfc5849 import parameters, signature
 from authlib.oauth1.rfc5849.wrapper import OAuth1Request
 
-from ..config import XAccount
 from ..errors import PermanentError, TransientError
+from ..platforms.x import XAccount
 from .base import Published, Publisher, PublishJob, write_private_file
 from .http import epoch_reset, send
 
 MEDIA_POLL_LIMIT = 30  # checks of an image still being processed before giving up
-MAX_IMAGE_BYTES = 5_000_000  # X's limit for images
 
 
 def oauth1_authorization(
@@ -209,7 +208,7 @@ class XPublisher(Publisher):
 
     async def _upload(self, job: PublishJob) -> str:
         assert job.image is not None
-        name, content = await self.image_bytes(job, MAX_IMAGE_BYTES)
+        name, content = await self.image_bytes(job, self.image_limit())
         answer = await self._request(
             "POST",
             "/2/media/upload",
@@ -239,7 +238,10 @@ class XPublisher(Publisher):
             "POST",
             "/2/media/metadata",
             "media alt text",
-            json={"id": media_id, "metadata": {"alt_text": {"text": job.image.alt[:1000]}}},
+            json={
+                "id": media_id,
+                "metadata": {"alt_text": {"text": job.image.alt[: self.spec.max_alt]}},
+            },
         )
         return media_id
 

@@ -1,11 +1,12 @@
-"""Bluesky's rich text: which parts of a post's text are links, mentions and hashtags.
+"""Bluesky: 300 graphemes and 3,000 UTF-8 bytes (the lexicon limits both), images up to
+1,000,000 bytes (re-encoded to fit by the publisher), and rich text the client must mark.
 
-Bluesky does not read the text for them: the client sends *facets*, byte ranges of the UTF-8
-text with what each range means. This finds them the way Bluesky's own client does
-(``detectFacets`` of ``@atproto/api``, checked against its test vectors), and shortens links
-for display as the app does: the text shows ``example.org/2023/01/peru-s...``, the facet
-holds the whole URL, and only the short form counts toward the 300 graphemes. ``render``
-uses it so that preview and validate see exactly the text that is published.
+Bluesky does not read the text for links, mentions and hashtags: the client sends *facets*,
+byte ranges of the UTF-8 text with what each range means. This finds them the way Bluesky's
+own client does (``detectFacets`` of ``@atproto/api``, checked against its test vectors), and
+shortens links for display as the app does: the text shows ``example.org/2023/01/peru-s...``,
+the facet holds the whole URL, and only the short form counts toward the 300 graphemes.
+``display`` does it in render, so preview and validate see exactly the text that is published.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import functools
 import re
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
+
+from . import counting
+from .base import MB, AccountConfig, HttpUrl, LinkSpan, Platform, Secret, TextLimit
 
 FACET = "app.bsky.richtext.facet"
 _MAYBE_LINK = re.compile(r"[a-z0-9]\.[a-z0-9]", re.IGNORECASE)
-LinkSpan = tuple[int, int, str]  # UTF-8 byte start, byte end, the URI it stands for
 
 _URL = (
     r"(?P<lead>^|\s|\()(?P<url>(?:https?://\S+)"
@@ -169,3 +174,42 @@ def display_links(text: str, *, shorten: bool) -> tuple[str, tuple[LinkSpan, ...
         cursor = end
     pieces.append(text[cursor:])
     return "".join(pieces), tuple(spans)
+
+
+class BlueskyAccount(AccountConfig):
+    platform: Literal["bluesky"]
+    service: HttpUrl = "https://bsky.social"
+    handle: str
+    app_password: Secret
+    language: str | None = None
+    shorten_links: bool = Field(
+        default=True,
+        description="Show links as Bluesky's app does (example.org/2023/01/peru-s...); "
+        "the link still leads to the whole URL.",
+    )
+
+
+class Bluesky(Platform):
+    def display(
+        self, text: str, account: AccountConfig | None = None
+    ) -> tuple[str, tuple[LinkSpan, ...] | None]:
+        shorten = account.shorten_links if isinstance(account, BlueskyAccount) else True
+        return display_links(text, shorten=shorten)
+
+
+PLATFORM = Bluesky(
+    "bluesky",
+    "Bluesky",
+    BlueskyAccount,
+    "BlueskyPublisher",
+    (
+        TextLimit("graphemes", counting.graphemes, 300),
+        TextLimit("UTF-8 bytes", counting.utf8_bytes, 3000),
+    ),
+    # The lexicon allows 2,000,000 but the reference PDS still refuses image blobs
+    # over 1,000,000 bytes: keep to what every server takes.
+    max_image_bytes=1 * MB,
+    image_formats=frozenset({"JPEG", "PNG", "GIF", "WEBP"}),
+    fits_images=True,
+    builds_link_cards=True,
+)

@@ -1,29 +1,24 @@
-"""Count text the way each platform counts it.
+"""The units platforms count text in; each platform module says which it uses.
 
 The platforms disagree on what a "character" is, and a post that fits one can be rejected by
-another, so every rule and every preview goes through these functions:
-
-- graphemes: what a reader sees as one character (``👨‍👩‍👧‍👦`` is 1), per Unicode UAX #29,
-  using the ``regex`` module's ``\\X`` (kept current with Unicode, implemented in C);
-- Mastodon: graphemes, after every http(s) URL is replaced by 23 characters and every remote
-  mention ``@user@domain`` by ``@user``, as ``StatusLengthValidator`` does;
-- Bluesky: graphemes *and* UTF-8 bytes (the lexicon limits both);
-- X: the twitter-text v3 weighted length, from ``twitter-text-parser`` (a port of the
-  reference implementation that passes the upstream conformance suite).
+another, so every rule and every preview counts through a platform's ``measure``, built on
+these: graphemes (what a reader sees as one character, ``👨‍👩‍👧‍👦`` is 1, per Unicode UAX #29,
+using the ``regex`` module's ``\\X``: current Unicode, implemented in C), UTF-8 bytes, UTF-16
+code units and code points, and the URLs twitter-text finds (Mastodon counts each as 23).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import regex
 
 # twitter_text compiles its URL and emoji expressions on import (~0.4 s), so it is imported
-# only when a text can contain a URL or an X account needs counting: organiser commands on
-# posts for other platforms never pay for it.
+# only when a text can contain a URL or an X account needs counting (platforms/x.py):
+# organiser commands on posts for other platforms never pay for it.
 
 
 @functools.cache
@@ -31,19 +26,6 @@ def _grapheme_re() -> regex.Pattern[str]:
     import regex  # ~10 ms to import: only pay it when a limit needs counting
 
     return regex.compile(r"\X")
-
-
-@functools.cache
-def _mention_re() -> regex.Pattern[str]:
-    import regex
-
-    # Mastodon's Account::MENTION_RE: only the username part of a remote mention counts.
-    return regex.compile(
-        r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w.-]+\w+)?", regex.IGNORECASE
-    )
-
-
-MASTODON_URL_LENGTH = 23
 
 
 # "Simple" code points: each is a cluster of its own whatever surrounds it, since UAX #29
@@ -101,43 +83,3 @@ def url_spans(text: str) -> list[tuple[int, int, str]]:
 
     found = extract_urls_with_indices(text, extract_urls_without_protocol=False)
     return [(u["indices"][0], u["indices"][1], u["url"]) for u in found]
-
-
-def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
-    """Length of a status as Mastodon counts it against ``max_characters``."""
-    if not text:
-        return 0
-    spans: list[tuple[int, int, str]] = [
-        (start, end, "x" * url_length) for start, end, _ in url_spans(text)
-    ]
-    for m in _mention_re().finditer(text):
-        if not any(start <= m.start() < end for start, end, _ in spans):
-            spans.append((m.start(), m.end(), "@" + m[1]))
-    spans.sort()
-    pieces: list[str] = []
-    pos = 0
-    for start, end, replacement in spans:
-        pieces.append(text[pos:start])
-        pieces.append(replacement)
-        pos = end
-    pieces.append(text[pos:])
-    return graphemes("".join(pieces))
-
-
-@functools.cache
-def _x_options(version: int = 3) -> dict[str, Any]:
-    from twitter_text.config import config
-
-    return dict(config[f"version{version}"])
-
-
-def x_parse(text: str, options: dict[str, Any] | None = None) -> Any:
-    """Full twitter-text parse result (weightedLength, valid, permillage, ranges)."""
-    from twitter_text import parse_tweet
-
-    return parse_tweet(text, options=options or _x_options())
-
-
-def x_weighted_length(text: str, options: dict[str, Any] | None = None) -> int:
-    """twitter-text weighted length (v3 config unless ``options`` says otherwise)."""
-    return int(x_parse(text, options).weightedLength)

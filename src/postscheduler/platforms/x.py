@@ -1,0 +1,81 @@
+"""X: 280 characters of twitter-text v3 weighted length (most scripts count 1, CJK and emoji
+2, every URL 23), from ``twitter-text-parser``, a port of the reference implementation that
+passes the upstream conformance suite. Images up to 5 MB, alt text up to 1,000 characters.
+
+An account signs in with OAuth 1.0a user context (the four keys) or OAuth 2.0 (a client id
+and a refresh token, which X rotates on every use).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from .base import MB, AccountConfig, HttpUrl, Platform, Secret, TextLimit
+
+
+@functools.cache
+def _x_options(version: int = 3) -> dict[str, Any]:
+    from twitter_text.config import config
+
+    return dict(config[f"version{version}"])
+
+
+def x_parse(text: str, options: dict[str, Any] | None = None) -> Any:
+    """Full twitter-text parse result (weightedLength, valid, permillage, ranges)."""
+    from twitter_text import parse_tweet
+
+    return parse_tweet(text, options=options or _x_options())
+
+
+def x_weighted_length(text: str, options: dict[str, Any] | None = None) -> int:
+    """twitter-text weighted length (v3 config unless ``options`` says otherwise)."""
+    return int(x_parse(text, options).weightedLength)
+
+
+class XAccount(AccountConfig):
+    """OAuth 1.0a user context (the four keys), or OAuth 2.0 (client id + refresh token)."""
+
+    platform: Literal["x"]
+    consumer_key: Secret | None = None
+    consumer_secret: Secret | None = None
+    access_token: Secret | None = None
+    access_token_secret: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None  # only for confidential OAuth 2.0 clients
+    refresh_token: Secret | None = None  # the first one; X rotates it, the newest is kept
+    api_base: HttpUrl = "https://api.x.com"
+
+    @property
+    def uses_oauth2(self) -> bool:
+        return self.refresh_token is not None
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> XAccount:
+        oauth1 = [
+            self.consumer_key,
+            self.consumer_secret,
+            self.access_token,
+            self.access_token_secret,
+        ]
+        if all(oauth1) and self.refresh_token is None:
+            return self
+        if not any(oauth1) and self.client_id and self.refresh_token is not None:
+            return self
+        raise ValueError(
+            "give either consumer_key, consumer_secret, access_token and access_token_secret "
+            "(OAuth 1.0a), or client_id and refresh_token (OAuth 2.0)"
+        )
+
+
+PLATFORM = Platform(
+    "x",
+    "X",
+    XAccount,
+    "XPublisher",
+    (TextLimit("weighted characters", x_weighted_length, 280),),
+    max_image_bytes=5 * MB,
+    max_alt=1000,
+)
