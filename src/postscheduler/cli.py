@@ -188,7 +188,7 @@ def validate(
     if online:
         import asyncio
 
-        from .delivery.operations import unresolved_mentions, with_online_limits
+        from .delivery.online import unresolved_mentions, with_online_limits
 
         with _reported():
             settings = asyncio.run(with_online_limits(settings))

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from ..config import Settings
-from ..errors import Finding, PostschedulerError, PublishError, warning
+from ..errors import PostschedulerError, PublishError
 from ..ledger import (
     Delivery,
     DeliveryKey,
@@ -21,9 +21,8 @@ from ..ledger import (
     LedgerLockedError,
     open_ledger,
 )
-from ..posts.loader import Catalog, SourcedPost
 from ..posts.render import render_post, target_accounts
-from ..posts.rules import text_location, validate
+from ..posts.rules import validate
 from ..publishers import make_publisher
 from ..redact import Redactor
 from .engine import Engine, content_hash, utc_now
@@ -162,117 +161,3 @@ async def check_accounts(settings: Settings, only: str | None = None) -> list[Ac
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
         return list(await asyncio.gather(*(check(n, http) for n in names)))
-
-
-LIMITS_CACHE = "instance-limits.json"
-LIMITS_TTL = 24 * 3600  # instances change their limits rarely
-
-
-async def with_online_limits(settings: Settings) -> Settings:
-    """``settings`` with each Mastodon account's limits as its instance publishes them.
-
-    Answers are cached per instance for a day beside the ledger, so `validate --online`
-    in CI asks each server at most once a day.
-    """
-    import json
-    import time
-
-    import httpx
-
-    from ..platforms.mastodon import MastodonAccount
-    from ..publishers.mastodon import instance_limits
-
-    cache_file = settings.ledger_path.parent / LIMITS_CACHE
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    accounts = dict(settings.config.accounts)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
-        for name, account in settings.config.accounts.items():
-            if not isinstance(account, MastodonAccount):
-                continue
-            entry = cache.get(account.instance)
-            if entry is None or time.time() - entry["at"] > LIMITS_TTL:
-                try:
-                    entry = {
-                        "at": time.time(),
-                        "limits": await instance_limits(http, account.instance),
-                    }
-                except PublishError as exc:
-                    raise PostschedulerError(
-                        f"account {name}: cannot read the limits of {account.instance}: "
-                        f"{exc.message}"
-                    ) from None
-                cache[account.instance] = entry
-            limits = entry["limits"]
-            update = {}
-            if account.max_characters is None and "max_characters" in limits:
-                update["max_characters"] = limits["max_characters"]
-            if "characters_reserved_per_url" in limits:
-                update["characters_reserved_per_url"] = limits["characters_reserved_per_url"]
-            if account.max_image_bytes is None and "image_size_limit" in limits:
-                update["max_image_bytes"] = limits["image_size_limit"]
-            accounts[name] = account.model_copy(update=update)
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps(cache, indent=2))
-    except OSError:
-        pass  # a cache that cannot be written only costs a request next time
-    return dataclasses.replace(
-        settings, config=settings.config.model_copy(update={"accounts": accounts})
-    )
-
-
-async def unresolved_mentions(catalog: Catalog, settings: Settings) -> list[Finding]:
-    """Warnings for ``@handle`` mentions that no Bluesky account answers to.
-
-    Bluesky links a mention only when the handle resolves to an account; one that does not
-    (a typo, a handle that changed) is published as plain text, so ``validate --online``
-    says so while it can still be fixed. Each handle is asked about once, without a login.
-    """
-    import httpx
-
-    from ..platforms.bluesky import BlueskyAccount, detect_facets
-
-    where_used: dict[tuple[str, str], list[tuple[SourcedPost, str, tuple[str | int, ...]]]] = {}
-    for sp in catalog.posts:
-        for account in target_accounts(sp.post, settings):
-            config = settings.config.accounts.get(account)
-            if not isinstance(config, BlueskyAccount):
-                continue
-            service = str(config.service).rstrip("/")
-            rendering = render_post(sp.post, account, settings)
-            for part in rendering.parts:
-                for facet in detect_facets(part.text):
-                    handle = facet["features"][0].get("handle")
-                    if handle:
-                        where_used.setdefault((service, handle), []).append(
-                            (sp, account, text_location(sp, rendering, part.index))
-                        )
-    findings: list[Finding] = []
-    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
-        for (service, handle), uses in where_used.items():
-            url = f"{service}/xrpc/com.atproto.identity.resolveHandle"
-            try:
-                answer = await http.get(url, params={"handle": handle})
-            except httpx.HTTPError as exc:
-                raise PostschedulerError(
-                    f"cannot ask {service} about @{handle}: {type(exc).__name__}"
-                ) from None
-            if answer.status_code == 200:
-                continue
-            if answer.status_code != 400:
-                raise PostschedulerError(
-                    f"cannot ask {service} about @{handle}: HTTP {answer.status_code}"
-                )
-            for sp, account, loc in uses:
-                findings.append(
-                    warning(
-                        "mention-unresolved",
-                        f"@{handle} is no Bluesky account: it will be plain text, not a mention",
-                        hint="check the handle (it may have changed) or remove the @",
-                        **sp.where(*loc, account=account),
-                    )
-                )
-    return findings

@@ -31,6 +31,15 @@ quirk of its platform inside its own module. The daemon relies on exactly this:
     The default: an idempotent publisher says ``NOT_SENT`` (resending is harmless), any other
     says ``UNKNOWN``.
 
+``limits_source``, ``fetch_limits()``, ``with_limits(limits)``
+    For ``validate --online``, where a platform publishes its own limits (a Mastodon
+    instance): where they come from (the cache key; None, the default: nowhere), the limits
+    as the platform gives them, and the account's settings with them applied.
+
+``unresolved_mentions(text)``
+    For ``validate --online``: the @mentions in ``text`` that name no account, so they would
+    go out as plain text (Bluesky). By default none are checked.
+
 ``check_credentials()``
     Verify the account's credentials with the platform; return a description of the account
     ("@campaign@mastodon.social"). Raise ``PermanentError`` when they are wrong.
@@ -185,6 +194,19 @@ class Publisher(abc.ABC):
 
     @abc.abstractmethod
     async def check_credentials(self) -> str: ...
+
+    @property
+    def limits_source(self) -> str | None:
+        return None
+
+    async def fetch_limits(self) -> dict[str, int]:
+        return {}
+
+    def with_limits(self, limits: dict[str, int]) -> AccountConfig:
+        return self.config
+
+    async def unresolved_mentions(self, text: str) -> list[str]:
+        return []
 
     async def image_bytes(self, job: PublishJob, max_bytes: int) -> tuple[str, bytes]:
         """The job's image as (file name, bytes): read from posts_dir, or downloaded from its

@@ -329,7 +329,9 @@ class BlueskyPublisher(Publisher):
             cid = self._cids[uri] = str(record["cid"])
         return {"uri": uri, "cid": cid}
 
-    async def _resolve_handle(self, handle: str) -> str | None:
+    async def _did_of(self, handle: str) -> str | None:
+        """The DID ``handle`` resolves to; None when the server says it names no account.
+        Other failures (the server down, a 5xx) raise, with the platform's words."""
         if handle not in self._dids:
             try:
                 answer = await self._call(
@@ -341,11 +343,29 @@ class BlueskyPublisher(Publisher):
                 )
                 self._dids[handle] = str(answer["did"])
             except PermanentError as exc:
-                log.warning(
-                    "bluesky %s: @%s is left as plain text: %s", self.account, handle, exc.message
-                )
+                if not exc.message.startswith("bluesky resolve handle: 400"):
+                    raise
                 self._dids[handle] = None
         return self._dids[handle]
+
+    async def _resolve_handle(self, handle: str) -> str | None:
+        try:
+            did = await self._did_of(handle)
+        except PermanentError as exc:
+            did, reason = None, exc.message
+        else:
+            reason = "no account has this handle"
+        if did is None:
+            log.warning("bluesky %s: @%s is left as plain text: %s", self.account, handle, reason)
+        return did
+
+    async def unresolved_mentions(self, text: str) -> list[str]:
+        unresolved = []
+        for facet in detect_facets(text, links=False):
+            handle = facet["features"][0].get("handle")
+            if handle and await self._did_of(handle) is None:
+                unresolved.append(handle)
+        return unresolved
 
     async def _facets(self, text: str, links: tuple[LinkSpan, ...] | None) -> list[dict[str, Any]]:
         facets: list[dict[str, Any]] = [

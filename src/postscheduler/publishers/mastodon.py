@@ -159,6 +159,26 @@ class MastodonPublisher(Publisher):
         host = httpx.URL(self._config.instance).host
         return f"@{account.get('acct')}@{host}"
 
+    @property
+    def limits_source(self) -> str:
+        return self._config.instance
+
+    async def fetch_limits(self) -> dict[str, int]:
+        assert self.http is not None, "the Mastodon publisher needs an HTTP client"
+        return await instance_limits(self.http, self._config.instance)
+
+    def with_limits(self, limits: dict[str, int]) -> MastodonAccount:
+        """The account counted as its instance counts; what the account sets itself wins."""
+        account = self._config
+        update: dict[str, int] = {}
+        if account.max_characters is None and "max_characters" in limits:
+            update["max_characters"] = limits["max_characters"]
+        if "characters_reserved_per_url" in limits:
+            update["characters_reserved_per_url"] = limits["characters_reserved_per_url"]
+        if account.max_image_bytes is None and "image_size_limit" in limits:
+            update["max_image_bytes"] = limits["image_size_limit"]
+        return account.model_copy(update=update)
+
 
 async def instance_limits(http: httpx.AsyncClient, instance: str) -> dict[str, int]:
     """The instance's own limits from ``GET /api/v2/instance`` (no token needed).
