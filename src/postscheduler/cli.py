@@ -197,7 +197,7 @@ def validate(
     else:
         catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
     if settings.ledger_path.is_file():  # what was already published, if anything was
-        from .delivery.engine import edits_after_publishing
+        from .delivery.plan import edits_after_publishing
 
         with _reported(), _open_ledger(settings) as ledger:
             catalog.findings.extend(edits_after_publishing(catalog, settings, ledger))

@@ -1,4 +1,5 @@
-"""From valid posts to published deliveries: planning, sending, retrying, recovering.
+"""From planned deliveries to published ones: sending, retrying, recovering (planning is
+``plan.py``).
 
 The engine is what ``run`` (the daemon) and ``run --once`` drive. It keeps the delivery
 semantics of DESIGN.md:
@@ -17,16 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..config import Settings
-from ..errors import Finding, ImageError, warning
+from ..errors import ImageError
 from ..ledger import (
     CLAIMABLE_STATES,
     Delivery,
@@ -37,7 +36,7 @@ from ..ledger import (
 from ..ledger.worker import LedgerWorker
 from ..posts.images import resolve_image_path
 from ..posts.loader import Catalog, SourcedPost
-from ..posts.render import RenderedPart, Rendering, render_post, target_accounts
+from ..posts.render import RenderedPart, Rendering, render_post
 from ..publishers import (
     OutcomeUnknownError,
     PermanentError,
@@ -50,6 +49,7 @@ from ..publishers import (
     make_publisher,
 )
 from ..publishers.base import delivery_identity
+from .plan import PlanResult, plan, valid_posts
 
 log = logging.getLogger("postscheduler")
 
@@ -59,88 +59,6 @@ T = TypeVar("T")
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def content_hash(part: RenderedPart) -> str:
-    """What the part publishes: its text and its image (file, URL, alt and credit)."""
-    h = hashlib.sha256(part.text.encode())
-    if part.image is not None:
-        for value in (part.image.file, part.image.url, part.image.alt, part.image.credit):
-            h.update(b"\0" + (value or "").encode())
-    return h.hexdigest()[:32]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PlanResult:
-    planned: int
-    changed_after_publishing: list[DeliveryKey]
-
-
-def _valid_posts(catalog: Catalog) -> dict[str, SourcedPost]:
-    return {sp.id: sp for sp in catalog.posts if sp.id not in catalog.blocked_ids}
-
-
-def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime) -> PlanResult:
-    """Bring the ledger in line with the posts: plan new and edited deliveries, skip drafts,
-    cancel deliveries of deleted posts. Posts with errors are held: their deliveries stay as
-    they are until the file is fixed."""
-    planned = 0
-    changed: list[DeliveryKey] = []
-    live: set[DeliveryKey] = set()
-    for sp in _valid_posts(catalog).values():
-        post = sp.post
-        for account in target_accounts(post, settings):
-            rendering = render_post(post, account, settings)
-            for part in rendering.parts:
-                key = DeliveryKey(post.id, account, part.index)
-                live.add(key)
-                if post.is_draft:
-                    row = ledger.get(key) or ledger.plan(key, post.at or now, "draft", now)
-                    if row.state in CLAIMABLE_STATES:
-                        ledger.record_skipped(key, "draft", now)
-                    continue
-                assert post.at is not None  # only drafts may go without a time
-                row = ledger.plan(key, post.at, content_hash(part), now)
-                if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
-                    changed.append(key)
-                elif row.state is DeliveryState.PLANNED:
-                    planned += 1
-    held = catalog.blocked_ids
-    for row in ledger.deliveries(states=CLAIMABLE_STATES):
-        if row.key not in live and row.key.post_id not in held:
-            ledger.record_skipped(row.key, "deleted", now)
-            log.info("cancelled %s: the post or account is gone", row.key)
-    for key in changed:
-        log.warning("%s was edited after it was published; it will not be sent again", key)
-    return PlanResult(planned, changed)
-
-
-def edits_after_publishing(catalog: Catalog, settings: Settings, ledger: Ledger) -> list[Finding]:
-    """A warning for each part whose words or image changed after it was published: the
-    change will not go out (the ledger never sends a delivery twice)."""
-    findings = []
-    for sp in _valid_posts(catalog).values():
-        for account in target_accounts(sp.post, settings):
-            if account not in settings.config.accounts:
-                continue
-            for part in render_post(sp.post, account, settings).parts:
-                row = ledger.get(DeliveryKey(sp.id, account, part.index))
-                if (
-                    row is not None
-                    and row.state is DeliveryState.PUBLISHED
-                    and row.content_hash != content_hash(part)
-                ):
-                    what = "the post" if part.index == 0 else f"thread part {part.index + 1}"
-                    findings.append(
-                        warning(
-                            "published-changed",
-                            f"{what} was changed after it was published to {account}; "
-                            "the change will not be published",
-                            hint="publish the correction as a new post",
-                            **sp.where("text" if part.index == 0 else "thread", account=account),
-                        )
-                    )
-    return findings
 
 
 def backoff(attempt: int, settings: Settings, retry_after: float | None) -> dt.timedelta:
@@ -187,7 +105,7 @@ class Engine:
 
     def load(self, catalog: Catalog) -> PlanResult:
         self.catalog = catalog
-        self._posts = _valid_posts(catalog)
+        self._posts = valid_posts(catalog)
         with self.ledger.transaction():  # one commit for the whole plan
             return plan(catalog, self.settings, self.ledger, self.clock())
 

@@ -25,7 +25,8 @@ from ..posts.render import render_post, target_accounts
 from ..posts.rules import validate
 from ..publishers import make_publisher
 from ..redact import Redactor
-from .engine import Engine, content_hash, utc_now
+from .engine import Engine, utc_now
+from .plan import content_hash
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,0 +1,103 @@
+"""Planning: bringing the ledger in line with the posts.
+
+Each valid post becomes one delivery per target account and thread part; a delivery's
+content hash says what it publishes, so an edit before its time reschedules it and an edit
+after it was published is reported, never resent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+
+from ..config import Settings
+from ..errors import Finding, warning
+from ..ledger import CLAIMABLE_STATES, DeliveryKey, DeliveryState, Ledger
+from ..posts.loader import Catalog, SourcedPost
+from ..posts.render import RenderedPart, render_post, target_accounts
+
+log = logging.getLogger("postscheduler")
+
+
+def content_hash(part: RenderedPart) -> str:
+    """What the part publishes: its text and its image (file, URL, alt and credit)."""
+    h = hashlib.sha256(part.text.encode())
+    if part.image is not None:
+        for value in (part.image.file, part.image.url, part.image.alt, part.image.credit):
+            h.update(b"\0" + (value or "").encode())
+    return h.hexdigest()[:32]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanResult:
+    planned: int
+    changed_after_publishing: list[DeliveryKey]
+
+
+def valid_posts(catalog: Catalog) -> dict[str, SourcedPost]:
+    return {sp.id: sp for sp in catalog.posts if sp.id not in catalog.blocked_ids}
+
+
+def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime) -> PlanResult:
+    """Bring the ledger in line with the posts: plan new and edited deliveries, skip drafts,
+    cancel deliveries of deleted posts. Posts with errors are held: their deliveries stay as
+    they are until the file is fixed."""
+    planned = 0
+    changed: list[DeliveryKey] = []
+    live: set[DeliveryKey] = set()
+    for sp in valid_posts(catalog).values():
+        post = sp.post
+        for account in target_accounts(post, settings):
+            rendering = render_post(post, account, settings)
+            for part in rendering.parts:
+                key = DeliveryKey(post.id, account, part.index)
+                live.add(key)
+                if post.is_draft:
+                    row = ledger.get(key) or ledger.plan(key, post.at or now, "draft", now)
+                    if row.state in CLAIMABLE_STATES:
+                        ledger.record_skipped(key, "draft", now)
+                    continue
+                assert post.at is not None  # only drafts may go without a time
+                row = ledger.plan(key, post.at, content_hash(part), now)
+                if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
+                    changed.append(key)
+                elif row.state is DeliveryState.PLANNED:
+                    planned += 1
+    held = catalog.blocked_ids
+    for row in ledger.deliveries(states=CLAIMABLE_STATES):
+        if row.key not in live and row.key.post_id not in held:
+            ledger.record_skipped(row.key, "deleted", now)
+            log.info("cancelled %s: the post or account is gone", row.key)
+    for key in changed:
+        log.warning("%s was edited after it was published; it will not be sent again", key)
+    return PlanResult(planned, changed)
+
+
+def edits_after_publishing(catalog: Catalog, settings: Settings, ledger: Ledger) -> list[Finding]:
+    """A warning for each part whose words or image changed after it was published: the
+    change will not go out (the ledger never sends a delivery twice)."""
+    findings = []
+    for sp in valid_posts(catalog).values():
+        for account in target_accounts(sp.post, settings):
+            if account not in settings.config.accounts:
+                continue
+            for part in render_post(sp.post, account, settings).parts:
+                row = ledger.get(DeliveryKey(sp.id, account, part.index))
+                if (
+                    row is not None
+                    and row.state is DeliveryState.PUBLISHED
+                    and row.content_hash != content_hash(part)
+                ):
+                    what = "the post" if part.index == 0 else f"thread part {part.index + 1}"
+                    findings.append(
+                        warning(
+                            "published-changed",
+                            f"{what} was changed after it was published to {account}; "
+                            "the change will not be published",
+                            hint="publish the correction as a new post",
+                            **sp.where("text" if part.index == 0 else "thread", account=account),
+                        )
+                    )
+    return findings
