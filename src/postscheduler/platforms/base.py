@@ -183,8 +183,6 @@ class Platform:
     fits_images: bool = False
     # The client must build a link's preview card itself (fetching the page when publishing).
     builds_link_cards: bool = False
-    # Where to get credentials: the README's "Getting credentials" entry starts with this.
-    credentials_heading: str = ""
 
     def measure(self, text: str, account: AccountConfig | None = None) -> list[Measure]:
         """Count ``text`` against every limit of this platform; an account's own
