@@ -120,7 +120,7 @@ async def rehearse(
     try:
         while True:
             due = [
-                (row.retry_at or row.due_at)
+                row.next_attempt_at
                 for row in ledger.deliveries(states=CLAIMABLE_STATES)
                 if row.key.account in outbox
             ]
@@ -233,7 +233,7 @@ class Daemon:
         assert self.ledger is not None
         wanted: dict[str, dt.datetime] = {}
         for row in self.ledger.deliveries(states=CLAIMABLE_STATES):
-            when = row.retry_at if row.state is DeliveryState.RETRY and row.retry_at else row.due_at
+            when = row.next_attempt_at
             job_id = f"{row.key.post_id}@{row.key.account}"
             wanted[job_id] = min(when, wanted.get(job_id, when))
         for job in self.scheduler.get_jobs():
@@ -320,11 +320,7 @@ class Daemon:
             )
             since = now
             for row in changed:
-                when = (
-                    row.retry_at
-                    if row.state is DeliveryState.RETRY and row.retry_at
-                    else row.due_at
-                )
+                when = row.next_attempt_at
                 job_id = f"{row.key.post_id}@{row.key.account}"
                 job = self.scheduler.get_job(job_id)
                 if job is None or job.next_run_time > max(when, now):

@@ -304,8 +304,8 @@ class Engine:
             if row.state not in CLAIMABLE_STATES:
                 return None  # failed, unconfirmed, skipped or in flight: not ours to send
             now = self.clock()
-            if row.state is DeliveryState.RETRY and row.retry_at and row.retry_at > now:
-                return row.retry_at
+            if row.next_attempt_at > now:
+                return row.next_attempt_at
             if row.due_at > now:
                 return row.due_at
             if await self._skip_if_stale(sp, rendering, part.index, row, now):

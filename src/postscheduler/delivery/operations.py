@@ -37,7 +37,7 @@ class Outcome:
     sent_by_daemon: bool  # a running daemon holds the ledger and will send them
 
 
-def _accounts(settings: Settings, post_accounts: list[str], only: str | None) -> list[str]:
+def _accounts(post_accounts: list[str], only: str | None) -> list[str]:
     if only is None:
         return post_accounts
     if only not in post_accounts:
@@ -80,7 +80,7 @@ def publish_now(settings: Settings, post_id: str, account: str | None = None) ->
     now = utc_now()
     keys: list[DeliveryKey] = []
     with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
-        for name in _accounts(settings, target_accounts(sp.post, settings), account):
+        for name in _accounts(target_accounts(sp.post, settings), account):
             for part in render_post(sp.post, name, settings).parts:
                 key = DeliveryKey(post_id, name, part.index)
                 row = ledger.plan(key, sp.post.at or now, content_hash(part), now)

@@ -7,7 +7,6 @@ from pathlib import Path
 from ..errors import LedgerError, LedgerLockedError
 from .base import (
     CLAIMABLE_STATES,
-    FINAL_STATES,
     Delivery,
     DeliveryKey,
     DeliveryState,
@@ -17,7 +16,6 @@ from .base import (
 
 __all__ = [
     "CLAIMABLE_STATES",
-    "FINAL_STATES",
     "Delivery",
     "DeliveryKey",
     "DeliveryState",

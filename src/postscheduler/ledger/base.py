@@ -39,8 +39,6 @@ class DeliveryState(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-# States a delivery never leaves by itself: only a person (retry, resolve) moves it on.
-FINAL_STATES = frozenset({DeliveryState.PUBLISHED, DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
 # States from which the daemon may start an attempt.
 CLAIMABLE_STATES = frozenset({DeliveryState.PLANNED, DeliveryState.RETRY})
 
@@ -71,6 +69,14 @@ class Delivery:
     remote_url: str | None = None
     reason: str | None = None
     updated_at: dt.datetime | None = None
+
+    @property
+    def next_attempt_at(self) -> dt.datetime:
+        """When the daemon next tries it: its retry time while waiting to retry, else its
+        due time."""
+        if self.state is DeliveryState.RETRY and self.retry_at is not None:
+            return self.retry_at
+        return self.due_at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -188,6 +194,5 @@ class Ledger(abc.ABC):
     def iter_due(self, until: dt.datetime) -> Iterator[Delivery]:
         """Claimable deliveries due (or due to retry) by ``until``."""
         for d in self.deliveries(states=CLAIMABLE_STATES):
-            when = d.retry_at if d.state is DeliveryState.RETRY and d.retry_at else d.due_at
-            if when <= until:
+            if d.next_attempt_at <= until:
                 yield d

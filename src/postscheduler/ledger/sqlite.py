@@ -122,7 +122,6 @@ class SqliteLedger(Ledger):
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
-        self._lock_fd: int | None = None
 
     # --- plumbing -------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ class Agenda:
     entries: tuple[AgendaEntry, ...]
     drafts: int
     past: int  # not drafts, time already gone by
-    invalid: int  # posts whose file could not be read as a post at all
 
 
 def first_line(catalog: Catalog, post_id: str, width: int = 60) -> str:
@@ -82,6 +81,4 @@ def build_agenda(
             )
         )
     entries.sort(key=lambda e: (e.when, e.post_id))
-    loaded = {sp.id for sp in catalog.posts}
-    invalid = len(catalog.blocked_ids - loaded)
-    return Agenda(tuple(entries), drafts, past, invalid)
+    return Agenda(tuple(entries), drafts, past)

@@ -129,15 +129,3 @@ def parse_duration(value: str | int | float) -> dt.timedelta:
     if pos == 0 or text[pos:].strip():
         raise ValueError(f"cannot read {value!r} as a duration: write it like 30s, 5m, 1h30m or 2d")
     return dt.timedelta(seconds=total)
-
-
-def format_duration(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds % 86400 == 0 and seconds:
-        return f"{seconds // 86400}d"
-    parts = []
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
