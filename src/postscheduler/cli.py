@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from . import __version__
-from .errors import ConfigError, Finding, PostschedulerError, error, has_errors
+from .errors import ConfigError, Finding, PostschedulerError, error
 
 app = typer.Typer(
     name="postscheduler",
@@ -146,10 +146,6 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def sorted_findings(findings: list[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (str(f.file or ""), f.line, f.column))
-
-
 @app.command()
 def validate(
     paths: Annotated[
@@ -177,7 +173,7 @@ def validate(
     Example: postscheduler validate posts/ --format github
     """
     from .config import load_settings
-    from .posts.rules import validate as run_validate
+    from .delivery.checks import validate_posts
 
     try:
         settings = load_settings(config)
@@ -185,35 +181,19 @@ def validate(
         findings = list(exc.findings) or [error("config", str(exc))]
         typer.echo(format_findings(_relative(findings), output))
         raise typer.Exit(EXIT_FINDINGS) from None
-    if online:
-        import asyncio
-
-        from .delivery.online import unresolved_mentions, with_online_limits
-
-        with _reported():
-            settings = asyncio.run(with_online_limits(settings))
-            catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
-            catalog.findings.extend(asyncio.run(unresolved_mentions(catalog, settings)))
-    else:
-        catalog = run_validate(settings, paths, now=dt.datetime.now(dt.UTC))
-    if settings.ledger_path.is_file():  # what was already published, if anything was
-        from .delivery.plan import edits_after_publishing
-
-        with _reported(), _open_ledger(settings) as ledger:
-            catalog.findings.extend(edits_after_publishing(catalog, settings, ledger))
-    findings = _relative(sorted_findings(catalog.findings))
+    with _reported():
+        result = validate_posts(settings, paths, now=_now(None, settings), online=online)
+    findings = _relative(list(result.findings))
     if findings or output is OutputFormat.json:
         typer.echo(format_findings(findings, output))
     if output is OutputFormat.text:
-        errors = sum(f.is_error for f in findings)
-        warnings = len(findings) - errors
-        blocked = len(catalog.blocked_ids)
+        catalog = result.catalog
         summary = f"{_n(len(catalog.files), 'file')}, {_n(len(catalog.posts), 'post')}"
-        if blocked:
-            summary += f" ({blocked} blocked by errors)"
-        summary += f": {_n(errors, 'error')}, {_n(warnings, 'warning')}"
+        if result.blocked:
+            summary += f" ({result.blocked} blocked by errors)"
+        summary += f": {_n(result.errors, 'error')}, {_n(result.warnings, 'warning')}"
         _echo_err(summary)
-    if has_errors(findings):
+    if result.errors:
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -252,17 +232,11 @@ def queue(
 
     Example: postscheduler queue --days 7 --account mastodon
     """
-    from .config import unknown_account_finding
-    from .posts.agenda import build_agenda
-    from .posts.rules import validate as run_validate
+    from .posts.agenda import queue_posts
 
     with _reported():
         settings = _settings(config)
-        now = _now(since, settings)
-        if account is not None and account not in settings.config.accounts:
-            raise PostschedulerError(unknown_account_finding(account, settings).as_text())
-        catalog = run_validate(settings, now=now)
-        agenda = build_agenda(catalog, settings, now, days=days, account=account)
+        agenda = queue_posts(settings, now=_now(since, settings), days=days, account=account)
     rows = []
     for entry in agenda.entries:
         errors = [f for f in entry.findings if f.is_error]
@@ -291,18 +265,15 @@ def queue(
         extra.append(f"{agenda.drafts} drafts")
     if agenda.past:
         extra.append(f"{agenda.past} past or expired")
-    bad_files = {
-        f.file
-        for f in catalog.findings
-        if f.is_error and f.post_id not in {e.post_id for e in agenda.entries}
-    }
-    if bad_files:
-        extra.append(f"{len(bad_files)} files with errors (run `postscheduler validate`)")
+    if agenda.files_with_errors:
+        extra.append(
+            f"{len(agenda.files_with_errors)} files with errors (run `postscheduler validate`)"
+        )
     _echo_err(
         f"{len(rows)} queued (times in {zone})"
         + (f"; not shown: {', '.join(extra)}" if extra else "")
     )
-    if any(e.blocked for e in agenda.entries) or bad_files:
+    if agenda.blocked:
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -325,89 +296,68 @@ def preview(
 
     Example: postscheduler preview peru-article --account outbox
     """
-    from .config import unknown_account_finding
-    from .posts.render import render_post, target_accounts
-    from .posts.rules import validate as run_validate
+    from .posts.preview import preview_post
 
     with _reported():
         settings = _settings(config)
-        catalog = run_validate(settings, now=dt.datetime.now(dt.UTC))
-        if post_id not in {sp.id for sp in catalog.posts} and post_id in catalog.blocked_ids:
-            problems = [
-                f.as_text() for f in catalog.findings if f.post_id == post_id and f.is_error
-            ]
-            raise PostschedulerError(
-                f"post {post_id!r} cannot be previewed until its errors are fixed:\n  "
-                + "\n  ".join(problems)
-            )
-        sp = catalog.get(post_id)
-        targets = account or target_accounts(sp.post, settings)
-        for name in targets:
-            if name not in settings.config.accounts:
-                raise PostschedulerError(unknown_account_finding(name, settings).as_text())
-        renderings = [render_post(sp.post, name, settings) for name in targets]
-    post = sp.post
-    zone = settings.config.zone
+        shown = preview_post(settings, post_id, account, now=_now(None, settings))
     when = (
         "draft (never published)"
-        if post.is_draft
-        else _fmt_when(post.at.astimezone(zone))
-        if post.at
+        if shown.post.is_draft
+        else _fmt_when(shown.at)
+        if shown.at
         else ""
     )
-    findings = [f for f in catalog.findings if f.post_id == post_id]
-    for rendering in renderings:
+    for view in shown.accounts:
+        rendering = view.rendering
         typer.echo(f"=== {post_id} → {rendering.account} ({rendering.platform.label}) · {when}")
-        total = len(rendering.parts)
-        for part in rendering.parts:
+        total = len(view.parts)
+        for part_view in view.parts:
+            part = part_view.part
             counts = ", ".join(str(m) for m in part.measures)
             flag = "  ** OVER THE LIMIT **" if part.over_limit else ""
             typer.echo(f"--- part {part.index + 1}/{total} · {counts}{flag}")
             typer.echo(part.text)
-            if part.image is not None:
-                typer.echo(_describe_image(part.image, settings))
+            if part_view.image is not None:
+                typer.echo(_describe_image(part_view.image))
+            if part_view.split:
+                typer.echo(f"--- sent as {len(part_view.split)} messages:")
+                for n, message in enumerate(part_view.split, start=1):
+                    what = "photo, caption" if message.image is not None else "text"
+                    first = message.text.splitlines()[0] if message.text else ""
+                    typer.echo(f"    {n}. {what}: {first}")
         if rendering.link:
             typer.echo(f"--- link: {rendering.link}")
-            if rendering.platform.builds_link_cards and rendering.parts[0].image is None:
-                if settings.config.link_cards.enabled:
-                    card = "the page's title, description and image, fetched when published"
-                else:
-                    card = "none (link_cards.enabled is false)"
-                typer.echo(f"--- link card: {card}")
+            if view.card is not None:
+                typer.echo(f"--- link card: {view.card}")
         if rendering.content.content_warning:
             typer.echo(f"--- content warning: {rendering.content.content_warning}")
-        for f in findings:
-            if f.account in (None, rendering.account):
-                typer.echo(
-                    f"!!! {f.severity.value}: {f.message}" + (f" ({f.hint})" if f.hint else "")
-                )
+        for f in view.findings:
+            typer.echo(f"!!! {f.severity.value}: {f.message}" + (f" ({f.hint})" if f.hint else ""))
         typer.echo("")
     if html_file is not None:
         from .posts.preview_html import preview_page
 
-        page = preview_page(post_id, when, renderings, findings, settings)
         try:
-            html_file.write_text(page, encoding="utf-8")
+            html_file.write_text(preview_page(shown, when), encoding="utf-8")
         except OSError as exc:
             _echo_err(f"error: cannot write {html_file}: {exc.strerror}")
             raise typer.Exit(EXIT_UNUSABLE) from None
         _echo_err(f"wrote {html_file}")
-    if has_errors(findings):
+    if shown.has_errors:
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _describe_image(image: Any, settings: Any) -> str:
-    from .errors import ImageError
-    from .posts.images import inspect_image, resolve_image_path
-
+def _describe_image(view: Any) -> str:
+    image = view.image
     lines = []
     if image.file is not None:
-        try:
-            info = inspect_image(resolve_image_path(settings.posts_dir, image.file))
+        if view.info is not None:
+            info = view.info
             size = f"{info.format} {info.width}×{info.height}, {info.size:,} bytes"
             lines.append(f"[image: {image.file} · {size}]")
-        except ImageError as exc:
-            lines.append(f"[image: {image.file} · PROBLEM: {exc}]")
+        else:
+            lines.append(f"[image: {image.file} · PROBLEM: {view.problem}]")
     else:
         lines.append(f"[image: {image.url}]")
     lines.append(f"[alt: {image.alt}]")
@@ -474,47 +424,24 @@ def run(
         asyncio.run(Daemon(config, settings=settings, dry_run=dry_run).run())
 
 
-def _open_ledger(settings: Any, *, must_exist: bool = False) -> Any:
-    from .ledger import open_ledger
-
-    if must_exist and not settings.ledger_path.exists():
-        raise PostschedulerError(
-            f"no ledger at {settings.ledger_path} yet: nothing has been planned or sent "
-            "(`postscheduler run` creates it)"
-        )
-    return open_ledger(settings.config.ledger, settings.base_dir)
-
-
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Deliveries per state, what is due next, and every failure with its reason.
 
     Example: postscheduler status
     """
+    from .delivery.status import delivery_status
     from .ledger import DeliveryState
 
     with _reported():
         settings = _settings(config)
-        with _open_ledger(settings, must_exist=True) as ledger:
-            counts = ledger.counts()
-            upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
-            problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
+        report = delivery_status(settings)
     zone = settings.config.zone
-    stuck = {(r.key.post_id, r.key.account): r.key.part for r in problems}
-    # A later thread part cannot go out before the part it replies to is settled.
-    waiting = [
-        r for r in upcoming if r.key.part > stuck.get((r.key.post_id, r.key.account), r.key.part)
-    ]
-    upcoming = [r for r in upcoming if r not in waiting]
-    typer.echo("  ".join(f"{s.value}: {counts[s]}" for s in DeliveryState))
-    if upcoming:
-        first = upcoming[0]
-        when = (
-            first.retry_at
-            if first.state is DeliveryState.RETRY and first.retry_at
-            else first.due_at
-        )
-        typer.echo(f"next: {first.key} at {_fmt_when(when.astimezone(zone))}")
+    typer.echo("  ".join(f"{s.value}: {report.counts[s]}" for s in DeliveryState))
+    if report.next is not None:
+        when = report.next.next_attempt_at
+        typer.echo(f"next: {report.next.key} at {_fmt_when(when.astimezone(zone))}")
+    problems, waiting = report.problems, report.waiting
     for row in problems:
         typer.echo(
             f"{row.state.value.upper()}: {row.key} after {row.attempts} attempts: {row.reason}"
@@ -537,10 +464,11 @@ def history(
 
     Example: postscheduler history --post peru-article
     """
+    from .delivery.status import delivery_history
+
     with _reported():
         settings = _settings(config)
-        with _open_ledger(settings, must_exist=True) as ledger:
-            events = ledger.events(post_id=post, account=account)
+        events = delivery_history(settings, post, account)
     zone = settings.config.zone
     rows = [
         [

@@ -26,8 +26,8 @@ from typing import Any
 from ..config import Settings, load_settings
 from ..errors import ConfigError
 from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryState, Ledger, open_ledger
-from ..posts.rules import validate
 from ..redact import Redactor
+from .checks import posts_to_publish
 from .engine import Engine, utc_now
 
 log = logging.getLogger("postscheduler")
@@ -73,7 +73,7 @@ async def run_once(
     _log_missing_secrets(settings)
     ledger = open_ledger(settings.config.ledger, settings.base_dir)
     with ledger, ledger.acquire_daemon_lock():
-        catalog = validate(settings, now=clock())
+        catalog = posts_to_publish(settings, clock())
         errors = _log_findings(catalog)
         engine = Engine(settings, ledger, clock=clock, dry_run=dry_run, redact=redactor)
         engine.load(catalog)
@@ -98,7 +98,7 @@ async def rehearse(
     simulated clock, with a throw-away ledger: a rehearsal of the campaign, and what the
     quick start shows a newcomer. Accounts on other platforms are left out; the real ledger
     is not touched. Returns the rehearsed deliveries, in the order they went out."""
-    catalog = validate(settings, now=utc_now())
+    catalog = posts_to_publish(settings, utc_now())
     _log_findings(catalog)
     outbox = {n for n, a in settings.config.accounts.items() if a.platform == "outbox"}
     clock = SimulatedClock(utc_now())
@@ -215,7 +215,7 @@ class Daemon:
         engine, settings = self.engine, self.settings
 
         def load() -> tuple[Any, Any]:
-            catalog = validate(settings, now=self.clock())
+            catalog = posts_to_publish(settings, self.clock())
             _log_findings(catalog)
             return catalog, engine.load(catalog)
 

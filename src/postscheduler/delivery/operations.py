@@ -22,9 +22,9 @@ from ..ledger import (
     open_ledger,
 )
 from ..posts.render import render_post, target_accounts
-from ..posts.rules import validate
 from ..publishers import make_publisher
 from ..redact import Redactor
+from .checks import posts_to_publish
 from .engine import Engine, utc_now
 from .plan import content_hash
 
@@ -52,7 +52,7 @@ async def _send(settings: Settings, ledger: Ledger, groups: Iterable[tuple[str, 
     try:
         with ledger.acquire_daemon_lock():
             engine = Engine(settings, ledger, redact=Redactor.for_settings(settings))
-            engine.load(validate(settings, now=utc_now()))
+            engine.load(posts_to_publish(settings, utc_now()))
             try:
                 for post_id, account in groups:
                     await engine.deliver(post_id, account)
@@ -69,7 +69,7 @@ def _rows(ledger: Ledger, keys: Iterable[DeliveryKey]) -> list[Delivery]:
 
 def publish_now(settings: Settings, post_id: str, account: str | None = None) -> Outcome:
     """Send a post now instead of at its time; published parts are never sent again."""
-    catalog = validate(settings, now=utc_now())
+    catalog = posts_to_publish(settings, utc_now())
     sp = catalog.get(post_id)
     errors = catalog.errors_for(post_id)
     if errors:

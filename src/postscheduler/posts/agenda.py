@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
-from ..config import Settings
-from ..errors import Finding
+from ..config import Settings, unknown_account_finding
+from ..errors import Finding, PostschedulerError
 from .loader import Catalog
 from .render import target_accounts
 
@@ -29,6 +30,13 @@ class Agenda:
     entries: tuple[AgendaEntry, ...]
     drafts: int
     past: int  # not drafts, time already gone by
+    # Files with errors whose posts are not in the queue at all (unreadable, or no post).
+    files_with_errors: frozenset[Path] = frozenset()
+
+    @property
+    def blocked(self) -> bool:
+        """Whether something queued, or a whole file, will not go out as it stands."""
+        return any(e.blocked for e in self.entries) or bool(self.files_with_errors)
 
 
 def first_line(catalog: Catalog, post_id: str, width: int = 60) -> str:
@@ -81,4 +89,25 @@ def build_agenda(
             )
         )
     entries.sort(key=lambda e: (e.when, e.post_id))
-    return Agenda(tuple(entries), drafts, past)
+    queued = {e.post_id for e in entries}
+    bad_files = frozenset(
+        f.file
+        for f in catalog.findings
+        if f.is_error and f.file is not None and f.post_id not in queued
+    )
+    return Agenda(tuple(entries), drafts, past, bad_files)
+
+
+def queue_posts(
+    settings: Settings,
+    *,
+    now: dt.datetime,
+    days: float | None = None,
+    account: str | None = None,
+) -> Agenda:
+    """The whole of ``postscheduler queue``: check the posts, then list what goes out next."""
+    from .rules import validate
+
+    if account is not None and account not in settings.config.accounts:
+        raise PostschedulerError(unknown_account_finding(account, settings).as_text())
+    return build_agenda(validate(settings, now=now), settings, now, days=days, account=account)

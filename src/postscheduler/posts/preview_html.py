@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Iterable
 
-from ..config import Settings
-from ..errors import Finding, ImageError
-from .images import inspect_image, resolve_image_path
-from .render import Rendering
+from .preview import ImageView, Preview
 
 _STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -27,20 +23,17 @@ img{max-width:100%;border-radius:6px;margin-top:.4rem}.credit,.alt{font-size:.85
 """
 
 
-def _image_html(rendering: Rendering, index: int, settings: Settings) -> str:
-    image = rendering.parts[index].image
-    if image is None:
+def _image_html(view: ImageView | None) -> str:
+    if view is None:
         return ""
+    image = view.image
     alt = html.escape(image.alt)
     if image.file is not None:
-        try:
-            info = inspect_image(resolve_image_path(settings.posts_dir, image.file))
-            data = base64.b64encode(info.path.read_bytes()).decode()
-            src = f"data:{info.mime_type};base64,{data}"
-        except ImageError as exc:
-            return (
-                f'<p class="finding">image {html.escape(image.file)}: {html.escape(str(exc))}</p>'
-            )
+        if view.info is None:
+            problem = html.escape(view.problem or "unreadable")
+            return f'<p class="finding">image {html.escape(image.file)}: {problem}</p>'
+        data = base64.b64encode(view.info.path.read_bytes()).decode()
+        src = f"data:{view.info.mime_type};base64,{data}"
     else:
         src = html.escape(image.url or "")
     return (
@@ -50,38 +43,34 @@ def _image_html(rendering: Rendering, index: int, settings: Settings) -> str:
     )
 
 
-def preview_page(
-    post_id: str,
-    when: str,
-    renderings: Iterable[Rendering],
-    findings: list[Finding],
-    settings: Settings,
-) -> str:
+def preview_page(preview: Preview, when: str) -> str:
+    post_id = preview.post.id
     out = [
         "<!doctype html><meta charset=utf-8>",
         f"<title>{html.escape(post_id)} · postscheduler preview</title>",
         f"<style>{_STYLE}</style>",
         f"<h1>{html.escape(post_id)}</h1><p>{html.escape(when)}</p>",
     ]
-    for rendering in renderings:
+    for view in preview.accounts:
+        rendering = view.rendering
         out.append('<section class="account">')
         out.append(
             f"<h2>{html.escape(rendering.account)} "
             f"<small>({html.escape(rendering.platform.label)})</small></h2>"
         )
-        total = len(rendering.parts)
-        for part in rendering.parts:
+        total = len(view.parts)
+        for part_view in view.parts:
+            part = part_view.part
             counts = ", ".join(str(m) for m in part.measures)
             over = ' <span class="over">over the limit</span>' if part.over_limit else ""
             out.append('<div class="part">')
             out.append(f'<div class="counts">part {part.index + 1}/{total} · {counts}{over}</div>')
             out.append(f'<div class="text">{html.escape(part.text)}</div>')
-            out.append(_image_html(rendering, part.index, settings))
+            out.append(_image_html(part_view.image))
             out.append("</div>")
-        for f in findings:
-            if f.account in (None, rendering.account):
-                css = "finding" if f.is_error else "finding warning"
-                words = f"{f.severity.value}: {f.message}"
-                out.append(f'<p class="{css}">{html.escape(words)}</p>')
+        for f in view.findings:
+            css = "finding" if f.is_error else "finding warning"
+            words = f"{f.severity.value}: {f.message}"
+            out.append(f'<p class="{css}">{html.escape(words)}</p>')
         out.append("</section>")
     return "\n".join(out) + "\n"

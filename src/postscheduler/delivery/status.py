@@ -1,0 +1,48 @@
+"""``status`` and ``history``: what the ledger says, as data for the CLI to show."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import Settings
+from ..errors import PostschedulerError
+from ..ledger import Delivery, DeliveryState, Event, Ledger, open_ledger
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Status:
+    counts: dict[DeliveryState, int]
+    next: Delivery | None  # the next delivery the daemon will attempt
+    problems: tuple[Delivery, ...]  # failed and unconfirmed: a person must act
+    # Later thread parts held back until the part they reply to is settled.
+    waiting: tuple[Delivery, ...]
+
+
+def open_existing_ledger(settings: Settings) -> Ledger:
+    """The ledger, which must exist already (reading it must not create one)."""
+    if not settings.ledger_path.exists():
+        raise PostschedulerError(
+            f"no ledger at {settings.ledger_path} yet: nothing has been planned or sent "
+            "(`postscheduler run` creates it)"
+        )
+    return open_ledger(settings.config.ledger, settings.base_dir)
+
+
+def delivery_status(settings: Settings) -> Status:
+    with open_existing_ledger(settings) as ledger:
+        counts = ledger.counts()
+        upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
+        problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
+    stuck = {(r.key.post_id, r.key.account): r.key.part for r in problems}
+    waiting = [
+        r for r in upcoming if r.key.part > stuck.get((r.key.post_id, r.key.account), r.key.part)
+    ]
+    upcoming = [r for r in upcoming if r not in waiting]
+    return Status(counts, upcoming[0] if upcoming else None, tuple(problems), tuple(waiting))
+
+
+def delivery_history(
+    settings: Settings, post_id: str | None = None, account: str | None = None
+) -> list[Event]:
+    with open_existing_ledger(settings) as ledger:
+        return ledger.events(post_id=post_id, account=account)
