@@ -11,6 +11,12 @@ import pytest
 from postscheduler.config import Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The example campaign (posts/) is dated January 2027: tests that check it as "upcoming" set
+# the clock to before it, so they pass whatever the real date is.
+BEFORE_THE_EXAMPLES = "2027-01-01T12:00:00Z"
+# POSTSCHEDULER_TEST_CLOCK=2027-06-01T12:00:00Z runs a test session with the clock moved
+# there (test_clock.py does it), to prove nothing else depends on today's date.
+TEST_CLOCK = os.environ.get("POSTSCHEDULER_TEST_CLOCK")
 # Third-party test material lives beside the project, never inside it.
 SHARED = Path(os.environ.get("POSTSCHEDULER_SHARED", PROJECT_ROOT.parent / "shared"))
 
@@ -111,3 +117,19 @@ def bluesky_pds() -> Iterator[Any]:
             yield pds
     except UnavailableError as exc:
         pytest.skip(f"the Bluesky PDS cannot run here: {exc}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if TEST_CLOCK:
+        import time_machine
+
+        time_machine.travel(TEST_CLOCK, tick=True).start()
+
+
+@pytest.fixture
+def before_the_examples() -> Iterator[None]:
+    """The clock set to before the example campaign, still ticking."""
+    import time_machine
+
+    with time_machine.travel(BEFORE_THE_EXAMPLES, tick=True):
+        yield

@@ -169,7 +169,7 @@ def test_rehearsal_of_the_example_campaign(tmp_path: Path) -> None:
 
     shutil.copytree(PROJECT_ROOT / "posts", tmp_path / "posts")
     result = subprocess.run(
-        [sys.executable, "-m", "postscheduler", "run", "--rehearse-until", "2027-02-01"],
+        [sys.executable, "-m", "postscheduler", "run", "--rehearse"],
         cwd=tmp_path,  # no scheduler.yaml here: the embedded default
         capture_output=True,
         text=True,
@@ -184,7 +184,7 @@ def test_rehearsal_of_the_example_campaign(tmp_path: Path) -> None:
     assert timeline.index("peru-article") < timeline.index("peru-thread")
     assert not (tmp_path / ".postscheduler").exists()  # the real ledger was not touched
     again = subprocess.run(
-        [sys.executable, "-m", "postscheduler", "run", "--rehearse-until", "2027-02-01"],
+        [sys.executable, "-m", "postscheduler", "run", "--rehearse"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

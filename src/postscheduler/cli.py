@@ -376,13 +376,20 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Render and log what would be sent; send nothing.")
     ] = False,
+    rehearse_all: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Rehearse the whole campaign: publish into the outbox accounts every post, "
+            "each at its own time on a simulated clock, then exit. The ledger is not touched.",
+        ),
+    ] = False,
     rehearse_until: Annotated[
         str | None,
         typer.Option(
             "--rehearse-until",
             metavar="TIME",
-            help="Rehearse: publish into the outbox accounts everything due until TIME, each "
-            "at its own time on a simulated clock, then exit. The ledger is not touched.",
+            help="Rehearse only what is due until TIME.",
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
@@ -392,7 +399,7 @@ def run(
 
     Stops cleanly on SIGTERM or Ctrl-C, letting deliveries in flight finish.
 
-    Example: postscheduler run --once
+    Example: postscheduler run --rehearse
     """
     import asyncio
     import logging
@@ -403,10 +410,12 @@ def run(
     with _reported():
         settings = _settings(config)
         redactor = setup_logging(settings, verbose=verbose)
-        if rehearse_until is not None:
+        if rehearse_all or rehearse_until is not None:
             if not verbose:  # the list printed below says it all
                 logging.getLogger("postscheduler").setLevel(logging.WARNING)
-            until = _now(rehearse_until, settings, "--rehearse-until")
+            until = None
+            if rehearse_until is not None:
+                until = _now(rehearse_until, settings, "--rehearse-until")
             done = asyncio.run(rehearse(settings, until, redactor=redactor))
             zone = settings.config.zone
             for row in done:

@@ -92,12 +92,13 @@ async def run_once(
 
 
 async def rehearse(
-    settings: Settings, until: dt.datetime, *, redactor: Redactor | None = None
+    settings: Settings, until: dt.datetime | None = None, *, redactor: Redactor | None = None
 ) -> list[Delivery]:
-    """Publish into the outbox every post due until ``until``, each at its own time on a
-    simulated clock, with a throw-away ledger: a rehearsal of the campaign, and what the
-    quick start shows a newcomer. Accounts on other platforms are left out; the real ledger
-    is not touched. Returns the rehearsed deliveries, in the order they went out."""
+    """Publish into the outbox every post due until ``until`` (None: the whole campaign, to
+    its last post), each at its own time on a simulated clock, with a throw-away ledger: a
+    rehearsal of the campaign, and what the quick start shows a newcomer, whatever today's
+    date. Accounts on other platforms are left out; the real ledger is not touched. Returns
+    the rehearsed deliveries, in the order they went out."""
     catalog = posts_to_publish(settings, utc_now())
     _log_findings(catalog)
     outbox = {n for n, a in settings.config.accounts.items() if a.platform == "outbox"}
@@ -124,7 +125,7 @@ async def rehearse(
                 for row in ledger.deliveries(states=CLAIMABLE_STATES)
                 if row.key.account in outbox
             ]
-            upcoming = [t for t in due if t <= until]
+            upcoming = [t for t in due if until is None or t <= until]
             if not upcoming:
                 break
             clock.now = max(clock.now, min(upcoming))
