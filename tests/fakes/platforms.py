@@ -1,5 +1,5 @@
-"""Loopback fakes of the platforms' APIs (Telegram, Discord, Slack, X, Mastodon, and a
-receiver of the signed webhook).
+"""Loopback fakes of the platforms' APIs (Telegram, Discord, Slack, X, Mastodon, Bluesky's
+XRPC, and a receiver of the signed webhook).
 
 Each answers as the platform's documentation says (shapes of success and error bodies,
 rate-limit fields), records what it received and counts every request, and takes queued
@@ -60,7 +60,10 @@ class FakePlatform:
                 elif ctype.startswith("application/json"):
                     body = json.loads(raw)
                 else:
-                    body = raw.decode()
+                    try:
+                        body = raw.decode()
+                    except UnicodeDecodeError:
+                        body = raw  # an upload of raw bytes (Bluesky's uploadBlob)
                 split = urlsplit(self.path)
                 request = {
                     "method": self.command,
@@ -72,7 +75,8 @@ class FakePlatform:
                 }
                 with fake.lock:
                     fake.requests += 1
-                    fault = fake.faults.popleft() if fake.faults else None
+                    faultable = fake.faultable(request)
+                    fault = fake.faults.popleft() if fake.faults and faultable else None
                 if fault == "drop":
                     self._abort()
                     return
@@ -84,7 +88,7 @@ class FakePlatform:
                 status, headers, answer = fake.respond(request)
                 if fake.latency:
                     time.sleep(fake.latency)
-                if 200 <= status < 300:
+                if 200 <= status < 300 and fake.records(request):
                     with fake.lock:
                         fake.received.append(request)
                 if fault == "lose":
@@ -127,6 +131,14 @@ class FakePlatform:
 
     def respond(self, request: dict[str, Any]) -> Answer:
         raise NotImplementedError
+
+    def faultable(self, request: dict[str, Any]) -> bool:
+        """Whether a queued fault may hit this request (not a login a test does not see)."""
+        return True
+
+    def records(self, request: dict[str, Any]) -> bool:
+        """Whether a successful request is kept in ``received``."""
+        return True
 
     def __enter__(self) -> FakePlatform:
         self.thread.start()
@@ -440,3 +452,108 @@ class FakeMastodon(FakePlatform):
                 self.by_key[key] = status
             return _json(200, status)
         return _json(404, {"error": "Record not found"})
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    import base64
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'HS256'})}.{part(claims)}.sig"
+
+
+def tiny_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 30, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+class FakeBluesky(FakePlatform):
+    """A PDS's XRPC as the lexicons describe it (com.atproto.server.*Session, repo.putRecord
+    with swapRecord, getRecord, uploadBlob, identity.resolveHandle), errors as
+    ``{"error", "message"}``. Logins are not recorded and take no faults: the contract tests
+    see the publishing calls. The real PDS is tested in test_bluesky_pds.py."""
+
+    HANDLE = "campaign.test"
+    DID = "did:plc:campaign0000000000000000"
+    PASSWORD = "canary-bluesky-APP-PASSWORD"
+    SESSION_ENDPOINTS = (
+        "/xrpc/com.atproto.server.createSession",
+        "/xrpc/com.atproto.server.refreshSession",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records_by_key: dict[str, dict[str, Any]] = {}
+        self.tokens: set[str] = set()
+        self.blobs = 0
+
+    def faultable(self, request: dict[str, Any]) -> bool:
+        return request["path"] not in self.SESSION_ENDPOINTS
+
+    def records(self, request: dict[str, Any]) -> bool:
+        return request["path"] not in self.SESSION_ENDPOINTS
+
+    def _session(self) -> Answer:
+        expiry = int(time.time()) + 7200
+        access = _jwt({"sub": self.DID, "exp": expiry, "n": len(self.tokens)})
+        refresh = _jwt({"sub": self.DID, "exp": expiry + 86400, "n": len(self.tokens), "r": 1})
+        self.tokens.update({access, refresh})
+        return _json(
+            200,
+            {"did": self.DID, "handle": self.HANDLE, "accessJwt": access, "refreshJwt": refresh},
+        )
+
+    @staticmethod
+    def error(status: int, error: str, message: str) -> Answer:
+        return _json(status, {"error": error, "message": message})
+
+    def respond(self, request: dict[str, Any]) -> Answer:
+        path, body = request["path"], request["body"]
+        if path.startswith("/public/"):  # an image on some public web server
+            return 200, {"Content-Type": "image/jpeg"}, tiny_jpeg()
+        if path == "/xrpc/com.atproto.server.createSession":
+            if body.get("identifier") != self.HANDLE or body.get("password") != self.PASSWORD:
+                return self.error(401, "AuthenticationRequired", "Invalid identifier or password")
+            return self._session()
+        if path == "/xrpc/com.atproto.identity.resolveHandle":
+            handle = request["query"].get("handle", [""])[0]
+            if handle == self.HANDLE:
+                return _json(200, {"did": self.DID})
+            return self.error(400, "InvalidRequest", "Unable to resolve handle")
+        if path == "/xrpc/com.atproto.repo.getRecord":
+            rkey = request["query"].get("rkey", [""])[0]
+            if rkey not in self.records_by_key:
+                return self.error(400, "RecordNotFound", f"Could not locate record: {rkey}")
+            return _json(200, self.records_by_key[rkey])
+        token = request["headers"].get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.tokens:
+            return self.error(401, "InvalidToken", "Token could not be verified")
+        if path == "/xrpc/com.atproto.server.refreshSession":
+            return self._session()
+        if path == "/xrpc/com.atproto.server.getSession":
+            return _json(200, {"did": self.DID, "handle": self.HANDLE})
+        if path == "/xrpc/com.atproto.repo.uploadBlob":
+            self.blobs += 1
+            size = len(request["raw"])
+            blob = {
+                "$type": "blob",
+                "ref": {"$link": f"bafkreiblob{self.blobs:04d}"},
+                "mimeType": request["headers"].get("Content-Type"),
+                "size": size,
+            }
+            return _json(200, {"blob": blob})
+        if path == "/xrpc/com.atproto.repo.putRecord":
+            rkey = body["rkey"]
+            if rkey in self.records_by_key and "swapRecord" in body:
+                return self.error(400, "InvalidSwap", "Record was at another cid")
+            uri = f"at://{self.DID}/{body['collection']}/{rkey}"
+            cid = f"bafyreirecord{len(self.records_by_key):04d}"
+            self.records_by_key[rkey] = {"uri": uri, "cid": cid, "value": body["record"]}
+            return _json(200, {"uri": uri, "cid": cid})
+        return self.error(501, "MethodNotImplemented", f"{path} is not implemented here")

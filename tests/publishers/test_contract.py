@@ -1,4 +1,5 @@
-"""One contract suite over the HTTP publishers, each against its loopback fake platform."""
+"""One contract suite over every registered publisher: each HTTP one against its loopback
+fake platform (the faults of HTTP too), the outbox against its folder."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,6 +31,7 @@ from postscheduler.publishers import (
 
 from ..conftest import Project
 from ..fakes.platforms import (
+    FakeBluesky,
     FakeDiscord,
     FakeMastodon,
     FakePlatform,
@@ -55,6 +59,7 @@ class Case:
     image_files: bool = True
     verifiable: bool = True  # the platform can say whether credentials are good
     idempotent: bool = False  # a resend with the same identity creates nothing new
+    http: bool = True  # talks HTTP: the faults of HTTP apply
 
 
 X_ENV = {
@@ -64,7 +69,68 @@ X_ENV = {
     "X_TOKEN_SECRET": FakeX.CREDS["token_secret"],
 }
 
+
+class FakeOutbox:
+    """The outbox's folder seen as a platform: ``received`` is what it wrote, in order."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory()
+        self.base = self._dir.name
+        self.faults: list[Any] = []
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        files = sorted(Path(self.base).glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
+        return [{"path": f.name, "body": json.loads(f.read_text())} for f in files]
+
+    def __enter__(self) -> FakeOutbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._dir.cleanup()
+
+
 CASES = [
+    Case(
+        "outbox",
+        FakeOutbox,  # type: ignore[arg-type]
+        lambda f: f'{{platform: outbox, path: "{f.base}"}}',
+        lambda f: {},
+        "no secret",
+        lambda: (0, {}, b""),
+        0.0,
+        (0, {}, b""),
+        "",
+        verifiable=False,
+        idempotent=True,
+        http=False,
+    ),
+    Case(
+        "bluesky",
+        FakeBluesky,
+        lambda f: (
+            f'{{platform: bluesky, service: "{f.base}", handle: {FakeBluesky.HANDLE}, '
+            'app_password: "${BSKY_PASSWORD}"}'
+        ),
+        lambda f: {"BSKY_PASSWORD": FakeBluesky.PASSWORD},
+        FakeBluesky.PASSWORD,
+        lambda: (
+            429,
+            {"Content-Type": "application/json", "RateLimit-Reset": str(int(time.time()) + 30)},
+            b'{"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}',
+        ),
+        30.0,
+        FakeBluesky.error(
+            400,
+            "InvalidRequest",
+            "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes",
+        ),
+        "400 InvalidRequest: Invalid app.bsky.feed.post record: Record/text must not be longer "
+        "than 300 graphemes",
+        idempotent=True,
+    ),
     Case(
         "mastodon",
         FakeMastodon,
@@ -178,9 +244,22 @@ CASES = [
 ]
 
 
+HTTP_CASES = [c for c in CASES if c.http]
+
+
 @pytest.fixture(params=CASES, ids=[c.name for c in CASES])
 def case(request: pytest.FixtureRequest) -> Case:
     return request.param  # type: ignore[no-any-return]
+
+
+# The faults of HTTP: for the publishers that talk it (all but the outbox).
+http_only = pytest.mark.parametrize("case", HTTP_CASES, ids=[c.name for c in HTTP_CASES])
+
+
+def test_every_registered_publisher_is_in_this_suite() -> None:
+    from postscheduler.platforms import PLATFORMS
+
+    assert sorted(c.name for c in CASES) == sorted(PLATFORMS)
 
 
 @pytest.fixture
@@ -207,7 +286,15 @@ def job(
     reply_to: Published | None = None,
 ) -> PublishJob:
     path = str(project.image()) if image else None
-    return make_job("acct", text, image_path=path, language="en", part=part, reply_to=reply_to)
+    return make_job(
+        "acct",
+        text,
+        identity=f"postscheduler-0123456789abcde{part}",  # each part its own, as claimed
+        image_path=path,
+        language="en",
+        part=part,
+        reply_to=reply_to,
+    )
 
 
 def call(settings: Any, fn: Callable[[Publisher], Any]) -> Any:
@@ -235,11 +322,11 @@ def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
     if case.name == "mastodon":
         assert request["path"] == "/api/v1/statuses"
         assert body == {"status": "Hello, Perú ✊🏽", "visibility": "public", "language": "en"}
-        assert request["headers"]["Idempotency-Key"] == "postscheduler-0123456789abcdef"
+        assert request["headers"]["Idempotency-Key"] == "postscheduler-0123456789abcde0"
         assert published.url and published.url.endswith(published.remote_id)
     elif case.name == "webhook":
         assert body["text"] == "Hello, Perú ✊🏽" and body["post_id"] == "p"
-        assert request["headers"]["Idempotency-Key"] == "postscheduler-0123456789abcdef"
+        assert request["headers"]["Idempotency-Key"] == "postscheduler-0123456789abcde0"
         assert published == Published("w1", "https://site.test/1")
     elif case.name == "x":
         assert request["path"] == "/2/tweets" and body == {"text": "Hello, Perú ✊🏽"}
@@ -253,6 +340,15 @@ def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
     elif case.name == "discord":
         assert request["query"]["wait"] == ["true"]
         assert body == {"content": "Hello, Perú ✊🏽", "allowed_mentions": {"parse": []}}
+    elif case.name == "bluesky":
+        assert request["path"] == "/xrpc/com.atproto.repo.putRecord"
+        assert body["record"]["text"] == "Hello, Perú ✊🏽" and body["record"]["langs"] == ["en"]
+        assert body["swapRecord"] is None  # create only, under a key chosen before the call
+        assert published.remote_id.startswith(f"at://{FakeBluesky.DID}/app.bsky.feed.post/")
+        assert published.url.startswith("https://bsky.app/profile/campaign.test/post/")
+    elif case.name == "outbox":
+        assert body["text"] == "Hello, Perú ✊🏽" and body["id"] == published.remote_id
+        assert published.url and published.url.startswith("file://")
     else:
         assert body["text"] == "Hello, Perú ✊🏽" and body["blocks"][0]["text"]["type"] == "mrkdwn"
 
@@ -263,7 +359,9 @@ def test_markup_is_escaped(project: Project, case: Case, fake: FakePlatform) -> 
     body = fields(fake.received[0])
     if case.name == "mastodon":
         assert body["status"] == "Fish & chips <b>not bold</b>"  # plain text; the server escapes
-    elif case.name in ("discord", "x", "webhook"):
+    elif case.name == "bluesky":
+        assert body["record"]["text"] == "Fish & chips <b>not bold</b>"  # text, not markup
+    elif case.name in ("discord", "x", "webhook", "outbox"):
         plain = body.get("content", body.get("text"))
         assert plain == "Fish & chips <b>not bold</b>"  # no markup language to escape
     else:
@@ -298,9 +396,18 @@ def test_image_file_with_alt_text(project: Project, case: Case, fake: FakePlatfo
         }
         assert tweet["body"] == {"text": text, "media": {"media_ids": ["555"]}}
         return
+    if case.name == "bluesky":
+        upload, record = fake.received
+        assert upload["path"] == "/xrpc/com.atproto.repo.uploadBlob"
+        assert upload["raw"][:2] == b"\xff\xd8"  # the JPEG itself, EXIF removed
+        embed = record["body"]["record"]["embed"]
+        assert embed["$type"] == "app.bsky.embed.images"
+        assert embed["images"][0]["alt"] == "Marchers with a banner."
+        assert record["body"]["record"]["text"] == text
+        return
     (request,) = fake.received
     body = request["body"]
-    if case.name == "webhook":  # the receiver gets the image's details, not its bytes
+    if case.name in ("webhook", "outbox"):  # the image's details, not its bytes
         assert body["image"] == {
             "file": "images/photo.jpg",
             "url": None,
@@ -323,7 +430,7 @@ def test_image_by_url(project: Project, case: Case, fake: FakePlatform) -> None:
     settings = settings_for(project, case, fake)
     image = Image(url="https://example.org/a.jpg", alt="Marchers.", credit="Jane Doe")
     the_job = dataclasses.replace(job(project, text="A march.\n\n📷 Jane Doe"), image=image)
-    if case.name in ("x", "mastodon"):
+    if case.name in ("x", "mastodon", "bluesky"):
         # These upload the bytes: the image is fetched from its URL first (from the fake)
         url = f"{fake.base}/{'media' if case.name == 'x' else 'public'}/a.jpg"
         the_job = dataclasses.replace(the_job, image=image.model_copy(update={"url": url}))
@@ -332,8 +439,12 @@ def test_image_by_url(project: Project, case: Case, fake: FakePlatform) -> None:
     if case.name == "mastodon":
         assert fake.received[1]["body"]["file"] == ("a.jpg", b"\xff\xd8\xff\xe0 a jpeg")
         assert fields(fake.received[-1])["media_ids[]"]
-    elif case.name == "webhook":
+    elif case.name in ("webhook", "outbox"):
         assert body["image"]["url"] == "https://example.org/a.jpg"
+    elif case.name == "bluesky":
+        download, upload, record = fake.received
+        assert download["path"] == "/public/a.jpg" and upload["raw"][:2] == b"\xff\xd8"
+        assert record["body"]["record"]["embed"]["images"][0]["alt"] == "Marchers."
     elif case.name == "x":
         download, upload = fake.received[0], fake.received[1]
         assert download["path"] == "/media/a.jpg"
@@ -357,26 +468,56 @@ def test_thread_part_replies_where_the_platform_can(
     project: Project, case: Case, fake: FakePlatform
 ) -> None:
     settings = settings_for(project, case, fake)
-    call(settings, lambda p: p.publish(job(project, part=1, reply_to=Published("101"))))
-    body = fields(fake.received[0])
+
+    async def thread(publisher: Publisher) -> Published:
+        first = await publisher.publish(job(project))
+        await publisher.publish(job(project, text="Part two.", part=1, reply_to=first))
+        return first
+
+    first = call(settings, thread)
+    body = fields(fake.received[-1])
+    assert first.remote_id
     if case.name == "mastodon":
-        assert body["in_reply_to_id"] == "101"
-    elif case.name == "webhook":
-        assert body["in_reply_to"] == "101" and body["part"] == 2
+        assert body["in_reply_to_id"] == first.remote_id
+    elif case.name in ("webhook", "outbox"):
+        assert body["in_reply_to"] == first.remote_id and body["part"] == 2
     elif case.name == "x":
-        assert body["reply"] == {"in_reply_to_tweet_id": "101"}
+        assert body["reply"] == {"in_reply_to_tweet_id": first.remote_id}
     elif case.name == "telegram":
-        assert body["reply_parameters"] == {"message_id": 101}
+        assert body["reply_parameters"] == {"message_id": int(first.remote_id)}
+    elif case.name == "bluesky":
+        reply = body["record"]["reply"]
+        assert reply["parent"]["uri"] == reply["root"]["uri"] == first.remote_id
     else:
         assert "reply" not in str(body)  # webhooks cannot reply: consecutive messages
 
 
+@http_only
 def test_5xx_is_transient(project: Project, case: Case, fake: FakePlatform) -> None:
     fake.faults.append((502, {"Content-Type": "text/plain"}, b"Bad Gateway"))
     with pytest.raises(TransientError, match="502"):
         call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
 
 
+@http_only
+@pytest.mark.parametrize(
+    "body",
+    [b"[1, 2]", b'"Bad Gateway"', b"null", b'{"parameters": [], "retry_after": "soon"}'],
+    ids=["list", "string", "null", "odd-fields"],
+)
+def test_an_error_body_of_any_shape_is_still_retried(
+    project: Project, case: Case, fake: FakePlatform, body: bytes
+) -> None:
+    """A proxy or a broken server answers 502 or 429 with JSON that is no error object:
+    nothing was published, so it is a retry, never an unknown outcome."""
+    settings = settings_for(project, case, fake)
+    for status in (502, 429):
+        fake.faults.append((status, {"Content-Type": "application/json"}, body))
+        with pytest.raises(TransientError, match=str(status)):
+            call(settings, lambda p: p.publish(job(project)))
+
+
+@http_only
 def test_429_honours_the_platform_s_wait(project: Project, case: Case, fake: FakePlatform) -> None:
     fake.faults.append(case.rate_limited())
     with pytest.raises(TransientError) as info:
@@ -384,6 +525,7 @@ def test_429_honours_the_platform_s_wait(project: Project, case: Case, fake: Fak
     assert info.value.retry_after == pytest.approx(case.retry_after, abs=2)
 
 
+@http_only
 def test_rejection_is_permanent_with_the_platform_s_words(
     project: Project, case: Case, fake: FakePlatform
 ) -> None:
@@ -393,6 +535,7 @@ def test_rejection_is_permanent_with_the_platform_s_words(
     assert case.rejected_text in info.value.message
 
 
+@http_only
 def test_lost_response_is_an_unknown_outcome(
     project: Project, case: Case, fake: FakePlatform
 ) -> None:
@@ -414,12 +557,14 @@ def test_check_credentials(project: Project, case: Case, fake: FakePlatform) -> 
     described = call(settings, lambda p: p.check_credentials())
     assert case.secret not in described
     if case.verifiable:  # Slack and webhooks have nothing to ask
+        shutil.rmtree(project.root / ".postscheduler", ignore_errors=True)  # no kept session
         wrong = {k: v.replace("canary", "zzbogus") for k, v in case.env(fake).items()}
         with pytest.raises(PermanentError) as info:
             call(settings_for(project, case, fake, wrong), lambda p: p.check_credentials())
         assert "canary" not in info.value.message and "zzbogus" not in info.value.message
 
 
+@http_only
 def test_secret_never_in_errors(project: Project, case: Case, fake: FakePlatform) -> None:
     for fault in (case.rejected, "lose", (500, {}, b"oops")):
         fake.faults.append(fault)
@@ -428,6 +573,7 @@ def test_secret_never_in_errors(project: Project, case: Case, fake: FakePlatform
         assert case.secret not in str(info.value) and case.secret not in repr(info.value)
 
 
+@http_only
 def test_missing_secret_is_permanent(project: Project, case: Case, fake: FakePlatform) -> None:
     with pytest.raises(PermanentError, match="not set"):
         call(settings_for(project, case, fake, {}), lambda p: p.publish(job(project)))

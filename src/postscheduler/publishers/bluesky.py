@@ -46,7 +46,7 @@ from .base import (
     delivery_identity,
     write_private_file,
 )
-from .http import body_excerpt, epoch_reset, send
+from .http import body_excerpt, epoch_reset, error_body, send
 
 if TYPE_CHECKING:
     import httpx
@@ -98,11 +98,8 @@ def created_at(tid: str) -> str:
 
 
 def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return body_excerpt(response)
-    if isinstance(body, dict) and body.get("error"):
+    body = error_body(response)
+    if body.get("error"):
         return f"{body['error']}: {body.get('message') or ''}".rstrip(": ")
     return body_excerpt(response)
 
@@ -111,11 +108,8 @@ _retry_after = epoch_reset("ratelimit-reset")  # RateLimit-Reset: Unix seconds o
 
 
 def _xrpc_error(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return str(body.get("error")) if isinstance(body, dict) and body.get("error") else None
+    error = error_body(response).get("error")
+    return str(error) if error else None
 
 
 def _jwt_expiry(token: str) -> float:

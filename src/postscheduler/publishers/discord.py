@@ -16,15 +16,12 @@ from typing import Any
 import httpx
 
 from .base import Published, Publisher, PublishJob
-from .http import body_excerpt, send
+from .http import body_excerpt, error_body, number, send
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        value = response.json().get("retry_after")
-    except ValueError:
-        value = response.headers.get("retry-after")
-    return float(value) if value is not None else None
+    value = error_body(response).get("retry_after")
+    return number(value if value is not None else response.headers.get("retry-after"))
 
 
 class DiscordPublisher(Publisher):

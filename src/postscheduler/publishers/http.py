@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -54,6 +56,27 @@ def epoch_reset(header: str) -> Callable[[httpx.Response], float | None]:
     return retry_after
 
 
+def error_body(response: httpx.Response) -> dict[str, Any]:
+    """An error answer's JSON object, or {} when the body is not one (a proxy's HTML page, a
+    JSON list or string): readers of error bodies use this, never ``response.json()``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a body (a retry hint, a count), or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        result = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return result if math.isfinite(result) else None
+
+
 def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
     text = response.text.strip().replace("\n", " ")
     return text[:limit] + ("…" if len(text) > limit else "")
@@ -84,9 +107,17 @@ async def send(
     status = response.status_code
     if 200 <= status < 300:
         return response
-    message = f"{label}: {status} {error_text(response)}".rstrip()
+    try:
+        words = error_text(response)
+    except Exception:  # a platform's reader must never turn a refusal into an unknown outcome
+        words = body_excerpt(response)
+    message = f"{label}: {status} {words}".rstrip()
     if status == 429 or status >= 500:
-        raise TransientError(message, retry_after=retry_after(response))
+        try:
+            hint = retry_after(response)
+        except Exception:  # an unreadable hint is no hint
+            hint = None
+        raise TransientError(message, retry_after=hint)
     raise PermanentError(message)
 
 

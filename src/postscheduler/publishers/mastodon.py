@@ -24,7 +24,7 @@ import httpx
 from ..errors import PermanentError, TransientError
 from ..platforms.mastodon import MastodonAccount
 from .base import Published, Publisher, PublishJob, Resolution
-from .http import retry_after_seconds, send
+from .http import body_excerpt, error_body, retry_after_seconds, send
 
 MEDIA_POLL_LIMIT = 20  # checks, waiting 0.2 s, 0.4 s, ... up to 5 s between them
 RECENT_STATUSES = 40  # the most one page of an account's statuses holds
@@ -43,11 +43,8 @@ def _sent_words(text: str) -> str:
 
 
 def error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    return str(body.get("error", body)) if isinstance(body, dict) else str(body)[:300]
+    body = error_body(response)
+    return str(body["error"]) if "error" in body else body_excerpt(response)
 
 
 def rate_limit_wait(response: httpx.Response) -> float | None:

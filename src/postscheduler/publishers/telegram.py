@@ -20,27 +20,27 @@ from ..errors import OutcomeUnknownError, PermanentError, PublishError
 from ..platforms.base import Message
 from ..platforms.telegram import TelegramAccount
 from .base import Published, Publisher, PublishJob
-from .http import send
+from .http import body_excerpt, error_body, number, send
+
+
+def _parameters(body: dict[str, Any]) -> dict[str, Any]:
+    parameters = body.get("parameters")
+    return parameters if isinstance(parameters, dict) else {}
 
 
 def _description(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    text = str(body.get("description", ""))
-    migrate = (body.get("parameters") or {}).get("migrate_to_chat_id")
+    body = error_body(response)
+    if "description" not in body:
+        return body_excerpt(response)
+    text = str(body["description"])
+    migrate = _parameters(body).get("migrate_to_chat_id")
     if migrate:
         text += f" (the group became a supergroup: set chat_id to {migrate})"
     return text
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        value = (response.json().get("parameters") or {}).get("retry_after")
-    except ValueError:
-        return None
-    return float(value) if value is not None else None
+    return number(_parameters(error_body(response)).get("retry_after"))
 
 
 class TelegramPublisher(Publisher):

@@ -31,7 +31,7 @@ from authlib.oauth1.rfc5849.wrapper import OAuth1Request
 from ..errors import PermanentError, TransientError
 from ..platforms.x import XAccount
 from .base import Published, Publisher, PublishJob, write_private_file
-from .http import epoch_reset, send
+from .http import body_excerpt, epoch_reset, error_body, send
 
 MEDIA_POLL_LIMIT = 30  # checks of an image still being processed before giving up
 
@@ -74,17 +74,13 @@ def oauth1_authorization(
 
 
 def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    if isinstance(body, dict):
-        if body.get("detail"):
-            return str(body["detail"])
-        errors = body.get("errors") or []
-        if errors and isinstance(errors[0], dict):
-            return str(errors[0].get("message") or errors[0].get("detail") or errors[0])
-    return response.text[:300]
+    body = error_body(response)
+    if body.get("detail"):
+        return str(body["detail"])
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("message") or errors[0].get("detail") or errors[0])
+    return body_excerpt(response)
 
 
 _retry_after = epoch_reset("x-rate-limit-reset")
