@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,14 +50,36 @@ def project(make_project: Callable[[str], Project]) -> Project:
     return make_project(CONFIG)
 
 
+class Daemon(subprocess.Popen[str]):
+    """``postscheduler run`` with its log read as it comes, so a test can wait for a line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(
+            *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.stdout is not None
+        for line in self.stdout:
+            self.lines.append(line)
+
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def communicate(self, *args: Any, **kwargs: Any) -> tuple[str, str]:
+        self.wait(kwargs.get("timeout"))
+        self._reader.join(timeout=10)
+        if self.stdout is not None:
+            self.stdout.close()
+        return "".join(self.lines), ""
+
+
 @pytest.fixture
-def daemon(project: Project) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def daemon(project: Project) -> Iterator[Daemon]:
+    proc = Daemon([sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)])
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -76,7 +100,7 @@ def outbox(project: Project, post: str) -> Path:
 
 
 def test_daemon_publishes_on_time_follows_edits_and_stops_cleanly(
-    project: Project, daemon: subprocess.Popen[str]
+    project: Project, daemon: Daemon
 ) -> None:
     project.write("soon.yaml", f"id: soon\nat: {at(1.5)}\ntext: On time.\n")
     project.write("later.yaml", f"id: later\nat: {at(3600)}\ntext: Not yet.\n")
@@ -194,10 +218,10 @@ def test_rehearsal_of_the_example_campaign(tmp_path: Path) -> None:
     assert (tmp_path / "outbox" / "timeline.txt").read_text() == timeline  # nothing twice
 
 
-def test_configuration_edits_are_followed(project: Project, daemon: subprocess.Popen[str]) -> None:
-    # a post for an account that does not exist yet is held...
+def test_configuration_edits_are_followed(project: Project, daemon: Daemon) -> None:
+    # a post for an account that does not exist yet is held (the daemon says so)...
     project.write("a.yaml", f"id: a\nat: {at(1)}\ntext: For the new account.\naccounts: [second]\n")
-    time.sleep(2)
+    assert wait_for(lambda: daemon.logged("HELD") and daemon.logged("'second'")), daemon.lines
     assert not (project.root / "outbox2").exists()
     # ...until the configuration gains it: the daemon reloads scheduler.yaml by itself
     project.config_path.write_text(
