@@ -42,6 +42,13 @@ def test_validate_errors_exit_1_with_positions(project: Project) -> None:
     assert "Traceback" not in result.output
 
 
+def test_config_before_the_command(project: Project) -> None:
+    project.write("bad.yaml", "id: bad\nat: 2027-01-14 09:00\ntxt: hi\n")
+    result = runner.invoke(app, ["--config", str(project.config_path), "validate"])
+    assert result.exit_code == 1, result.output  # the project's posts, not the embedded default
+    assert "bad.yaml:3:1" in result.stdout
+
+
 def test_validate_paths_argument(project: Project) -> None:
     good = project.write("good.yaml", GOOD)
     project.write("bad.yaml", "nope: [")
@@ -78,7 +85,7 @@ def test_validate_github_annotations(project: Project) -> None:
 def test_validate_unusable_config_is_a_finding(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project("timezone: Nowhere/Atlantis\n")
     result = invoke(project, "validate", "--format", "github")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # the command could not run, as README says; still annotated
     assert "::error file=" in result.stdout and "unknown time zone" in result.stdout
 
 

@@ -68,10 +68,20 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(EXIT_UNUSABLE) from None
 
 
+# --config given before the command (`postscheduler --config X validate`); set by main() on
+# every invocation.
+_config_before_command: Path | None = None
+
+
+def _config_path(config: Path | None) -> Path | None:
+    """The command's --config, else the one given before the command."""
+    return config if config is not None else _config_before_command
+
+
 def _settings(config: Path | None) -> Any:
     from .config import load_settings
 
-    return load_settings(config)
+    return load_settings(_config_path(config))
 
 
 def _now(value: str | None, settings: Any, option: str = "--from") -> dt.datetime:
@@ -97,8 +107,11 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Schedule campaign posts from YAML files and publish them to social accounts."""
+    global _config_before_command
+    _config_before_command = config
 
 
 # --- validate ---------------------------------------------------------------------------
@@ -168,7 +181,8 @@ def validate(
 ) -> None:
     """Check post files: syntax, keys, times, accounts, images, credits and per-platform limits.
 
-    Exit status 0 when there is no error (warnings are shown but allowed), 1 otherwise.
+    Exit status 0 when there is no error (warnings are shown but allowed), 1 when a post has
+    errors, 2 when the configuration cannot be used.
 
     Example: postscheduler validate posts/ --format github
     """
@@ -176,11 +190,12 @@ def validate(
     from .delivery.checks import validate_posts
 
     try:
-        settings = load_settings(config)
+        settings = load_settings(_config_path(config))
     except ConfigError as exc:
+        # Still said as findings, so a pull request shows the bad line of scheduler.yaml.
         findings = list(exc.findings) or [error("config", str(exc))]
         typer.echo(format_findings(_relative(findings), output))
-        raise typer.Exit(EXIT_FINDINGS) from None
+        raise typer.Exit(EXIT_UNUSABLE) from None
     with _reported():
         result = validate_posts(settings, paths, now=_now(None, settings), online=online)
     findings = _relative(list(result.findings))
@@ -430,7 +445,8 @@ def run(
             if report.errors:
                 raise typer.Exit(EXIT_FINDINGS)
             return
-        asyncio.run(Daemon(config, settings=settings, dry_run=dry_run).run())
+        daemon = Daemon(_config_path(config), settings=settings, dry_run=dry_run)
+        asyncio.run(daemon.run())
 
 
 @app.command()

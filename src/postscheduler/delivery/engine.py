@@ -2,7 +2,7 @@
 ``plan.py``).
 
 The engine is what ``run`` (the daemon) and ``run --once`` drive. It keeps the delivery
-semantics of DESIGN.md:
+semantics the README promises ("The daemon and its guarantees"):
 
 - every state change is committed to the ledger before the next network step;
 - one account's thread parts go out in order, each a reply to the previous one, and a part
