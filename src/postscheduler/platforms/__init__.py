@@ -10,7 +10,9 @@ credentials), nothing else.
 
 from __future__ import annotations
 
-from . import bluesky, discord, mastodon, outbox, slack, telegram, webhook, x
+import importlib
+import pkgutil
+
 from .base import AccountConfig, Measure, Message, Platform, TextLimit
 
 __all__ = [
@@ -23,11 +25,25 @@ __all__ = [
     "get_platform",
 ]
 
-# In the order the README and error messages list them.
-PLATFORMS: dict[str, Platform] = {
-    module.PLATFORM.name: module.PLATFORM
-    for module in (outbox, mastodon, bluesky, x, telegram, discord, slack, webhook)
-}
+_NOT_PLATFORMS = frozenset({"base", "counting"})
+
+
+def _discover() -> dict[str, Platform]:
+    """Every module of this package that declares a ``PLATFORM``, by name: a new platform
+    needs no line here."""
+    found: dict[str, Platform] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module_info.name in _NOT_PLATFORMS or module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        platform: Platform = module.PLATFORM
+        if platform.name != module_info.name:
+            raise ImportError(f"platforms/{module_info.name}.py declares {platform.name!r}")
+        found[platform.name] = platform
+    return found
+
+
+PLATFORMS: dict[str, Platform] = _discover()
 
 
 def get_platform(name: str) -> Platform:
