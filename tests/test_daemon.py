@@ -289,3 +289,40 @@ def test_deliveries_still_in_doubt_are_asked_about_again_with_backoff(
     asyncio.run(daemon._recover_later(3))
     assert len(rounds) == 4
     assert scheduled == [1, 3, 4]  # after each round that resolved something
+
+
+def test_a_failing_reload_is_logged_and_edits_are_still_followed(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No exception ends the watcher silently: it is logged, and later edits still land."""
+    import logging
+
+    from postscheduler.delivery import daemon as daemon_module
+
+    real = daemon_module.posts_to_publish
+    calls: list[str] = []
+
+    def flaky(settings: Any, now: dt.datetime) -> Any:
+        calls.append("load")
+        if len(calls) == 2:
+            raise RuntimeError("boom: a rule with a bug")
+        return real(settings, now)
+
+    monkeypatch.setattr(daemon_module, "posts_to_publish", flaky)
+    daemon = daemon_module.Daemon(project.config_path, settings=project.settings())
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),))
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    runner.start()
+    try:
+        assert wait_for(lambda: "daemon started" in caplog.text)
+        project.write("a.yaml", f"id: a\nat: {at(-1)}\ntext: The reload of this one fails.\n")
+        assert wait_for(lambda: "reloading the posts failed" in caplog.text), caplog.text
+        assert "boom: a rule with a bug" in caplog.text  # with its traceback, for a report
+        project.write("b.yaml", f"id: b\nat: {at(-1)}\ntext: This edit is still followed.\n")
+        assert wait_for(lambda: outbox(project, "b").exists()), caplog.text
+        assert outbox(project, "a").exists()  # the next reload picked a.yaml up too
+    finally:
+        loop.call_soon_threadsafe(daemon.stop)
+        runner.join(timeout=30)
+        loop.close()

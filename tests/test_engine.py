@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -181,6 +182,33 @@ def test_retry_after_is_honoured(project: Project) -> None:
     assert state(engine, "p").state is DeliveryState.PUBLISHED and len(fake.calls) == 2
 
 
+@pytest.mark.parametrize("hint", [math.inf, math.nan, 1e20, 99_999_999_999.0, -5.0])
+def test_a_wild_retry_hint_is_capped_not_obeyed(project: Project, hint: float) -> None:
+    """A broken or hostile server's hint (infinite, not a number, years away) must neither
+    crash the delivery nor park it: it waits at most retry.max_wait (1 h by default)."""
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted([TransientError("429 Too Many Requests", retry_after=hint)])
+    engine = engine_for(project, Clock(), outbox=fake)
+    again = run(engine.deliver("p", "outbox"))
+    row = state(engine, "p")
+    assert row.state is DeliveryState.RETRY and row.retry_at == again
+    assert T0 <= again <= T0 + dt.timedelta(hours=1)
+
+
+def test_retry_hints_are_read_defensively() -> None:
+    import httpx
+
+    from postscheduler.publishers.http import epoch_reset, retry_after_seconds
+
+    for value in ("inf", "nan", "1e400", "-inf", "soon", "Mon, 99 Foo 99999 99:99:99 GMT"):
+        response = httpx.Response(429, headers={"Retry-After": value})
+        assert retry_after_seconds(response) is None, value
+    reset = epoch_reset("x-rate-limit-reset")
+    assert reset(httpx.Response(429, headers={"x-rate-limit-reset": "1e400"})) is None
+    wait = reset(httpx.Response(429, headers={"x-rate-limit-reset": "1e20"}))
+    assert wait is not None and wait > 0  # finite: read, and the engine caps it
+
+
 def test_permanent_error_fails_at_once_with_the_platform_words(project: Project) -> None:
     project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
     fake = Scripted([PermanentError("mastodon: 422 Text character limit of 500 exceeded")])
@@ -215,6 +243,22 @@ def test_unknown_outcome_is_resent_by_an_idempotent_publisher(project: Project) 
     run(engine.run_due())
     assert state(engine, "p").state is DeliveryState.PUBLISHED
     assert fake.calls[0].identity == fake.calls[1].identity
+
+
+def test_an_unknown_outcome_that_exhausts_its_retries_is_unconfirmed(project: Project) -> None:
+    """It may have been posted: "failed" would invite `retry --failed` to post it twice."""
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted([OutcomeUnknownError("read timeout")] * 3, idempotent=True)
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    for _ in range(3):  # retry.attempts is 3 in this configuration
+        again = run(engine.deliver("p", "outbox"))
+        if again is not None:
+            clock.now = again
+    row = state(engine, "p")
+    assert len(fake.calls) == 3
+    assert row.state is DeliveryState.UNCONFIRMED and "after 3 attempts" in row.reason
+    assert "postscheduler resolve p --account outbox" in row.reason
 
 
 def test_late_and_expired_are_skipped_loudly(

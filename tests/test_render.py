@@ -97,3 +97,35 @@ def test_telegram_sends_a_long_photo_post_as_photo_then_text(project: Project) -
     assert (words.text, words.image) == (part.text, None)
     (part,) = render_post(catalog.get("s").post, "telegram", settings).parts
     assert [(m.text, m.image) for m in part.messages] == [(part.text, part.image)]
+
+
+def test_an_override_can_replace_the_image_quote_and_thread(project: Project) -> None:
+    """Overrides are models, not dicts: replacing nested fields renders (it used to crash every
+    command and the daemon's watcher with AttributeError)."""
+    project.image()
+    project.image("images/other.jpg")
+    project.write(
+        "o.yaml",
+        """\
+        id: o
+        at: 2027-01-14 09:00
+        accounts: [outbox, bluesky]
+        text: The post.
+        image: {file: images/photo.jpg, alt: A march., credit: Jane Doe}
+        overrides:
+          bluesky:
+            image: {file: images/other.jpg, alt: Another march., credit: Ana Pérez}
+            quote: {text: Solidarity now., by: Ana Pérez}
+            thread:
+              - Part two.
+              - {text: Part three., image: {url: "https://example.org/a.jpg", alt: A., credit: B}}
+        """,
+    )
+    settings = project.settings()
+    post = load_posts(settings).get("o").post
+    sky = render_post(post, "bluesky", settings)
+    assert [p.image.credit if p.image else None for p in sky.parts] == ["Ana Pérez", None, "B"]
+    assert "“Solidarity now.”\n— Ana Pérez" in sky.parts[0].text
+    assert sky.parts[0].text.endswith("📷 Ana Pérez") and sky.parts[2].text.endswith("📷 B")
+    (plain,) = render_post(post, "outbox", settings).parts
+    assert plain.image is not None and plain.image.credit == "Jane Doe"

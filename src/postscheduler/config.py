@@ -67,6 +67,8 @@ class RetryPolicy(BaseModel):
     attempts: int = Field(default=5, ge=1)
     first_delay: Duration = dt.timedelta(seconds=30)
     max_delay: Duration = dt.timedelta(minutes=30)
+    # The longest wait a platform's retry hint (Retry-After, a rate-limit reset) is obeyed for.
+    max_wait: Duration = dt.timedelta(hours=1)
 
 
 class Publishing(BaseModel):

@@ -50,18 +50,25 @@ class RedactingFormatter(logging.Formatter):
 
 
 def setup_logging(settings: Settings, *, verbose: bool = False) -> Redactor:
-    """One line per event on stderr, secrets masked; returns the redactor for other outputs."""
+    """One line per event on stderr, secrets masked; returns the redactor for other outputs.
+
+    The handler is the root logger's, so what the libraries log (APScheduler's tracebacks of a
+    failed job, httpx, watchfiles, asyncio's "exception was never retrieved") is masked too.
+    """
     redactor = Redactor.for_settings(settings)
     handler = logging.StreamHandler()
     handler.setFormatter(
         RedactingFormatter(
-            redactor, "%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%S%z"
+            redactor, "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z"
         )
     )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     logger = logging.getLogger("postscheduler")
-    logger.handlers[:] = [handler]
+    logger.handlers.clear()
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
+    logger.propagate = True
     # httpx logs every request URL at INFO; some platforms put the token in the URL.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return redactor

@@ -19,9 +19,9 @@ import dataclasses
 import datetime as dt
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import Settings, load_settings
 from ..errors import ConfigError
@@ -31,6 +31,7 @@ from .checks import posts_to_publish
 from .engine import Engine, utc_now
 
 log = logging.getLogger("postscheduler")
+T = TypeVar("T")
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight deliveries get to finish after SIGTERM
 # How often the daemon re-reads the ledger, to pick up what `publish --now`, `retry` and
@@ -39,6 +40,8 @@ RESCAN_INTERVAL = 2.0
 RECOVER_FIRST_DELAY = 15.0  # then doubling: asking again about deliveries still in doubt
 RECOVER_MAX_DELAY = 600.0
 WATCH_START_TIMEOUT = 10.0
+JOB_ERROR_DELAY = 60.0  # seconds before a job that failed unexpectedly runs again
+WATCH_RESTART_DELAY = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,6 +185,18 @@ class Daemon:
 
     # --- reconciling ------------------------------------------------------------------------
 
+    async def _survive(self, what: str, work: Awaitable[T]) -> T | None:
+        """Run ``work``; an exception it raises is logged (redacted, with its traceback) as
+        an error and the daemon goes on: no failure may end the watcher, a reload or a job
+        silently."""
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; the daemon goes on without it", what)
+            return None
+
     def _new_engine(self, ledger: Ledger) -> Engine:
         return Engine(
             self.settings, ledger, clock=self.clock, dry_run=self.dry_run, redact=self.redactor
@@ -275,11 +290,22 @@ class Daemon:
         job_id = f"{post_id}@{account}"
         self._in_flight.add(task)
         self._running.add(job_id)
+        failed = False
         try:
             again = await self.engine.deliver(post_id, account)
+        except Exception:
+            log.exception(
+                "delivering %s → %s failed unexpectedly; trying again in %g s",
+                post_id,
+                account,
+                JOB_ERROR_DELAY,
+            )
+            again, failed = None, True
         finally:
             self._in_flight.discard(task)
             self._running.discard(job_id)
+        if failed:
+            again = self.clock() + dt.timedelta(seconds=JOB_ERROR_DELAY)
         rerun = self._rerun.pop(job_id, None)
         if self._stop.is_set():
             return
@@ -297,7 +323,8 @@ class Daemon:
             if self._stop.is_set():
                 return
             assert self.engine is not None
-            left = await self.engine.recover()
+            found = await self._survive("asking about deliveries in doubt", self.engine.recover())
+            left = in_doubt if found is None else found
             if left < in_doubt:
                 self._schedule_all()  # resolved ones may let later thread parts go
             in_doubt, delay = left, min(delay * 2, RECOVER_MAX_DELAY)
@@ -316,9 +343,13 @@ class Daemon:
             if self._stop.is_set():
                 return
             now = self.clock()
-            changed = self.ledger.deliveries(
-                states=CLAIMABLE_STATES, changed_since=since - dt.timedelta(seconds=1)
-            )
+            try:
+                changed = self.ledger.deliveries(
+                    states=CLAIMABLE_STATES, changed_since=since - dt.timedelta(seconds=1)
+                )
+            except Exception:
+                log.exception("reading the ledger for new work failed; trying again")
+                continue
             since = now
             for row in changed:
                 when = row.next_attempt_at
@@ -330,6 +361,15 @@ class Daemon:
     # --- watching ---------------------------------------------------------------------------
 
     async def _watch(self) -> None:
+        """Follow edits for as long as the daemon runs: a watcher that fails (the folder
+        replaced under it) is logged and started again."""
+        while not self._stop.is_set():
+            await self._survive("watching the posts", self._watch_once())
+            if not self._stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), WATCH_RESTART_DELAY)
+
+    async def _watch_once(self) -> None:
         import watchfiles
 
         posts_dir = self.settings.posts_dir
@@ -355,7 +395,9 @@ class Daemon:
             config_changed = config is not None and config in changed
             if config_changed or any(p.is_relative_to(posts_dir) for p in changed):
                 log.info("change seen in %d files: reloading", len(changed))
-                await self.reload(config_changed=config_changed)
+                await self._survive(
+                    "reloading the posts", self.reload(config_changed=config_changed)
+                )
 
     # --- running ----------------------------------------------------------------------------
 
@@ -383,7 +425,8 @@ class Daemon:
                     await asyncio.wait_for(self._watching.wait(), WATCH_START_TIMEOUT)
                 except TimeoutError:
                     log.warning("the file watcher is slow to start; edits may wait for it")
-                await self.reload(recover_first=True)
+                # A reload that fails keeps what the ledger already has planned.
+                await self._survive("loading the posts", self.reload(recover_first=True))
                 self.engine.prepare()
                 in_doubt = await self.engine.recover()
                 self._schedule_all()

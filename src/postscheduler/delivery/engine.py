@@ -20,6 +20,7 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -62,10 +63,13 @@ def utc_now() -> dt.datetime:
 
 
 def backoff(attempt: int, settings: Settings, retry_after: float | None) -> dt.timedelta:
-    """Delay before attempt ``attempt + 1``: exponential with jitter, or what the platform asked."""
+    """Delay before attempt ``attempt + 1``: exponential with jitter, or what the platform
+    asked, but never longer than ``retry.max_wait`` (a hint of years, or of infinity, from a
+    broken or hostile server must not park the delivery)."""
     policy = settings.config.publishing.retry
-    if retry_after is not None:
-        return dt.timedelta(seconds=max(retry_after, 0.0))
+    if retry_after is not None and math.isfinite(retry_after):
+        wait = min(max(retry_after, 0.0), policy.max_wait.total_seconds())
+        return dt.timedelta(seconds=wait)
     base = policy.first_delay.total_seconds() * (2 ** max(attempt - 1, 0))
     capped = min(base, policy.max_delay.total_seconds())
     return dt.timedelta(seconds=capped * random.uniform(0.5, 1.0))  # jitter, not crypto
@@ -416,10 +420,20 @@ class Engine:
         return published
 
     async def _retry_or_fail(
-        self, key: DeliveryKey, attempt: int, message: str, retry_after: float | None
+        self,
+        key: DeliveryKey,
+        attempt: int,
+        message: str,
+        retry_after: float | None,
+        *,
+        in_doubt: bool = False,
     ) -> dt.datetime | None:
         now = self.clock()
         if attempt >= self.settings.config.publishing.retry.attempts:
+            if in_doubt:
+                # It may be out: "failed" would invite a resend that could post it twice.
+                await self._mark_unconfirmed(key, attempt, f"after {attempt} attempts: {message}")
+                return None
             reason = f"gave up after {attempt} attempts: {message}"
             await self._db(self.ledger.record_failed, key, reason, now)
             log.error("FAILED %s attempt %d: %s", key, attempt, reason)
@@ -439,7 +453,13 @@ class Engine:
         self, publisher: Publisher, key: DeliveryKey, attempt: int, message: str
     ) -> dt.datetime | None:
         if publisher.idempotent:
-            return await self._retry_or_fail(key, attempt, f"outcome unknown ({message})", None)
+            return await self._retry_or_fail(
+                key, attempt, f"outcome unknown ({message})", None, in_doubt=True
+            )
+        await self._mark_unconfirmed(key, attempt, message)
+        return None
+
+    async def _mark_unconfirmed(self, key: DeliveryKey, attempt: int, message: str) -> None:
         await self._db(
             self.ledger.record_unconfirmed,
             key,
@@ -448,4 +468,3 @@ class Engine:
             self.clock(),
         )
         log.error("UNCONFIRMED %s attempt %d: %s", key, attempt, message)
-        return None

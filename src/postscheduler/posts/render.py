@@ -66,9 +66,10 @@ def effective_content(post: Post, account: str, platform: str) -> Content:
     for key in (platform, account):
         override = (post.overrides or {}).get(key)
         if override is not None:
-            base = base.model_copy(
-                update=override.model_dump(exclude_unset=True, exclude_none=True)
-            )
+            # The override's own validated values (models, not dumps of them: an image or
+            # a quote stays an Image or a Quote), only those it sets.
+            fields = {name: getattr(override, name) for name in override.model_fields_set}
+            base = base.model_copy(update={k: v for k, v in fields.items() if v is not None})
     return base
 
 

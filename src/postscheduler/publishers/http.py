@@ -29,13 +29,12 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = number(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
 
@@ -45,12 +44,9 @@ def epoch_reset(header: str) -> Callable[[httpx.Response], float | None]:
     Bluesky PDS), else from ``Retry-After``."""
 
     def retry_after(response: httpx.Response) -> float | None:
-        reset = response.headers.get(header)
+        reset = number(response.headers.get(header))
         if reset is not None:
-            try:
-                return max(float(reset) - time.time(), 0.0)
-            except ValueError:
-                pass
+            return max(reset - time.time(), 0.0)
         return retry_after_seconds(response)
 
     return retry_after
