@@ -217,3 +217,18 @@ def test_errors_block_only_their_post(project: Project) -> None:
     project.write("b.yaml", "id: b\nat: 2027-01-14 09:00\ntext: hi\n")
     catalog = validate(project.settings(), now=NOW)
     assert catalog.blocked_ids == {"a"}
+
+
+def test_an_image_url_on_a_local_address_is_an_error(project: Project) -> None:
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\ntext: Hi.\n"
+        "image: {url: 'http://127.0.0.1:8080/internal-only/secret.json', alt: A., credit: B}\n",
+    )
+    project.write(
+        "q.yaml",
+        "id: q\nat: 2027-01-14 09:00\ntext: Hi.\n"
+        "image: {url: 'https://cdn.example.org/a.jpg', alt: A., credit: B}\n",
+    )
+    found = [f for f in validate(project.settings()).findings if f.code == "image-url-private"]
+    assert [(f.post_id, f.line) for f in found] == [("p", 4)]

@@ -16,6 +16,7 @@ raises is in this one tree, so the CLI turns any of them into a clean message::
      ├── ImageError             an image cannot be used: missing, outside posts/, unreadable
      │                          (also a ValueError)
      ├── CardError              a link card could not be built (the post goes out without)
+     ├── FetchError             an address a post names could not be fetched within the fences
      ├── LedgerError            the ledger cannot be opened or is inconsistent
      │    └── LedgerLockedError another daemon holds this ledger
      └── PublishError           a publish did not succeed; ``message`` is shown to people and
@@ -154,6 +155,15 @@ class ImageError(PostschedulerError, ValueError):
 
 class CardError(PostschedulerError):
     """The card could not be built; the message says why (the post goes out without it)."""
+
+
+class FetchError(PostschedulerError):
+    """An address a post names (an image, an article) could not be fetched within the fences;
+    ``transient`` when trying later may work (a timeout, a 5xx)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        self.transient = transient
+        super().__init__(message)
 
 
 class LedgerError(PostschedulerError):

@@ -245,6 +245,7 @@ CASES = [
 
 
 HTTP_CASES = [c for c in CASES if c.http]
+UPLOADERS = ("bluesky", "mastodon", "x")  # download an image.url to upload its bytes
 
 
 @pytest.fixture(params=CASES, ids=[c.name for c in CASES])
@@ -269,10 +270,16 @@ def fake(case: Case) -> Iterator[FakePlatform]:
 
 
 def settings_for(
-    project: Project, case: Case, fake: FakePlatform, env: dict[str, str] | None = None
+    project: Project,
+    case: Case,
+    fake: FakePlatform,
+    env: dict[str, str] | None = None,
+    *,
+    allow_private: bool = True,  # the fakes' images are on 127.0.0.1, refused by default
 ) -> Any:
     project.config_path.write_text(
         f"accounts:\n  acct: {case.account(fake)}\ndefaults: {{accounts: [acct]}}\n"
+        f"link_cards: {{allow_private_addresses: {str(allow_private).lower()}}}\n"
     )
     return load_settings(project.config_path, environ=case.env(fake) if env is None else env)
 
@@ -462,6 +469,20 @@ def test_image_by_url(project: Project, case: Case, fake: FakePlatform) -> None:
             "alt_text": "Marchers.",
         }
         assert "Jane Doe" in body["text"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in UPLOADERS], ids=lambda c: c.name)
+def test_an_image_url_on_a_private_address_is_never_fetched(
+    project: Project, case: Case, fake: FakePlatform
+) -> None:
+    """An image.url inside the organisation's network is refused before any request, on every
+    platform that downloads images to upload them."""
+    settings = settings_for(project, case, fake, allow_private=False)
+    image = Image(url=f"{fake.base}/internal-only/secret.json", alt="A.", credit="B")
+    the_job = dataclasses.replace(job(project, text="A.\n\n📷 B"), image=image)
+    with pytest.raises(PermanentError, match="private or local address"):
+        call(settings, lambda p: p.publish(the_job))
+    assert not [r for r in fake.received if "internal-only" in r["path"]]
 
 
 def test_thread_part_replies_where_the_platform_can(

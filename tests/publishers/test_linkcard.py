@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from postscheduler.config import LinkCards
-from postscheduler.errors import CardError
-from postscheduler.publishers.linkcard import Card, fetch, fetch_card, parse_card
+from postscheduler.errors import CardError, FetchError
+from postscheduler.publishers.fetch import fetch
+from postscheduler.publishers.linkcard import Card, card_fence, fetch_card, parse_card
 
 LOOPBACK_OK = LinkCards(allow_private_addresses=True, timeout="2s", max_bytes=50_000)
 
@@ -46,6 +47,7 @@ class _Site(http.server.BaseHTTPRequestHandler):
             "/big.jpg": (b"\xff" * 200_000, "image/jpeg"),
             "/file.pdf": (b"%PDF-1.4", "application/pdf"),
             "/to-page": (b"", "text/html"),
+            "/idna": (b"<title>Odd charset</title>", "text/html; charset=idna"),
         }.get(self.path, (b"<title>Slow</title>", "text/html"))
         if self.path == "/to-page":
             self.send_response(301)
@@ -86,7 +88,10 @@ def _get(
 ) -> bytes:
     async def go() -> bytes:
         async with httpx.AsyncClient() as http:
-            return (await fetch(http, url, settings, accept=accept))[2]
+            try:
+                return (await fetch(http, url, card_fence(settings), accept=accept)).body
+            except FetchError as exc:
+                raise CardError(str(exc)) from None
 
     return asyncio.run(go())
 
@@ -148,3 +153,7 @@ def test_size_time_and_type_limits(site: str) -> None:
     impatient = LOOPBACK_OK.model_copy(update={"timeout": dt.timedelta(milliseconds=300)})
     with pytest.raises(CardError, match=r"did not answer within 0\.3 s"):
         _card(f"{site}/slow", impatient)  # it answers only when the tests are done
+
+
+def test_a_page_in_a_codec_that_raises_still_gives_its_card(site: str) -> None:
+    assert _card(f"{site}/idna").title == "Odd charset"  # read as UTF-8, not a UnicodeError

@@ -243,6 +243,7 @@ def test_image_by_url_follows_redirects_and_is_capped(project: Project) -> None:
     with FakeMastodon() as fake:
         project.config_path.write_text(
             f'accounts:\n  m: {{platform: mastodon, instance: "{fake.base}", token: "${{T}}"}}\n'
+            "link_cards: {allow_private_addresses: true}\n"  # the image host is on 127.0.0.1
         )
         settings = load_settings(project.config_path, environ={"T": FakeMastodon.TOKEN})
         image = Image(url=f"{fake.base}/public/moved.jpg", alt="A photo.", credit="Jo")

@@ -43,6 +43,24 @@ def _image_locations(
         yield loc, part.image
 
 
+def _names_a_local_address(url: str) -> bool:
+    """Whether ``url``'s host is, as written, a loopback, private or link-local address (the
+    publisher's fence checks what a name resolves to; this needs no network)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global
+
+
 def _check_image_file(
     sp: SourcedPost,
     loc: tuple[str | int, ...],
@@ -167,6 +185,21 @@ def _check_rendering(
     images = list(_image_locations(sp, rendering))
     for loc, image in images:
         where = sp.where(*loc, account=account)
+        if (
+            image.url is not None
+            and not settings.config.link_cards.allow_private_addresses
+            and _names_a_local_address(image.url)
+        ):
+            findings.append(
+                error(
+                    "image-url-private",
+                    f"image.url {image.url} is a private or local address: it will not be "
+                    "fetched, and the post cannot go out with it",
+                    hint="give the image's public address, or put the file in posts/ "
+                    "(link_cards.allow_private_addresses lets the daemon fetch such addresses)",
+                    **sp.where(*loc, "url", account=account),
+                )
+            )
         if platform.max_alt is not None and len(image.alt) > platform.max_alt:
             findings.append(
                 error(

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import Settings
-from ..errors import PermanentError
+from ..errors import FetchError, PermanentError, TransientError
 from ..ledger import DeliveryKey
 from ..platforms import Platform, get_platform
 from ..platforms.base import AccountConfig, LinkSpan, Message
@@ -151,6 +151,11 @@ def delivery_identity(key: DeliveryKey) -> str:
     return f"postscheduler-{digest[:32]}"
 
 
+IMAGE_DEADLINE = 60.0  # seconds for a whole image download, redirects included
+# What an image URL may answer with: an image, or the bytes a CDN does not label.
+IMAGE_TYPES = ("image/*", "application/octet-stream")
+
+
 class Publisher(abc.ABC):
     platform: ClassVar[str]
     idempotent: ClassVar[bool] = False
@@ -210,18 +215,28 @@ class Publisher(abc.ABC):
 
     async def image_bytes(self, job: PublishJob, max_bytes: int) -> tuple[str, bytes]:
         """The job's image as (file name, bytes): read from posts_dir, or downloaded from its
-        URL (redirects followed, at most ``max_bytes`` read) for platforms that need the
-        bytes. Validation already checked files; a download is checked here."""
+        URL through the fence for addresses a post names (``fetch.py``: no private address
+        unless allowed, redirects checked, at most ``max_bytes``, one deadline) for platforms
+        that need the bytes. Validation already checked files; a download is checked here."""
         assert job.image is not None
         if job.image_path is not None:
             photo = Path(job.image_path)
             return photo.name, photo.read_bytes()
         assert job.image.url is not None and self.http is not None
-        from .http import download
+        from .fetch import Fence, fetch
 
         url = job.image.url
-        content = await download(self.http, url, f"{self.platform} image download", max_bytes)
-        return url.rsplit("/", 1)[-1].split("?")[0] or "image", content
+        fence = Fence(
+            max_bytes=max_bytes,
+            timeout=IMAGE_DEADLINE,
+            allow_private=self.settings.config.link_cards.allow_private_addresses,
+        )
+        try:
+            fetched = await fetch(self.http, url, fence, accept=IMAGE_TYPES)
+        except FetchError as exc:
+            message = f"{self.platform} image download: {exc}"
+            raise (TransientError(message) if exc.transient else PermanentError(message)) from None
+        return url.rsplit("/", 1)[-1].split("?")[0] or "image", fetched.body
 
     def secret(self, field: str) -> str:
         """The value of a secret field, from the environment; PermanentError if unset."""

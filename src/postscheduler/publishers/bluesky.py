@@ -427,15 +427,16 @@ class BlueskyPublisher(Publisher):
 
     async def _card_embed(self, job: PublishJob) -> dict[str, Any] | None:
         from ..errors import CardError
-        from .linkcard import fetch, fetch_card
+        from .linkcard import fetch_card, fetch_image
 
         settings = self.settings.config.link_cards
         assert job.link is not None and self.http is not None
         try:
             card = await fetch_card(self.http, job.link, settings)
-        except CardError as exc:
+        except Exception as exc:  # a card is optional: no problem of the page stops the post
+            reason = str(exc) if isinstance(exc, CardError) else f"{type(exc).__name__}: {exc}"
             log.warning(
-                "bluesky %s: %s goes out without a link card: %s", self.account, job.key, exc
+                "bluesky %s: %s goes out without a link card: %s", self.account, job.key, reason
             )
             return None
         external: dict[str, Any] = {
@@ -445,14 +446,14 @@ class BlueskyPublisher(Publisher):
         }
         if card.image_url:
             try:
-                _, _, raw = await fetch(self.http, card.image_url, settings, accept=("image/*",))
+                raw = await fetch_image(self.http, card.image_url, settings)
                 platform = self.spec
                 assert platform.image_formats is not None
                 thumb = await asyncio.to_thread(
                     prepare_upload, raw, THUMB_MAX_BYTES, platform.image_formats
                 )
                 external["thumb"] = await self._upload(thumb.data, thumb.mime_type)
-            except (CardError, ImageError, OSError) as exc:
+            except (CardError, ImageError, OSError, ValueError) as exc:
                 log.warning(
                     "bluesky %s: link card of %s without its image: %s", self.account, job.key, exc
                 )

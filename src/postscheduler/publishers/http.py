@@ -115,22 +115,3 @@ async def send(
             hint = None
         raise TransientError(message, retry_after=hint)
     raise PermanentError(message)
-
-
-async def download(http: httpx.AsyncClient, url: str, label: str, max_bytes: int) -> bytes:
-    """GET ``url`` (following redirects), refusing bodies over ``max_bytes``."""
-
-    async def request() -> httpx.Response:
-        async with http.stream("GET", url, follow_redirects=True) as response:
-            if 200 <= response.status_code < 300:
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise PermanentError(f"{label}: {url} is over {max_bytes:,} bytes")
-                    chunks.append(chunk)
-                return httpx.Response(response.status_code, content=b"".join(chunks))
-            await response.aread()
-            return response
-
-    return (await send(label, request)).content

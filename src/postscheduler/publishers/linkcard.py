@@ -1,32 +1,24 @@
 """Link cards: a page's OpenGraph title, description and image, fetched within bounds.
 
-Platforms that build no card themselves (Bluesky) need the client to read the article. A
-post file decides which URL is fetched, and the daemon often runs inside an organisation's
-network, so fetching is fenced: http(s) only, a time limit, a size limit, at most five
-redirects, and no private, loopback or link-local address (checked on the address actually
-connected to, so a name that re-resolves to 127.0.0.1 between check and connect is caught
-too) unless ``link_cards.allow_private_addresses`` is set.
+Platforms that build no card themselves (Bluesky) need the client to read the article. The
+page and its image are fetched through the one fence for addresses a post names
+(``fetch.py``), bounded by the ``link_cards:`` section of ``scheduler.yaml``; any problem
+means the post goes out without a card (``CardError``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import ipaddress
 import urllib.parse
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
-from .. import __version__
 from ..config import LinkCards
-from ..errors import CardError
+from ..errors import CardError, FetchError
+from .fetch import Fence, fetch
 
 if TYPE_CHECKING:
     import httpx
-
-MAX_REDIRECTS = 5
-# Sites often refuse a bare HTTP library's agent; say what this is, as link-preview bots do.
-USER_AGENT = f"Mozilla/5.0 (compatible; postscheduler/{__version__}; link preview)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,84 +29,20 @@ class Card:
     image_url: str | None  # absolute
 
 
-def _address_allowed(address: str, allow_private: bool) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return allow_private or ip.is_global
+def card_fence(settings: LinkCards) -> Fence:
+    return Fence(
+        max_bytes=settings.max_bytes,
+        timeout=settings.timeout.total_seconds(),
+        allow_private=settings.allow_private_addresses,
+    )
 
 
-async def _check_host(url: httpx.URL, allow_private: bool) -> None:
-    if url.scheme not in ("http", "https"):
-        raise CardError(f"{url} is not an http(s) address")
-    host = url.host
-    if not host:
-        raise CardError(f"{url} has no host")
-    port = url.port or (443 if url.scheme == "https" else 80)
+async def fetch_image(http: httpx.AsyncClient, url: str, settings: LinkCards) -> bytes:
+    """A card's image, whole (an image cut short is no image)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-    except OSError as exc:
-        raise CardError(f"cannot resolve {host}: {exc.strerror or exc}") from None
-    for info in infos:
-        address = str(info[4][0])
-        if not _address_allowed(address, allow_private):
-            raise CardError(
-                f"{host} resolves to {address}, a private or local address "
-                "(set link_cards.allow_private_addresses to fetch it)"
-            )
-
-
-async def fetch(
-    http: httpx.AsyncClient, url: str, settings: LinkCards, *, accept: tuple[str, ...]
-) -> tuple[str, str, bytes]:
-    """GET ``url`` within the fences; returns (final URL, content type, body).
-
-    A body over ``max_bytes`` is cut there (an HTML head is near the top) unless it is an
-    image, which must be whole.
-    """
-    import httpx
-
-    current = httpx.URL(url)
-    timeout = settings.timeout.total_seconds()
-    for _ in range(MAX_REDIRECTS + 1):
-        await _check_host(current, settings.allow_private_addresses)
-        try:
-            async with asyncio.timeout(timeout):
-                async with http.stream(
-                    "GET",
-                    current,
-                    follow_redirects=False,
-                    timeout=timeout,
-                    headers={"Accept": ", ".join(accept), "User-Agent": USER_AGENT},
-                ) as response:
-                    stream = response.extensions.get("network_stream")
-                    peer = stream.get_extra_info("server_addr") if stream is not None else None
-                    if peer and not _address_allowed(
-                        str(peer[0]), settings.allow_private_addresses
-                    ):
-                        raise CardError(f"{current.host} connected to a private address")
-                    if response.is_redirect and "location" in response.headers:
-                        current = current.join(response.headers["location"])
-                        continue
-                    if response.status_code != 200:
-                        raise CardError(f"{current} answered {response.status_code}")
-                    kind = response.headers.get("content-type", "").split(";")[0].strip()
-                    if not any(kind.startswith(a.rstrip("*")) for a in accept):
-                        raise CardError(f"{current} is {kind or 'of no type'}, not {accept[0]}")
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > settings.max_bytes:
-                            if kind.startswith("image/"):
-                                raise CardError(f"{current} is over {settings.max_bytes:,} bytes")
-                            del body[settings.max_bytes :]
-                            break
-                    return str(current), response.headers.get("content-type", ""), bytes(body)
-        except TimeoutError:
-            raise CardError(f"{current} did not answer within {timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise CardError(f"cannot fetch {current}: {type(exc).__name__}") from None
-    raise CardError(f"{url} redirects more than {MAX_REDIRECTS} times")
+        return (await fetch(http, url, card_fence(settings), accept=("image/*",))).body
+    except FetchError as exc:
+        raise CardError(str(exc)) from None
 
 
 class _HeadParser(HTMLParser):
@@ -176,9 +104,12 @@ def parse_card(url: str, page_url: str, html: str) -> Card:
 
 
 async def fetch_card(http: httpx.AsyncClient, url: str, settings: LinkCards) -> Card:
-    page_url, content_type, body = await fetch(
-        http, url, settings, accept=("text/html", "application/xhtml+xml")
-    )
+    fence = dataclasses.replace(card_fence(settings), truncate=True)  # the head is enough
+    try:
+        page = await fetch(http, url, fence, accept=("text/html", "application/xhtml+xml"))
+    except FetchError as exc:
+        raise CardError(str(exc)) from None
+    page_url, content_type, body = page.url, page.content_type, page.body
     charset = "utf-8"
     for param in content_type.split(";")[1:]:
         name, _, value = param.partition("=")
@@ -186,6 +117,6 @@ async def fetch_card(http: httpx.AsyncClient, url: str, settings: LinkCards) -> 
             charset = value.strip().strip('"')
     try:
         html = body.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, UnicodeError):  # an unknown charset, or a codec that still raises
         html = body.decode("utf-8", errors="replace")
     return parse_card(url, page_url, html)
