@@ -177,3 +177,15 @@ def test_telegram_counts_utf16() -> None:
     assert counting.utf16_units("😀") == 2
     assert PLATFORMS["telegram"].measure("😀" * 2048)[0].over is False
     assert PLATFORMS["telegram"].measure("😀" * 2049)[0].over is True
+
+
+def test_x_counting_stays_linear_on_hostile_text() -> None:
+    """ "a." * 2000 took 25 s in twitter-text's URL expression; over PARSE_LIMIT it is not
+    parsed, and still counted over the limit."""
+    from postscheduler.platforms.x import PARSE_LIMIT, x_weighted_length
+
+    hostile = "a." * 2000
+    assert len(hostile) > PARSE_LIMIT
+    assert x_weighted_length(hostile) == 4000
+    assert PLATFORMS["x"].measure(hostile)[0].over
+    assert x_weighted_length("日本" * 600) == 2400  # X's weights still apply

@@ -30,8 +30,34 @@ def x_parse(text: str, options: dict[str, Any] | None = None) -> Any:
     return parse_tweet(text, options=options or _x_options())
 
 
+# twitter-text's URL expression is super-linear on long runs of "label." (a 4,000-character
+# text took 25 s, holding the GIL, and so the daemon's event loop): texts longer than this are
+# not parsed. A text that long fits X's 280 only if most of it is URLs (each counts 23), which
+# no campaign post is; it is counted character by character, by X's weights, and is over.
+PARSE_LIMIT = 1_000  # code points; the worst case under it takes about a second
+
+
+def _weights_only(text: str, options: dict[str, Any]) -> int:
+    from twitter_text.get_character_weight import get_character_weight
+
+    total = sum(get_character_weight(char, options) for char in text)
+    return int(total / options["scale"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _weighted_length(text: str) -> int:
+    options = _x_options()
+    if len(text) > PARSE_LIMIT:
+        return _weights_only(text, options)
+    return int(x_parse(text, options).weightedLength)
+
+
 def x_weighted_length(text: str, options: dict[str, Any] | None = None) -> int:
-    """twitter-text weighted length (v3 config unless ``options`` says otherwise)."""
+    """twitter-text weighted length (v3 config unless ``options`` says otherwise); texts over
+    ``PARSE_LIMIT`` code points are counted without looking for URLs. Counts are cached: a
+    daemon re-validates the same texts on every reload."""
+    if options is None:
+        return _weighted_length(text)
     return int(x_parse(text, options).weightedLength)
 
 
