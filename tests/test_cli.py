@@ -319,3 +319,26 @@ def test_preview_html_page(project: Project, tmp_path: Path) -> None:
     assert 'src="data:image/jpeg;base64,' in page  # self-contained
     assert "credit: Jane Doe" in page and "weighted characters" in page
     assert page.count('<section class="account">') == 2
+
+
+def test_status_and_history_never_pass_control_sequences_to_the_terminal(
+    project: Project,
+) -> None:
+    import datetime as dt
+
+    from postscheduler.ledger import DeliveryKey
+    from postscheduler.ledger.sqlite import SqliteLedger
+
+    hostile = "500 \x1b]0;owned\x07\x1b[2Jgone\rOK published"
+    now = dt.datetime(2027, 1, 14, 9, tzinfo=dt.UTC)
+    ledger = SqliteLedger(project.root / ".postscheduler" / "ledger.db")
+    key = DeliveryKey("p", "outbox")
+    ledger.plan(key, now, "h", now)
+    ledger.claim(key, "id-1", now)
+    ledger.record_failed(key, hostile, now)
+    ledger.close()
+    for command in ("status", "history"):
+        result = invoke(project, command)
+        assert "\x1b" not in result.output and "\x07" not in result.output, command
+        assert "\r" not in result.output, command
+        assert "\\x1b]0;owned\\x07" in result.output, command

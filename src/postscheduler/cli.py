@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,6 +95,17 @@ def _now(value: str | None, settings: Any, option: str = "--from") -> dt.datetim
         return parse_time(value, settings.config.zone)
     except TimeError as exc:
         raise PostschedulerError(f"{option}: {exc}") from None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str | None) -> str:
+    """What a platform said, safe on a terminal: control characters (escape sequences, BEL,
+    a carriage return that hides what came before) shown as codes, never acted on."""
+    if not text:
+        return ""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
 def _version(value: bool) -> None:
@@ -469,7 +481,8 @@ def status(config: ConfigOption = None) -> None:
     problems, waiting = report.problems, report.waiting
     for row in problems:
         typer.echo(
-            f"{row.state.value.upper()}: {row.key} after {row.attempts} attempts: {row.reason}"
+            f"{row.state.value.upper()}: {row.key} after {row.attempts} attempts: "
+            f"{_shown(row.reason)}"
         )
     for row in waiting:
         typer.echo(f"WAITING: {row.key}, until the part before it is settled")
@@ -501,7 +514,7 @@ def history(
             str(e.key),
             e.state.value,
             str(e.attempt),
-            e.detail or "",
+            _shown(e.detail),
         ]
         for e in events
     ]
@@ -517,7 +530,7 @@ def _report_outcome(outcome: Any, settings: Any) -> None:
         if row.remote_url or row.remote_id:
             line += f" ({row.remote_url or row.remote_id})"
         if row.reason:
-            line += f": {row.reason}"
+            line += f": {_shown(row.reason)}"
         typer.echo(line)
     if outcome.sent_by_daemon:
         _echo_err("a daemon is running on this ledger: it sends these within seconds")

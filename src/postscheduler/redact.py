@@ -1,39 +1,108 @@
 """Keep secrets out of logs, the ledger and error messages.
 
 Publishers build messages from platform responses, never from request headers; this is the
-second line of defence: every secret value the configuration refers to, and anything that
-looks like an Authorization header, is replaced before a line is written anywhere.
+second line of defence: every secret the process holds is replaced before a line is written
+anywhere (logs, the ledger, ``status`` and ``history``): each value the configuration refers
+to, in the forms it travels in (URL-encoded; a webhook URL's path, which error pages echo;
+what a platform derives from it, such as X's Basic credentials), the tokens publishers keep
+beside the ledger, the tokens handed out while running (``learn_secret``), and anything that
+looks like an Authorization header.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import urllib.parse
 from collections.abc import Iterable
+from pathlib import Path
 
 from .config import Settings
 
 _AUTH = re.compile(r"(?i)(\bauthorization\s*[:=]\s*(?:bearer\s+|basic\s+)?|\bbearer\s+)([^\s'\"]+)")
 MASK = "***"
+# Files beside the ledger in which publishers keep tokens they were given (Bluesky's
+# session, X's rotated refresh token): their values are secrets too.
+KEPT_SECRET_SUFFIXES = (".session", ".refresh-token")
+MIN_SECRET = 8  # shorter strings are not masked: they would mask ordinary words
+# Tokens this process learned while running (a refreshed session, a rotated refresh token):
+# every redactor masks them from then on.
+# (Insertion-ordered and bounded: a session renewed every two hours for months stays small;
+# the oldest tokens have long expired.)
+_learned: dict[str, None] = {}
+MAX_LEARNED = 1000
+
+
+def learn_secret(value: str | None) -> None:
+    """Mask ``value`` everywhere from now on: for tokens a platform hands out at run time."""
+    if value and len(value) >= MIN_SECRET:
+        _learned[value] = None
+        while len(_learned) > MAX_LEARNED:
+            del _learned[next(iter(_learned))]
+
+
+def _forms(value: str) -> set[str]:
+    """A secret and the forms it travels in: URL-encoded, and for a URL (a webhook whose
+    address is the credential) its path and long path segments, which error pages echo."""
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        if len(parts.path) >= MIN_SECRET:
+            forms.add(parts.path)
+        forms.update(seg for seg in parts.path.split("/") if len(seg) >= 16)
+        if parts.query:
+            forms.add(parts.query)
+    return forms
+
+
+def _kept_secrets(folder: Path) -> set[str]:
+    found: set[str] = set()
+    try:
+        files = [f for f in folder.iterdir() if f.name.endswith(KEPT_SECRET_SUFFIXES)]
+    except OSError:
+        return found
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError):
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = text
+        values = data.values() if isinstance(data, dict) else [data]
+        found.update(v for v in values if isinstance(v, str) and len(v) >= 16)
+    return found
 
 
 class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                forms |= {f for f in _forms(secret) if len(f) >= 4}
+        self._secrets = forms
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Redactor:
+        from .platforms import PLATFORMS
+
         values = []
         for account in settings.config.accounts.values():
             for ref in account.secrets().values():
                 value = ref.resolve(settings.env)
                 if value:
                     values.append(value)
+            spec = PLATFORMS.get(account.platform)
+            if spec is not None:
+                values.extend(spec.secret_forms(account, settings.env))
+        values.extend(_kept_secrets(settings.ledger_path.parent))
         return cls(values)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
+        # Longest first, so a secret that contains another is masked whole.
+        for secret in sorted(self._secrets.union(_learned), key=len, reverse=True):
             text = text.replace(secret, MASK)
         return _AUTH.sub(lambda m: f"{m[1]}{MASK}", text)
 

@@ -4,8 +4,9 @@ XRPC, and a receiver of the signed webhook).
 Each answers as the platform's documentation says (shapes of success and error bodies,
 rate-limit fields), records what it received and counts every request, and takes queued
 faults, one per request: ``(status, headers, body)`` to answer with, ``("slow", seconds)`` to
-answer late, ``"drop"`` to close without acting on the request, or ``"lose"`` to act on it
-and close without answering.
+answer late, ``"drop"`` to close without acting on the request, ``"lose"`` to act on it
+and close without answering, or ``"echo"`` to answer 500 with the request (path, headers,
+body) repeated back, as careless error pages do.
 """
 
 from __future__ import annotations
@@ -79,6 +80,19 @@ class FakePlatform:
                     fault = fake.faults.popleft() if fake.faults and faultable else None
                 if fault == "drop":
                     self._abort()
+                    return
+                if fault == "echo":  # a server error page that repeats the request back
+                    echo = {
+                        "error": f"Cannot {self.command} {self.path}",
+                        "message": f"Cannot {self.command} {self.path}",
+                        "description": f"Cannot {self.command} {self.path}",
+                        "detail": f"Cannot {self.command} {self.path}",
+                        "headers": dict(self.headers),
+                        "body": raw.decode("utf-8", "replace"),
+                    }
+                    self._answer(
+                        500, {"Content-Type": "application/json"}, json.dumps(echo).encode()
+                    )
                     return
                 if isinstance(fault, tuple) and fault[0] == "slow":
                     time.sleep(fault[1])

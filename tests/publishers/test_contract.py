@@ -595,6 +595,26 @@ def test_secret_never_in_errors(project: Project, case: Case, fake: FakePlatform
 
 
 @http_only
+def test_an_error_page_echoing_the_request_leaks_no_secret(
+    project: Project, case: Case, fake: FakePlatform
+) -> None:
+    """Whatever a server repeats back (the URL path holding a webhook token, the headers with
+    the credentials), what reaches the ledger and the logs has every secret masked."""
+    from postscheduler.redact import Redactor
+
+    settings = settings_for(project, case, fake)
+    redact = Redactor.for_settings(settings)
+    fake.faults.append("echo")
+    with pytest.raises(TransientError) as info:
+        call(settings, lambda p: p.publish(job(project)))
+    shown = redact(info.value.message)
+    assert "500" in shown
+    for value in [case.secret, *case.env(fake).values()]:
+        assert value not in shown
+    assert "canary" not in shown.lower()
+
+
+@http_only
 def test_missing_secret_is_permanent(project: Project, case: Case, fake: FakePlatform) -> None:
     with pytest.raises(PermanentError, match="not set"):
         call(settings_for(project, case, fake, {}), lambda p: p.publish(job(project)))

@@ -7,6 +7,7 @@ import dataclasses
 from ..config import Settings
 from ..errors import PostschedulerError
 from ..ledger import Delivery, DeliveryState, Event, Ledger, open_ledger
+from ..redact import Redactor
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,11 +29,19 @@ def open_existing_ledger(settings: Settings) -> Ledger:
     return open_ledger(settings.config.ledger, settings.base_dir)
 
 
+def _masked(settings: Settings, rows: list[Delivery]) -> list[Delivery]:
+    """Reasons were masked when written; mask again with what is known now (a token kept
+    since, a secret added to the configuration since)."""
+    redact = Redactor.for_settings(settings)
+    return [dataclasses.replace(r, reason=redact(r.reason)) if r.reason else r for r in rows]
+
+
 def delivery_status(settings: Settings) -> Status:
     with open_existing_ledger(settings) as ledger:
         counts = ledger.counts()
         upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
         problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
+    problems = _masked(settings, problems)
     stuck = {(r.key.post_id, r.key.account): r.key.part for r in problems}
     waiting = [
         r for r in upcoming if r.key.part > stuck.get((r.key.post_id, r.key.account), r.key.part)
@@ -45,4 +54,6 @@ def delivery_history(
     settings: Settings, post_id: str | None = None, account: str | None = None
 ) -> list[Event]:
     with open_existing_ledger(settings) as ledger:
-        return ledger.events(post_id=post_id, account=account)
+        events = ledger.events(post_id=post_id, account=account)
+    redact = Redactor.for_settings(settings)
+    return [dataclasses.replace(e, detail=redact(e.detail)) if e.detail else e for e in events]

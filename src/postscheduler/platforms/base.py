@@ -212,6 +212,11 @@ class Platform:
         mark them (Bluesky's facets); None: the platform finds links itself."""
         return text, None
 
+    def secret_forms(self, account: AccountConfig, env: Mapping[str, str]) -> list[str]:
+        """Forms the account's secrets take on the wire that are not the values themselves
+        (X sends base64 of ``client_id:client_secret``), so the redactor masks them too."""
+        return []
+
     def messages(self, text: str, image: Image | None, credit: str | None) -> tuple[Message, ...]:
         """How one rendered part is really sent: ``credit`` is the image's credit line."""
         return (Message(text, image),)

@@ -8,7 +8,9 @@ and a refresh token, which X rotates on every use).
 
 from __future__ import annotations
 
+import base64
 import functools
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import model_validator
@@ -96,7 +98,19 @@ class XAccount(AccountConfig):
         )
 
 
-PLATFORM = Platform(
+class X(Platform):
+    def secret_forms(self, account: AccountConfig, env: Mapping[str, str]) -> list[str]:
+        if not isinstance(account, XAccount) or account.client_secret is None:
+            return []
+        secret = account.client_secret.resolve(env)
+        if not secret:
+            return []
+        # HTTP Basic credentials of a confidential OAuth 2.0 client, as the token call sends.
+        basic = base64.b64encode(f"{account.client_id}:{secret}".encode()).decode()
+        return [basic]
+
+
+PLATFORM = X(
     "x",
     "X",
     XAccount,

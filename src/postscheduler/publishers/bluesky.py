@@ -38,6 +38,7 @@ from ..ledger import DeliveryKey
 from ..platforms.base import LinkSpan
 from ..platforms.bluesky import FACET, BlueskyAccount, detect_facets
 from ..posts.images import prepare_upload
+from ..redact import learn_secret
 from .base import (
     Published,
     Publisher,
@@ -131,6 +132,8 @@ class _Session:
         self.access = str(answer["accessJwt"])
         self.refresh = str(answer["refreshJwt"])
         self.expires = _jwt_expiry(self.access)
+        learn_secret(self.access)
+        learn_secret(self.refresh)
 
 
 _AUTH_ERRORS = {"ExpiredToken", "InvalidToken"}

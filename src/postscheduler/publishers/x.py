@@ -30,6 +30,7 @@ from authlib.oauth1.rfc5849.wrapper import OAuth1Request
 
 from ..errors import PermanentError, TransientError
 from ..platforms.x import XAccount
+from ..redact import learn_secret
 from .base import Published, Publisher, PublishJob, write_private_file
 from .http import body_excerpt, epoch_reset, error_body, send
 
@@ -108,9 +109,11 @@ class XPublisher(Publisher):
 
     def _stored_refresh_token(self) -> str | None:
         try:
-            return self._token_file.read_text().strip() or None
+            token = self._token_file.read_text().strip() or None
         except FileNotFoundError:
             return None
+        learn_secret(token)
+        return token
 
     def _store_refresh_token(self, token: str) -> None:
         write_private_file(self._token_file, token)  # the old one is spent once X rotated it
@@ -144,6 +147,8 @@ class XPublisher(Publisher):
                     "authorize the app again and set a new refresh_token)"
                 ) from None
             answer = response.json()
+            learn_secret(answer.get("access_token"))
+            learn_secret(answer.get("refresh_token"))
             if answer.get("refresh_token"):
                 self._store_refresh_token(str(answer["refresh_token"]))
             self._access = str(answer["access_token"])
