@@ -114,7 +114,12 @@ def test_daemon_publishes_on_time_follows_edits_and_stops_cleanly(
     (project.posts / "dropped.yaml").unlink()
     project.write("broken.yaml", "id: broken\nat: [\n")
     assert wait_for(lambda: outbox(project, "new").exists() and outbox(project, "later").exists())
+    # while broken.yaml cannot be read, no post is taken for deleted (it may be in there)...
+    assert wait_for(lambda: daemon.logged("held, not cancelled, while")), daemon.lines
+    assert row(project, "dropped") is DeliveryState.PLANNED
+    (project.posts / "broken.yaml").unlink()  # ...once it is gone, the deletion is seen
     assert wait_for(lambda: row(project, "dropped") is DeliveryState.SKIPPED)
+    assert not outbox(project, "dropped").exists()
 
     # `publish --now` from another shell: the running daemon sends it
     project.write("manual.yaml", f"id: manual\nat: {at(7200)}\ntext: By hand.\n")

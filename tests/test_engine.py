@@ -309,6 +309,24 @@ def test_edit_delete_and_hold(project: Project) -> None:
     assert [c.text for c in fake.calls] == ["fixed"]
 
 
+def test_a_file_that_cannot_be_read_holds_its_posts_instead_of_deleting_them(
+    project: Project,
+) -> None:
+    project.write("pack.yaml", "posts:\n  - {id: a, at: 2027-01-14 09:00, text: One.}\n")
+    clock = Clock()
+    fake = Scripted()
+    engine = engine_for(project, clock, outbox=fake)
+    project.write("pack.yaml", "posts:\n  - {id: a, at: 2027-01-14 09:00, text: One.\n")  # no }
+    engine.load(validate(engine.settings, now=clock()))
+    assert state(engine, "a").state is DeliveryState.PLANNED  # not "skipped: deleted"
+    run(engine.run_due())
+    assert fake.calls == []
+    project.write("pack.yaml", "posts:\n  - {id: a, at: 2027-01-14 09:00, text: Fixed.}\n")
+    engine.load(validate(engine.settings, now=clock()))
+    run(engine.run_due())
+    assert [c.text for c in fake.calls] == ["Fixed."]
+
+
 def test_published_post_is_not_resent_after_an_edit(
     project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:

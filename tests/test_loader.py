@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from postscheduler.errors import Finding
 from postscheduler.posts.loader import load_posts
 
@@ -228,3 +230,47 @@ def test_hidden_files_and_other_suffixes_are_ignored(project: Project) -> None:
     project.write("notes.txt", "broken: [")
     project.write("p.yml", GOOD)
     assert _load(project) == (["good"], [])
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "9999-12-31T23:00-05:00",
+        "0001-01-01T00:30+05:00",
+        "1900-01-01 09:00",
+        "2300-01-01 09:00",
+        "2027-01-14 09:00 America",  # a folder of zones, not a zone
+    ],
+)
+def test_times_at_the_edges_are_located_errors(project: Project, at: str) -> None:
+    project.write("edge.yaml", f"id: edge\nat: {at}\ntext: hi\n")
+    project.write("fine.yaml", "id: fine\nat: 2027-01-14 09:00\ntext: hi\n")
+    catalog = load_posts(project.settings())
+    (finding,) = [f for f in catalog.findings if f.is_error]
+    assert (finding.post_id, finding.line) == ("edge", 2), finding
+    assert "fine" in {sp.id for sp in catalog.posts}
+
+
+def test_a_duration_too_long_to_mean_anything_is_refused(project: Project) -> None:
+    from postscheduler.errors import ConfigError
+
+    for value in ("99999999999d", "1e300"):
+        project.config_path.write_text(f"publishing: {{late_grace: {value}}}\n")
+        with pytest.raises(ConfigError) as info:
+            project.settings()
+        assert "late_grace" in str(info.value)
+
+
+def test_fifos_and_symlinks_out_of_posts_are_not_read(project: Project, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.yaml"
+    outside.write_text("id: leak\nat: 2027-01-14 09:00\ntext: SECRET-VALUE-from-outside\n")
+    (project.posts / "linked.yaml").symlink_to(outside)
+    os.mkfifo(project.posts / "pipe.yaml")  # would block a reader for ever
+    project.write("fine.yaml", "id: fine\nat: 2027-01-14 09:00\ntext: hi\n")
+    catalog = load_posts(project.settings())
+    codes = {f.file.name: f.code for f in catalog.findings if f.file is not None}
+    assert codes == {"linked.yaml": "outside-posts-dir", "pipe.yaml": "not-a-file"}
+    assert [sp.id for sp in catalog.posts] == ["fine"]
+    assert not any("SECRET-VALUE" in f.message for f in catalog.findings)

@@ -66,10 +66,22 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
                 elif row.state is DeliveryState.PLANNED:
                     planned += 1
     held = catalog.blocked_ids
-    for row in ledger.deliveries(states=CLAIMABLE_STATES):
-        if row.key not in live and row.key.post_id not in held:
-            ledger.record_skipped(row.key, "deleted", now)
-            log.info("cancelled %s: the post or account is gone", row.key)
+    gone = [
+        row
+        for row in ledger.deliveries(states=CLAIMABLE_STATES)
+        if row.key not in live and row.key.post_id not in held
+    ]
+    if gone and catalog.unreadable:
+        # A file that cannot be read is not a deletion: its posts come back when it is fixed.
+        log.warning(
+            "%d deliveries of posts not found are held, not cancelled, while %s cannot be read",
+            len(gone),
+            ", ".join(str(p) for p in catalog.unreadable),
+        )
+        gone = []
+    for row in gone:
+        ledger.record_skipped(row.key, "deleted", now)
+        log.info("cancelled %s: the post or account is gone", row.key)
     for key in changed:
         log.warning("%s was edited after it was published; it will not be sent again", key)
     return PlanResult(planned, changed)

@@ -70,6 +70,9 @@ class Catalog:
     findings: list[Finding] = dataclasses.field(default_factory=list)
     files: list[Path] = dataclasses.field(default_factory=list)
     blocked_ids: set[str] = dataclasses.field(default_factory=set)
+    # Files that could not be read as posts at all (a YAML syntax error...): which posts they
+    # hold is unknown, so none of the ledger's posts may be taken for deleted meanwhile.
+    unreadable: list[Path] = dataclasses.field(default_factory=list)
     # Every id seen, valid post or not, with where it was written: an invalid post still
     # claims its id, or fixing it later would silently collide with another post.
     id_sites: dict[str, list[tuple[Path, Mark]]] = dataclasses.field(default_factory=dict)
@@ -217,13 +220,40 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
         catalog.posts.append(SourcedPost(post, doc, base, own))
 
 
+def _refused(path: Path, settings: Settings) -> Finding | None:
+    """Why ``path`` is not read at all: a FIFO or device would hang the reader, and a symlink
+    out of posts_dir would publish (and echo into CI logs) a file nobody reviewed."""
+    if not path.is_file():
+        return error(
+            "not-a-file",
+            "not a regular file (a pipe, device or folder): not read",
+            file=path,
+            hint="post files are plain YAML files; remove this entry from posts/",
+        )
+    posts_dir = settings.posts_dir
+    if path.is_symlink() and not path.resolve().is_relative_to(posts_dir):
+        return error(
+            "outside-posts-dir",
+            f"a symlink to a file outside {posts_dir.name}/: not read",
+            file=path,
+            hint=f"copy the file into {posts_dir.name}/ instead of linking to it",
+        )
+    return None
+
+
 def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
     """Load one post file into ``catalog``."""
     catalog.files.append(path)
+    refused = _refused(path, settings)
+    if refused is not None:
+        catalog.findings.append(refused)
+        catalog.unreadable.append(path)
+        return
     try:
         doc = read_yaml(path)
     except YamlSourceError as exc:
         catalog.findings.append(exc.finding)
+        catalog.unreadable.append(path)
         return
     catalog.findings.extend(doc.warnings)
     data = doc.data
@@ -238,6 +268,7 @@ def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
         )
         return
     if not isinstance(data, dict):
+        catalog.unreadable.append(path)
         catalog.findings.append(
             error(
                 "not-a-mapping",

@@ -8,6 +8,7 @@ refuse to guess and name both candidates so the user can pick one.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,7 +31,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604
 def get_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, like "America"
         raise TimeError(
             f"unknown time zone {name!r} (use an IANA name such as Europe/London)"
         ) from None
@@ -64,11 +65,31 @@ def localize(naive: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     )
 
 
+# Times a campaign can mean: outside these, a time is a typo, and one at the edge of what
+# Python represents (year 9999 with a negative offset) overflows when converted to UTC.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2100
+
+
 def parse_time(text: str, zone: ZoneInfo) -> dt.datetime:
     """Parse ``2027-01-14 09:00``, ``2027-01-14T09:00+01:00`` or ``2027-01-14 09:00 Europe/Lima``.
 
-    Returns an aware datetime. A date alone means midnight.
+    Returns an aware datetime. A date alone means midnight. Years outside 1970–2100 are
+    refused.
     """
+    try:
+        parsed = _parse_time(text, zone)
+        parsed.astimezone(dt.UTC)  # must be representable in UTC too
+    except OverflowError:
+        parsed = None
+    if parsed is None or not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+        raise TimeError(
+            f"{text!r} is outside the years {EARLIEST_YEAR}–{LATEST_YEAR}: "
+            "check the year (write it like 2027-01-14 09:00)"
+        )
+    return parsed
+
+
+def _parse_time(text: str, zone: ZoneInfo) -> dt.datetime:
     if len(text) >= 16 and text[10] in " T":  # the usual forms: let C code parse them
         try:
             parsed = dt.datetime.fromisoformat(text)
@@ -110,14 +131,17 @@ def parse_time(text: str, zone: ZoneInfo) -> dt.datetime:
     return localize(naive, zone)
 
 
+MAX_DURATION = dt.timedelta(days=3650)  # longer than any wait a campaign means
+
+
 def parse_duration(value: str | int | float) -> dt.timedelta:
-    """``30s``, ``5m``, ``1h30m``, ``2d``; a bare number is seconds."""
+    """``30s``, ``5m``, ``1h30m``, ``2d``; a bare number is seconds. At most ten years."""
     if isinstance(value, bool):
         raise ValueError("a duration must be like 30s, 5m, 1h30m or 2d")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return dt.timedelta(seconds=value)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("a duration must be a number of seconds, zero or more")
+        return _bounded(float(value), value)
     text = value.strip().lower()
     pos = 0
     total = 0.0
@@ -128,4 +152,10 @@ def parse_duration(value: str | int | float) -> dt.timedelta:
         pos = m.end()
     if pos == 0 or text[pos:].strip():
         raise ValueError(f"cannot read {value!r} as a duration: write it like 30s, 5m, 1h30m or 2d")
-    return dt.timedelta(seconds=total)
+    return _bounded(total, value)
+
+
+def _bounded(seconds: float, value: object) -> dt.timedelta:
+    if not math.isfinite(seconds) or seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{value!r} is longer than {MAX_DURATION.days} days: check the number")
+    return dt.timedelta(seconds=seconds)

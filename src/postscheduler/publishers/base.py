@@ -138,6 +138,7 @@ def write_private_file(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover .tmp keeps its own mode through O_CREAT: set it
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
         fh.flush()

@@ -14,6 +14,14 @@ from .base import Published, Publisher, PublishJob, Resolution
 TIMELINE = "timeline.txt"
 
 
+def _identity_in(path: Path) -> str | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("id") if isinstance(record, dict) else None
+
+
 class OutboxPublisher(Publisher):
     platform = "outbox"
     # The file name is the delivery's identity: writing it again changes nothing, and the
@@ -27,8 +35,13 @@ class OutboxPublisher(Publisher):
         return self.settings.base_dir / self.config.path
 
     def _file(self, job: PublishJob) -> Path:
-        name = f"{job.key.post_id}.{job.key.account}.{job.key.part + 1}.json"
-        return self.folder / name
+        """``<post>.<account>.<part>.json``; ids and account names may hold dots, so two
+        deliveries can share that name (post ``a.b`` to ``c``, post ``a`` to ``b.c``): the
+        second one's file then carries its identity too."""
+        plain = self.folder / f"{job.key.post_id}.{job.key.account}.{job.key.part + 1}.json"
+        if not plain.exists() or _identity_in(plain) == job.identity:
+            return plain
+        return plain.with_name(f"{plain.stem}.{job.identity}.json")
 
     def _timeline_entry(self, job: PublishJob) -> str:
         zone = self.settings.config.zone
