@@ -342,3 +342,23 @@ def test_status_and_history_never_pass_control_sequences_to_the_terminal(
         assert "\x1b" not in result.output and "\x07" not in result.output, command
         assert "\r" not in result.output, command
         assert "\\x1b]0;owned\\x07" in result.output, command
+
+
+def test_a_ledger_that_cannot_be_used_is_a_clean_error(project: Project) -> None:
+    (project.root / "blocker").write_text("a file where a folder should be")
+    project.config_path.write_text(project.config_path.read_text() + "ledger: blocker/ledger.db\n")
+    project.write("good.yaml", GOOD)
+    for command in ("run", "status"):
+        args = ["run", "--once"] if command == "run" else [command]
+        result = invoke(project, *args)
+        assert result.exit_code == 2, result.output
+        assert "ledger" in result.stderr and "Traceback" not in result.output
+    corrupt = project.root / "corrupt.db"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    project.config_path.write_text(
+        project.config_path.read_text().replace("blocker/ledger.db", "corrupt.db")
+    )
+    for args in (["status"], ["history"], ["run", "--once"], ["validate"]):
+        result = invoke(project, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "corrupt.db" in result.stderr and "Traceback" not in result.output

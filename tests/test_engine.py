@@ -541,3 +541,33 @@ def test_account_on_a_platform_without_a_publisher_fails_clearly(
     row = state(engine, "p", "sky")
     assert row.state is DeliveryState.FAILED and "not available" in row.reason
     assert state(engine, "p", "outbox").state is DeliveryState.PUBLISHED  # the rest goes on
+
+
+def test_an_answer_the_ledger_cannot_take_is_written_once_it_can(project: Project) -> None:
+    """The disk full after the post went out: the answer is kept and written when space
+    returns; nothing is sent twice and the delivery does not stay in flight."""
+    from postscheduler.errors import LedgerError
+
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    settings = project.settings()
+    ledger = SqliteLedger(":memory:")
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    fake = Scripted()
+    engine = Engine(settings, ledger, clock=Clock(), publishers={"outbox": fake}, sleep=sleep)
+    engine.load(validate(settings, now=T0))
+    real = ledger.record_published
+    failures = iter([True, True, False])
+
+    def record_published(*args: Any) -> Any:
+        if next(failures):
+            raise LedgerError("database or disk is full")
+        return real(*args)
+
+    ledger.record_published = record_published  # type: ignore[method-assign]
+    run(engine.deliver("p", "outbox"))
+    assert len(fake.calls) == 1 and waits == [1.0, 2.0]
+    assert state(engine, "p").state is DeliveryState.PUBLISHED

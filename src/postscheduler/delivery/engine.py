@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..config import Settings
-from ..errors import ImageError
+from ..errors import ImageError, LedgerError
 from ..ledger import (
     CLAIMABLE_STATES,
     Delivery,
@@ -53,6 +53,8 @@ from ..publishers.base import delivery_identity
 from .plan import PlanResult, plan, valid_posts
 
 log = logging.getLogger("postscheduler")
+LEDGER_RETRY_FIRST = 1.0  # seconds, doubling: writing an answer the ledger refused
+LEDGER_RETRY_MAX = 60.0
 
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
@@ -163,6 +165,26 @@ class Engine:
         if self._worker is None:
             self._worker = LedgerWorker(self.ledger)
         return await self._worker.call(fn, *args)
+
+    async def _record(self, fn: Callable[..., T], *args: Any) -> T:
+        """Write what a platform answered. The request has been made, so the answer must not
+        be lost: a write that fails (the disk full, the ledger locked) is tried again, backing
+        off, for as long as it takes, and the account waits meanwhile, so nothing is sent
+        twice or out of order."""
+        delay = LEDGER_RETRY_FIRST
+        while True:
+            try:
+                return await self._db(fn, *args)
+            except LedgerError as exc:
+                log.error(
+                    "cannot write to the ledger (%s); trying again in %g s: free the disk, or "
+                    "stop the daemon and check %s",
+                    exc,
+                    delay,
+                    self.settings.ledger_path,
+                )
+            await self.sleep(delay)
+            delay = min(delay * 2, LEDGER_RETRY_MAX)
 
     def _job(
         self,
@@ -322,7 +344,7 @@ class Engine:
                 publisher = self.publisher(account)
             except PublishError as exc:  # no publisher for this platform in this version
                 if await self._db(self.ledger.claim, key, delivery_identity(key), self.clock()):
-                    await self._db(self.ledger.record_failed, key, exc.message, self.clock())
+                    await self._record(self.ledger.record_failed, key, exc.message, self.clock())
                     log.error("FAILED %s: %s", key, exc.message)
                 return None
             claimed = await self._db(
@@ -405,7 +427,7 @@ class Engine:
             return await self._unknown(publisher, key, attempt, self.redact(exc.message))
         except PermanentError as exc:
             message = self.redact(exc.message)
-            await self._db(self.ledger.record_failed, key, message, self.clock())
+            await self._record(self.ledger.record_failed, key, message, self.clock())
             log.error("FAILED %s attempt %d: %s", key, attempt, message)
             return None
         except Exception as exc:  # a bug or an unexpected library error, mid-request
@@ -414,7 +436,9 @@ class Engine:
                 publisher, key, attempt, self.redact(f"unexpected error: {exc!r}")
             )
         now = self.clock()
-        await self._db(self.ledger.record_published, key, published.remote_id, published.url, now)
+        await self._record(
+            self.ledger.record_published, key, published.remote_id, published.url, now
+        )
         self._last_sent[key.account] = now
         log.info("published %s attempt %d: %s", key, attempt, published.url or published.remote_id)
         return published
@@ -435,11 +459,11 @@ class Engine:
                 await self._mark_unconfirmed(key, attempt, f"after {attempt} attempts: {message}")
                 return None
             reason = f"gave up after {attempt} attempts: {message}"
-            await self._db(self.ledger.record_failed, key, reason, now)
+            await self._record(self.ledger.record_failed, key, reason, now)
             log.error("FAILED %s attempt %d: %s", key, attempt, reason)
             return None
         retry_at = now + backoff(attempt, self.settings, retry_after)
-        await self._db(self.ledger.record_retry, key, retry_at, message, now)
+        await self._record(self.ledger.record_retry, key, retry_at, message, now)
         log.warning(
             "retry %s attempt %d: %s; next attempt at %s",
             key,
@@ -460,7 +484,7 @@ class Engine:
         return None
 
     async def _mark_unconfirmed(self, key: DeliveryKey, attempt: int, message: str) -> None:
-        await self._db(
+        await self._record(
             self.ledger.record_unconfirmed,
             key,
             f"{message}; it may have been published: check the account, then "

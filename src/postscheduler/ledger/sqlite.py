@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
+import inspect
 import os
 import sqlite3
 import threading
@@ -97,6 +99,34 @@ def _row(row: sqlite3.Row) -> Delivery:
     )
 
 
+def _as_ledger_errors(cls: type[Ledger]) -> type[Ledger]:
+    """Every public method raises LedgerError, with SQLite's words, for what goes wrong on
+    the disk (full, a corrupted page, a read-only file): callers handle one exception, and a
+    command says what happened instead of printing a traceback."""
+
+    def wrap(name: str, method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapped(self: SqliteLedger, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.Error, OSError) as exc:
+                if isinstance(exc, LedgerError):
+                    raise
+                raise LedgerError(f"the ledger {self.path}: {name} failed: {exc}") from None
+
+        return wrapped
+
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(value) and name not in _NOT_WRAPPED:
+            setattr(cls, name, wrap(name, value))
+    return cls
+
+
+# Context managers: what goes wrong inside them is the caller's to report.
+_NOT_WRAPPED = frozenset({"transaction", "acquire_daemon_lock"})
+
+
+@_as_ledger_errors
 class SqliteLedger(Ledger):
     """The default ledger. ``path`` may be ``:memory:`` for tests."""
 
@@ -104,9 +134,9 @@ class SqliteLedger(Ledger):
         self.path = str(path)
         self._lock = threading.RLock()
         self._depth = 0
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we open every transaction ourselves (BEGIN IMMEDIATE),
             # so a write never waits behind an implicit read transaction.
             # The daemon runs ledger calls on a thread of their own; the lock keeps one call
@@ -120,8 +150,9 @@ class SqliteLedger(Ledger):
             # FULL: a commit has reached the disk before the HTTP request that follows it.
             self._db.execute("PRAGMA synchronous=FULL")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
+        except (sqlite3.Error, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise LedgerError(f"cannot open the ledger {self.path}: {reason}") from None
 
     # --- plumbing -------------------------------------------------------------------------
 
