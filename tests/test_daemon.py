@@ -331,3 +331,27 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
         loop.call_soon_threadsafe(daemon.stop)
         runner.join(timeout=30)
         loop.close()
+
+
+def test_a_ledger_removed_under_the_daemon_stops_it_and_is_not_started_afresh(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Sent once.\n")
+    assert wait_for(lambda: outbox(project, "p").exists()), daemon.lines
+    ledger = project.root / "state" / "ledger.db"
+    for leftover in ledger.parent.glob("ledger.db*"):
+        if not leftover.name.endswith(".lock"):
+            leftover.unlink()  # as a careless redeploy would
+    assert wait_for(lambda: daemon.poll() is not None), daemon.lines
+    output, _ = daemon.communicate(timeout=30)
+    assert daemon.returncode == 2, output
+    assert "was removed or replaced" in output and "Traceback" not in output
+    # Starting again on the missing ledger would send p a second time: refused.
+    again = subprocess.run(
+        [sys.executable, "-m", "postscheduler", "run", "--once", "-c", str(project.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "is missing, but a daemon has used it" in again.stderr
+    assert len(list((project.root / "outbox").glob("p.*.json"))) == 1

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Settings, load_settings
-from ..errors import ConfigError
+from ..errors import ConfigError, LedgerError
 from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryState, Ledger, open_ledger
 from ..redact import Redactor
 from .checks import posts_to_publish
@@ -179,6 +179,8 @@ class Daemon:
         self.ledger: Ledger | None = None
         self.engine: Engine | None = None
         self.scheduler: Any = None
+
+    failure: LedgerError | None = None  # why the daemon stopped by itself, if it did
 
     def stop(self) -> None:
         self._stop.set()
@@ -342,6 +344,16 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), RESCAN_INTERVAL)
             if self._stop.is_set():
                 return
+            if self.ledger.replaced():
+                log.critical(
+                    "the ledger %s was removed or replaced while the daemon ran: stopping, so "
+                    "that nothing is sent without a record (restore the ledger, then start "
+                    "the daemon again)",
+                    self.settings.ledger_path,
+                )
+                self.failure = LedgerError(f"the ledger {self.settings.ledger_path} was replaced")
+                self.stop()
+                return
             now = self.clock()
             try:
                 changed = self.ledger.deliveries(
@@ -454,3 +466,5 @@ class Daemon:
                     await asyncio.wait(self._retiring)
                 await self.engine.aclose()
         log.info("daemon stopped")
+        if self.failure is not None:
+            raise self.failure

@@ -187,6 +187,10 @@ class Ledger(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def replaced(self) -> bool:
+        """Whether the ledger's storage was removed or replaced under this process."""
+        return False
+
     def in_doubt(self) -> list[Delivery]:
         """Deliveries a crash left in flight: nobody knows whether they went out."""
         return self.deliveries(states=[DeliveryState.SENDING])

@@ -134,6 +134,17 @@ class SqliteLedger(Ledger):
         self.path = str(path)
         self._lock = threading.RLock()
         self._depth = 0
+        self._file_id: tuple[int, int] | None = None
+        if self.path != ":memory:" and not Path(self.path).exists():
+            lock = Path(self.path + ".lock")
+            if lock.exists():
+                # A daemon used a ledger here: a fresh one would send again everything
+                # published within late_grace. A person decides, knowing that.
+                raise LedgerError(
+                    f"the ledger {self.path} is missing, but a daemon has used it ({lock} is "
+                    "there): restore it from a backup. To start again from nothing, delete "
+                    f"{lock}; posts due within late_grace would then be sent again"
+                )
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -149,12 +160,27 @@ class SqliteLedger(Ledger):
                 self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit has reached the disk before the HTTP request that follows it.
             self._db.execute("PRAGMA synchronous=FULL")
+            self._file_id = self._current_file_id()  # the file exists once WAL is set
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise LedgerError(f"cannot open the ledger {self.path}: {reason}") from None
 
     # --- plumbing -------------------------------------------------------------------------
+
+    def _current_file_id(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        try:
+            info = Path(self.path).stat()
+        except FileNotFoundError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def replaced(self) -> bool:
+        """Whether the ledger file was removed or replaced since it was opened (a `git clean`,
+        a redeploy): writing on would go to a file nobody will read again."""
+        return self._file_id is not None and self._current_file_id() != self._file_id
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -171,6 +197,11 @@ class SqliteLedger(Ledger):
                 finally:
                     self._depth -= 1
                 return
+            if self.replaced():
+                raise LedgerError(
+                    f"the ledger {self.path} was removed or replaced while in use: nothing more "
+                    "is written; stop the daemon and restore the ledger before starting again"
+                )
             self._db.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
