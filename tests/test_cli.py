@@ -362,3 +362,24 @@ def test_a_ledger_that_cannot_be_used_is_a_clean_error(project: Project) -> None
         result = invoke(project, *args)
         assert result.exit_code == 2, (args, result.output)
         assert "corrupt.db" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["schema", "-o", "/nonexistent-dir/x/post.schema.json"],
+        ["queue", "--days", "nan"],
+        ["queue", "--days", "1e10"],
+        ["queue", "--from", "0001-01-01 00:00"],
+    ],
+    ids=["schema-missing-dir", "days-nan", "days-huge", "from-year-1"],
+)
+def test_odd_options_are_clean_errors(project: Project, args: list[str]) -> None:
+    extra = [] if args[0] == "schema" else ["--config", str(project.config_path)]
+    result = runner.invoke(app, [*args, *extra])
+    assert result.exit_code == 2, result.output
+    assert (
+        "error:" in result.stderr
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )

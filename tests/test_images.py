@@ -11,6 +11,8 @@ from PIL import Image
 from postscheduler.errors import ImageError
 from postscheduler.posts.images import prepare_upload
 
+from .conftest import Project
+
 FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
 LIMIT = 1_000_000
 
@@ -77,3 +79,28 @@ def test_an_image_that_cannot_shrink_enough_is_refused() -> None:
     data = _encode(_noise((64, 64)), "PNG")
     with pytest.raises(ImageError, match="smaller than 10 bytes"):
         prepare_upload(data, 10, FORMATS)
+
+
+def test_an_image_claiming_too_many_pixels_is_a_located_error(project: Project) -> None:
+    """A PNG header saying 30000×30000: Pillow refuses to decode it (a decompression bomb);
+    validate says so where the image is named instead of printing a traceback."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    project.write_bytes("images/bomb.png", png)
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-01-14 09:00\ntext: Hi.\n"
+        "image: {file: images/bomb.png, alt: A., credit: B}\n",
+    )
+    from postscheduler.posts.rules import validate
+
+    (finding,) = [f for f in validate(project.settings()).findings if f.is_error]
+    assert finding.code == "image-invalid" and "more pixels" in finding.message
+    assert finding.line == 4

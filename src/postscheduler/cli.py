@@ -32,6 +32,7 @@ app = typer.Typer(
 
 EXIT_FINDINGS = 1
 EXIT_UNUSABLE = 2
+MAX_QUEUE_DAYS = 36_500
 
 
 class OutputFormat(StrEnum):
@@ -261,6 +262,9 @@ def queue(
     """
     from .posts.agenda import queue_posts
 
+    if days is not None and not 0 <= days <= MAX_QUEUE_DAYS:  # also refuses nan
+        _echo_err(f"error: --days must be a number of days from 0 to {MAX_QUEUE_DAYS}")
+        raise typer.Exit(EXIT_UNUSABLE)
     with _reported():
         settings = _settings(config)
         agenda = queue_posts(settings, now=_now(since, settings), days=days, account=account)
@@ -671,9 +675,13 @@ def schema(
     text = schema_text()
     if output is None:
         typer.echo(text, nl=False)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
-        _echo_err(f"wrote {output}")
+    except OSError as exc:
+        _echo_err(f"error: cannot write {output}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    _echo_err(f"wrote {output}")
 
 
 @app.command()

@@ -263,3 +263,15 @@ def test_image_by_url_follows_redirects_and_is_capped(project: Project) -> None:
         )
         with pytest.raises(PermanentError, match="over 5 bytes"):
             asyncio.run(go(small))
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"not json", b'{"configuration": []}', b"null"])
+def test_validate_online_survives_an_instance_answering_nonsense(
+    project: Project, body: bytes
+) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: Hello.\n")
+    with FakeMastodon() as fake:
+        fake.faults.append((200, {"Content-Type": "application/json"}, body))
+        online = _validate(project, fake, "--online")
+    assert online.exit_code == 0, online.output  # the defaults apply; no traceback
+    assert "Traceback" not in online.output

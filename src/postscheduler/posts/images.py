@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,8 +65,17 @@ def _inspect(path: Path, mtime_ns: int, size: int) -> ImageInfo:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            return ImageInfo(path, str(im.format), im.width, im.height, size)
+        with warnings.catch_warnings():
+            # Pillow warns, then refuses, for images claiming more pixels than it will
+            # decode (a "decompression bomb"): both are a located error here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return ImageInfo(path, str(im.format), im.width, im.height, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{path.name} claims more pixels than any platform shows ({Image.MAX_IMAGE_PIXELS:,}"
+            " at most): resize it, or it is not the image it says it is"
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(
             f"{path.name} is not an image Pillow can read (its bytes are not JPEG, PNG, "

@@ -185,13 +185,18 @@ async def instance_limits(http: httpx.AsyncClient, instance: str) -> dict[str, i
     """
     url = f"{instance.rstrip('/')}/api/v2/instance"
     response = await send("mastodon instance", lambda: http.get(url), error_text=error_text)
-    config = response.json().get("configuration", {})
-    statuses = config.get("statuses", {})
-    media = config.get("media_attachments", {})
+
+    def part(data: object, key: str) -> dict[str, Any]:
+        value = data.get(key) if isinstance(data, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    config = part(error_body(response), "configuration")  # any shape the server answers
+    statuses = part(config, "statuses")
+    media = part(config, "media_attachments")
     limits = {
         "max_characters": statuses.get("max_characters"),
         "characters_reserved_per_url": statuses.get("characters_reserved_per_url"),
         "max_media_attachments": statuses.get("max_media_attachments"),
         "image_size_limit": media.get("image_size_limit"),
     }
-    return {k: int(v) for k, v in limits.items() if isinstance(v, int)}
+    return {k: v for k, v in limits.items() if isinstance(v, int) and not isinstance(v, bool)}
