@@ -378,8 +378,5 @@ def test_odd_options_are_clean_errors(project: Project, args: list[str]) -> None
     extra = [] if args[0] == "schema" else ["--config", str(project.config_path)]
     result = runner.invoke(app, [*args, *extra])
     assert result.exit_code == 2, result.output
-    assert (
-        "error:" in result.stderr
-        and result.exception is None
-        or isinstance(result.exception, SystemExit)
-    )
+    assert "error:" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
