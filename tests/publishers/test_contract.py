@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -612,6 +613,41 @@ def test_an_error_page_echoing_the_request_leaks_no_secret(
     for value in [case.secret, *case.env(fake).values()]:
         assert value not in shown
     assert "canary" not in shown.lower()
+
+
+HOSTILE_ANSWERS = {
+    "429-retry-after-inf": (429, {"Retry-After": "inf"}, b""),
+    "429-retry-after-nan": (429, {"Retry-After": "nan"}, b""),
+    "429-retry-after-1e400": (429, {"Retry-After": "1e400"}, b""),
+    "429-retry-after-garbage-date": (429, {"Retry-After": "Mon, 99 Foo 99999"}, b""),
+    "429-resets-1e20": (
+        429,
+        {"x-rate-limit-reset": "1e20", "RateLimit-Reset": "1e20", "X-RateLimit-Reset": "1e20"},
+        b"",
+    ),
+    "429-json-retry-after-huge": (
+        429,
+        {"Content-Type": "application/json"},
+        b'{"retry_after": 1e400, "parameters": {"retry_after": 1e400}}',
+    ),
+    "401": (401, {"Content-Type": "application/json"}, b'{"error": "unauthorized"}'),
+    "500-control-characters": (500, {}, b"\x1b]0;owned\x07\x1b[2J\r oops"),
+    "500-invalid-json": (500, {"Content-Type": "application/json"}, b"{not json"),
+}
+
+
+@http_only
+@pytest.mark.parametrize("answer", list(HOSTILE_ANSWERS), ids=list(HOSTILE_ANSWERS))
+def test_a_hostile_answer_is_one_of_the_contract_s_errors(
+    project: Project, case: Case, fake: FakePlatform, answer: str
+) -> None:
+    """Whatever a broken or hostile server answers, the publisher raises one of the three
+    errors the engine handles, with a finite retry hint or none (no crash, no wait of years)."""
+    fake.faults.append(HOSTILE_ANSWERS[answer])
+    with pytest.raises((TransientError, PermanentError, OutcomeUnknownError)) as info:
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+    if isinstance(info.value, TransientError) and info.value.retry_after is not None:
+        assert math.isfinite(info.value.retry_after)
 
 
 @http_only
