@@ -196,7 +196,19 @@ def test_init_scaffolds_a_valid_project(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", "-c", str(root / "scheduler.yaml")])
     assert result.exit_code == 0, result.output
     again = runner.invoke(app, ["init", str(root)])
-    assert again.exit_code == 0 and again.stdout.count("kept") == 3
+    assert again.exit_code == 0 and again.stdout.count("kept") == 4
+
+
+def test_init_uses_the_local_zone_and_keeps_secrets_out_of_git(tmp_path: Path) -> None:
+    root = tmp_path / "campaign"
+    root.mkdir()
+    (root / ".gitignore").write_text("node_modules/\n.env\n")  # an existing repository's
+    result = runner.invoke(app, ["init", str(root)], env={"TZ": "America/Lima"})
+    assert result.exit_code == 0, result.output
+    assert "timezone: America/Lima" in (root / "scheduler.yaml").read_text()
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert ignored[:2] == ["node_modules/", ".env"] and ignored.count(".env") == 1
+    assert ".postscheduler/" in ignored and "outbox/" in ignored
 
 
 def test_every_command_has_help_with_an_example() -> None:

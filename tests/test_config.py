@@ -84,3 +84,13 @@ def test_bad_config(make_project, config: str, message: str) -> None:  # type: i
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="postscheduler init"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_the_example_configuration_is_a_copy_of_the_embedded_default() -> None:
+    """Two files, kept identical: editing the example must not silently change the built-in
+    default (nor what `init` writes), as the symlink it once was did."""
+    from .conftest import PROJECT_ROOT
+
+    example = PROJECT_ROOT / "scheduler.yaml"
+    assert not example.is_symlink()
+    assert example.read_text(encoding="utf-8") == embedded_default_text()
