@@ -274,3 +274,20 @@ def test_fifos_and_symlinks_out_of_posts_are_not_read(project: Project, tmp_path
     assert codes == {"linked.yaml": "outside-posts-dir", "pipe.yaml": "not-a-file"}
     assert [sp.id for sp in catalog.posts] == ["fine"]
     assert not any("SECRET-VALUE" in f.message for f in catalog.findings)
+
+
+@pytest.mark.parametrize("when", ["2027-03-10", "2027-03-10 America/Lima", "'2027-03-10'"])
+def test_a_date_without_a_time_is_an_error_that_asks_for_one(project: Project, when: str) -> None:
+    project.write("d.yaml", f"id: d\nat: {when}\ntext: hi\n")
+    (finding,) = [f for f in load_posts(project.settings()).findings if f.is_error]
+    assert (finding.post_id, finding.line) == ("d", 2)
+    assert "has no time of day" in finding.message and "2027-03-10 09:00" in finding.message
+
+
+def test_a_language_name_is_refused_with_its_code(project: Project) -> None:
+    project.write("l.yaml", "id: l\nat: 2027-01-14 09:00\ntext: hola\nlanguage: Spanish\n")
+    project.write("ok.yaml", "id: ok\nat: 2027-01-14 09:00\ntext: oi\nlanguage: pt-BR\n")
+    catalog = load_posts(project.settings())
+    (finding,) = [f for f in catalog.findings if f.is_error]
+    assert (finding.post_id, finding.line) == ("l", 4) and "'es' for Spanish" in finding.message
+    assert catalog.get("ok").post.language == "pt-BR"

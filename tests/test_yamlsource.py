@@ -157,3 +157,13 @@ def test_a_hashtag_after_an_unquoted_value_is_flagged_as_a_swallowed_comment() -
     assert (finding.code, finding.line, finding.column) == ("hashtag-is-comment", 2, 26)
     assert "'#Peru'" in finding.message and "quotes" in (finding.hint or "")
     assert parse_yaml("text: plain\n", Path("p.yaml")).warnings == []
+
+
+def test_a_tab_in_the_indentation_is_named_with_where_and_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "tab.yaml"
+    path.write_text("id: t\nimage:\n\tfile: images/a.jpg\n")
+    with pytest.raises(YamlSourceError) as info:
+        read_yaml(path)
+    finding = info.value.finding
+    assert finding.code == "yaml-tab" and (finding.line, finding.column) == (3, 1)
+    assert "tab" in finding.message and "spaces" in (finding.hint or "")

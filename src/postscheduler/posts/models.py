@@ -37,6 +37,7 @@ from .times import parse_time
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _ID_RE = re.compile(ID_PATTERN)
 _SPACE = re.compile(r"\s")
+_DATE_ONLY = re.compile(r"(\d{4}-\d{2}-\d{2})(?:\s+[A-Za-z][\w/+-]*)?")
 _HTTP_URL = re.compile(r"^https?://[^\s/?#@:]+(?::\d+)?(?:[/?#]\S*)?$", re.IGNORECASE)
 
 
@@ -54,6 +55,31 @@ def check_http_url(value: str) -> str:
     if not parts.hostname or _SPACE.search(value):
         raise ValueError(f"{value!r} is not a valid web address")
     return value
+
+
+# A BCP 47 tag as platforms take it: a 2-3 letter language, then optional subtags
+# (es, pt-BR, zh-Hant, qu).
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+# What volunteers write instead, for the suggestion.
+_LANGUAGE_NAMES = {
+    "english": "en", "spanish": "es", "español": "es", "castellano": "es", "french": "fr",
+    "français": "fr", "portuguese": "pt", "português": "pt", "german": "de", "deutsch": "de",
+    "italian": "it", "quechua": "qu", "aymara": "ay", "arabic": "ar", "chinese": "zh",
+    "russian": "ru", "dutch": "nl", "catalan": "ca", "welsh": "cy", "irish": "ga",
+    "basque": "eu", "galician": "gl", "polish": "pl", "turkish": "tr", "hindi": "hi",
+    "urdu": "ur", "japanese": "ja", "korean": "ko", "greek": "el", "swedish": "sv",
+}  # fmt: skip
+
+
+def check_language(value: str) -> str:
+    value = value.strip()
+    if _LANGUAGE_TAG.match(value):
+        return value
+    code = _LANGUAGE_NAMES.get(value.lower())
+    suggestion = f"{code!r} for {value}" if code else "'en', 'es' or 'pt-BR'"
+    raise ValueError(
+        f"{value!r} is not a language tag: write the code platforms use (BCP 47), e.g. {suggestion}"
+    )
 
 
 def _stripped(value: Any) -> Any:
@@ -148,6 +174,11 @@ class Content(_Strict):
     def _link(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
 
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        return None if value is None else check_language(value)
+
     def has_content(self) -> bool:
         return any((self.text, self.link, self.image, self.quote, self.thread))
 
@@ -162,6 +193,14 @@ def _time(value: Any, info: ValidationInfo) -> dt.datetime | None:
         value = value.isoformat()
     if not isinstance(value, str):
         raise ValueError("must be a time like 2027-01-14 09:00")
+    date_only = _DATE_ONLY.fullmatch(value.strip())
+    if date_only:
+        # A day is not a time: midnight is rarely what a volunteer meant.
+        day = date_only[1]
+        raise ValueError(
+            f"{value.strip()} has no time of day: write when, e.g. {day} 09:00 "
+            f"(for midnight, {day} 00:00)"
+        )
     zone = (info.context or {}).get("zone") or ZoneInfo("UTC")
     try:
         return parse_time(value, zone)

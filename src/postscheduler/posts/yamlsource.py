@@ -335,6 +335,21 @@ def _reader_problem(exc: yaml.reader.ReaderError, text: str, file: Path) -> Yaml
     )
 
 
+def _tab_near(text: str, mark: Any) -> Mark | None:
+    """Where a tab indents the line PyYAML stopped on (or the one before): PyYAML then says
+    "found character that cannot start any token", which names neither the tab nor a fix."""
+    if mark is None:
+        return None
+    lines = text.split("\n")
+    for index in (mark.line, mark.line - 1):
+        if 0 <= index < len(lines):
+            line = lines[index]
+            indent = line[: len(line) - len(line.lstrip(" \t"))]
+            if "\t" in indent:
+                return Mark(index + 1, indent.index("\t") + 1)
+    return None
+
+
 def parse_yaml(text: str, file: Path) -> Document:
     """Parse one YAML document from ``text``; raise YamlSourceError with a positioned finding."""
     try:
@@ -345,6 +360,20 @@ def parse_yaml(text: str, file: Path) -> Document:
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            tab = _tab_near(text, mark)
+            if tab is not None:
+                raise YamlSourceError(
+                    error(
+                        "yaml-tab",
+                        "a tab in the indentation: YAML indents with spaces only",
+                        file=file,
+                        line=tab.line,
+                        column=tab.column,
+                        hint="replace the tab with spaces (set your editor to insert spaces "
+                        "for the Tab key)",
+                    )
+                ) from None
             problem = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
                 problem = f"{exc.problem} ({exc.context})"
