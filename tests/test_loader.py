@@ -291,3 +291,10 @@ def test_a_language_name_is_refused_with_its_code(project: Project) -> None:
     (finding,) = [f for f in catalog.findings if f.is_error]
     assert (finding.post_id, finding.line) == ("l", 4) and "'es' for Spanish" in finding.message
     assert catalog.get("ok").post.language == "pt-BR"
+
+
+def test_a_bad_id_is_explained_in_words_not_a_pattern(project: Project) -> None:
+    project.write("i.yaml", "id: 'peru article!'\nat: 2027-01-14 09:00\ntext: hi\n")
+    (finding,) = [f for f in load_posts(project.settings()).findings if f.is_error]
+    assert "letters" in finding.message and "[A-Za-z" not in finding.message
+    assert (finding.line, finding.column) == (1, 5)

@@ -129,7 +129,8 @@ def _load_single(doc: Document, data: dict[str, Any], settings: Settings, catalo
                     "invalid-id",
                     f"the file name {stem!r} cannot serve as the post id",
                     **doc.where(()),
-                    hint="add `id:` with letters, digits, '.', '_' or '-'",
+                    hint="add `id:` with 1 to 128 letters, digits, '.', '_' or '-', starting "
+                    "with a letter or digit",
                 )
             )
             return

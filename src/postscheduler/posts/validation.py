@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 
 from ..errors import Finding, error
 from ..platforms import PLATFORMS
+from .models import ID_PATTERN
 from .yamlsource import Document
 
 Loc = tuple[str | int, ...]
@@ -31,6 +32,13 @@ _MISSING_HINTS = {
     + ", ".join(list(PLATFORMS)[:-1])
     + f" or {list(PLATFORMS)[-1]}",
     "by": "a quote needs the name of who said it",
+}
+
+
+# Patterns a person should never be shown as a regular expression.
+_IN_WORDS = {
+    ID_PATTERN: "an id is 1 to 128 letters (a-z, A-Z), digits, '.', '_' or '-', and starts "
+    "with a letter or digit, e.g. peru-article-2"
 }
 
 
@@ -173,6 +181,10 @@ def findings_from_validation_error(
             if len(loc) > 1:
                 message += f" in {_key_name(loc[:-1])}"
             hint = _MISSING_HINTS.get(str(loc[-1]))
+        elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in _IN_WORDS:
+            code, at, key = "invalid-value", path, False
+            words = _IN_WORDS[err["ctx"]["pattern"]]
+            message = f"{_key_name(loc)}: {_describe(err.get('input'))} is not allowed: {words}"
         else:
             code, at, key = "invalid-value", path, False
             msg = err["msg"]
