@@ -184,7 +184,7 @@ def findings_from_validation_error(
         elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in _IN_WORDS:
             code, at, key = "invalid-value", path, False
             words = _IN_WORDS[err["ctx"]["pattern"]]
-            message = f"{_key_name(loc)}: {_describe(err.get('input'))} is not allowed: {words}"
+            message = f"{_key_name(loc)}: {err.get('input')!r} is not allowed: {words}"
         else:
             code, at, key = "invalid-value", path, False
             msg = err["msg"]
