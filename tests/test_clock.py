@@ -42,6 +42,11 @@ def test_the_quick_start_works_after_the_examples_dates(examples_later: Path) ->
     assert "rehearsed 10 deliveries" in rehearsal.stderr
     timeline = (examples_later / "outbox" / "timeline.txt").read_text()
     assert "📷 Kawsachun News/twitter" in timeline
+    # Written on the rehearsal's clock: sent when due, not today.
+    import json
+
+    record = json.loads((examples_later / "outbox" / "peru-article.outbox.1.json").read_text())
+    assert record["published_at"].startswith("2027-01-14T09:00")
 
 
 @pytest.mark.skipif(TEST_CLOCK is not None, reason="this is the session it starts")

@@ -165,6 +165,8 @@ def test_run_once_and_status(project: Project) -> None:
     )
     assert once.returncode == 0, once.stderr
     assert outbox(project, "due").exists() and not outbox(project, "future").exists()
+    assert "published: due → outbox" in once.stdout  # what this run did, not ledger totals
+    assert "this run: 1 published" in once.stderr
     status = subprocess.run(
         [*cmd, "status", "-c", str(project.config_path)], capture_output=True, text=True
     )
@@ -186,8 +188,41 @@ def test_run_once_and_status(project: Project) -> None:
         capture_output=True,
         text=True,
     )
-    assert again.returncode == 0
+    assert again.returncode == 0 and "this run: nothing was due" in again.stderr
     assert len(list((project.root / "outbox").glob("*.json"))) == 1  # nothing sent twice
+
+
+def test_run_once_exits_1_when_it_leaves_a_delivery_failed(make_project) -> None:  # type: ignore[no-untyped-def]
+    """For cron: a run that ends with a failure says so in its exit status and its output."""
+    from .fakes.platforms import FakeWebhook
+
+    with FakeWebhook("s3cret-value") as server:
+        server.faults.append((422, {"Content-Type": "application/json"}, b'{"error": "no"}'))
+        project = make_project(
+            CONFIG.replace(
+                "accounts:\n",
+                "accounts:\n"
+                f'  site: {{platform: webhook, url: "{server.url}", secret: "${{S}}"}}\n',
+            )
+        )
+        project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Refused.\naccounts: [site]\n")
+        once = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "postscheduler",
+                "run",
+                "--once",
+                "-c",
+                str(project.config_path),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "S": "s3cret-value"},
+            timeout=60,
+        )
+    assert once.returncode == 1, once.stdout + once.stderr
+    assert "failed: p → site: webhook site: 422" in once.stdout and "1 failed" in once.stderr
 
 
 def test_rehearsal_of_the_example_campaign(tmp_path: Path) -> None:

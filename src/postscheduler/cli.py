@@ -7,6 +7,7 @@ and nothing here imports httpx or apscheduler, so the organiser's commands start
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import re
@@ -456,9 +457,13 @@ def run(
             return
         if once:
             report = asyncio.run(run_once(settings, dry_run=dry_run, redactor=redactor))
-            summary = ", ".join(f"{n} {s.value}" for s, n in report.counts.items() if n)
-            _echo_err(f"done: {summary or 'nothing in the ledger'}")
-            if report.errors:
+            for key, state in sorted(report.done.items()):
+                reason = report.reasons.get(key)
+                typer.echo(f"{state.value}: {key}" + (f": {_shown(reason)}" if reason else ""))
+            tally = collections.Counter(report.done.values())
+            summary = ", ".join(f"{n} {s.value}" for s, n in sorted(tally.items()))
+            _echo_err(f"this run: {summary or 'nothing was due'}")
+            if report.errors or report.left_problems:
                 raise typer.Exit(EXIT_FINDINGS)
             return
         daemon = Daemon(_config_path(config), settings=settings, dry_run=dry_run)

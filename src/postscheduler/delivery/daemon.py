@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from ..config import Settings, load_settings
 from ..errors import ConfigError, LedgerError
-from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryState, Ledger, open_ledger
+from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Ledger, open_ledger
 from ..redact import Redactor
 from .checks import posts_to_publish
 from .engine import Engine, utc_now
@@ -46,8 +46,16 @@ WATCH_RESTART_DELAY = 5.0
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunReport:
-    counts: dict[DeliveryState, int]
+    counts: dict[DeliveryState, int]  # the whole ledger
     errors: int  # findings that hold posts back
+    done: dict[DeliveryKey, DeliveryState]  # what this run did to each delivery it touched
+    reasons: dict[DeliveryKey, str]  # why, for those that failed or are unconfirmed
+
+    @property
+    def left_problems(self) -> bool:
+        """Whether this run left a delivery failed or unconfirmed (cron should say so)."""
+        bad = {DeliveryState.FAILED, DeliveryState.UNCONFIRMED}
+        return any(state in bad for state in self.done.values())
 
 
 def _log_missing_secrets(settings: Settings) -> None:
@@ -91,7 +99,16 @@ async def run_once(
             await engine.run_due()
         finally:
             await engine.aclose()
-        return RunReport(ledger.counts(), errors)
+        reasons = {}
+        for key, state in engine.outcomes.items():
+            row = (
+                ledger.get(key)
+                if state in (DeliveryState.FAILED, DeliveryState.UNCONFIRMED)
+                else None
+            )
+            if row is not None and row.reason:
+                reasons[key] = row.reason
+        return RunReport(ledger.counts(), errors, dict(engine.outcomes), reasons)
 
 
 async def rehearse(

@@ -95,6 +95,7 @@ class Engine:
         self.settings = settings
         self.sleep = sleep  # a rehearsal's simulated clock advances instead of sleeping
         self.redact = redact  # every reason written to the ledger goes through it
+        self.outcomes: dict[DeliveryKey, DeliveryState] = {}  # each delivery's end in this run
         self.ledger = ledger
         self.clock = clock
         self.dry_run = dry_run
@@ -174,7 +175,7 @@ class Engine:
         delay = LEDGER_RETRY_FIRST
         while True:
             try:
-                return await self._db(fn, *args)
+                row = await self._db(fn, *args)
             except LedgerError as exc:
                 log.error(
                     "cannot write to the ledger (%s); trying again in %g s: free the disk, or "
@@ -183,6 +184,10 @@ class Engine:
                     delay,
                     self.settings.ledger_path,
                 )
+            else:
+                if isinstance(row, Delivery):
+                    self.outcomes[row.key] = row.state  # what this run did, for run --once
+                return row
             await self.sleep(delay)
             delay = min(delay * 2, LEDGER_RETRY_MAX)
 
@@ -214,6 +219,7 @@ class Engine:
             parts=len(rendering.parts),
             due_at=row.due_at,
             attempt=row.attempts,
+            sent_at=self.clock(),
             links=part.links,
             messages=part.messages,
         )
@@ -264,7 +270,7 @@ class Engine:
                 )
                 log.info("recovered %s: not sent before the restart; sending again", key)
             else:
-                await self._db(
+                await self._record(
                     self.ledger.record_unconfirmed,
                     key,
                     "in flight when the daemon stopped; the platform cannot tell whether it "
@@ -381,7 +387,7 @@ class Engine:
         if reason is None:
             return False
         for part in rendering.parts[index:]:
-            await self._db(
+            await self._record(
                 self.ledger.record_skipped,
                 DeliveryKey(post.id, rendering.account, part.index),
                 reason,

@@ -106,6 +106,8 @@ class PublishJob:
     # What render says this part really sends (Telegram: a photo, then the text replying to
     # it); empty: one message of ``text`` and ``image``.
     messages: tuple[Message, ...] = ()
+    # When the engine sends it, on its clock (a rehearsal's is simulated); None: now.
+    sent_at: dt.datetime | None = None
 
     def as_record(self) -> dict[str, Any]:
         """The delivery as JSON-ready data: what the outbox writes and the webhook sends."""

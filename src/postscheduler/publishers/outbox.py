@@ -75,7 +75,7 @@ class OutboxPublisher(Publisher):
                 self._append_timeline(job)
             return published
         now = dt.datetime.now(dt.UTC)
-        record = job.as_record() | {"published_at": now.isoformat()}
+        record = job.as_record() | {"published_at": (job.sent_at or now).isoformat()}
         tmp = target.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(record, fh, ensure_ascii=False, indent=2)
