@@ -392,3 +392,15 @@ def test_odd_options_are_clean_errors(project: Project, args: list[str]) -> None
     assert result.exit_code == 2, result.output
     assert "error:" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+
+
+def test_preview_shows_a_content_warning_only_where_it_is_sent(project: Project) -> None:
+    project.write(
+        "cw.yaml",
+        "id: cw\nat: 2027-01-14 09:00\ntext: Hard news.\ncontent_warning: violence\n"
+        "accounts: [mastodon, x]\n",
+    )
+    result = invoke(project, "preview", "cw")
+    mastodon, x = result.stdout.split("=== cw → x")
+    assert "--- content warning: violence" in mastodon
+    assert "--- content warning" not in x and "X has no content warnings" in x

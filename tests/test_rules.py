@@ -232,3 +232,17 @@ def test_an_image_url_on_a_local_address_is_an_error(project: Project) -> None:
     )
     found = [f for f in validate(project.settings()).findings if f.code == "image-url-private"]
     assert [(f.post_id, f.line) for f in found] == [("p", 4)]
+
+
+def test_a_content_warning_a_platform_cannot_show_is_a_warning_per_account(
+    project: Project,
+) -> None:
+    project.write(
+        "cw.yaml",
+        "id: cw\nat: 2027-01-14 09:00\ntext: Hard news.\ncontent_warning: violence\n"
+        "accounts: [mastodon, x, telegram, outbox]\n",
+    )
+    found = validate(project.settings()).findings
+    shown = sorted(f.account for f in found if f.code == "content-warning-not-shown")
+    assert shown == ["telegram", "x"]  # Mastodon and the outbox carry it
+    assert all(f.line == 4 for f in found if f.code == "content-warning-not-shown")

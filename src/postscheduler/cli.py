@@ -362,7 +362,7 @@ def preview(
             typer.echo(f"--- link: {rendering.link}")
             if view.card is not None:
                 typer.echo(f"--- link card: {view.card}")
-        if rendering.content.content_warning:
+        if rendering.content.content_warning and rendering.platform.content_warnings:
             typer.echo(f"--- content warning: {rendering.content.content_warning}")
         for f in view.findings:
             typer.echo(f"!!! {f.severity.value}: {f.message}" + (f" ({f.hint})" if f.hint else ""))

@@ -183,6 +183,8 @@ class Platform:
     fits_images: bool = False
     # The client must build a link's preview card itself (fetching the page when publishing).
     builds_link_cards: bool = False
+    # Shows a post's content_warning before its text (else validate says it will not be).
+    content_warnings: bool = False
 
     def measure(self, text: str, account: AccountConfig | None = None) -> list[Measure]:
         """Count ``text`` against every limit of this platform; an account's own

@@ -85,4 +85,5 @@ PLATFORM = Mastodon(
     max_image_bytes=16 * MB,
     image_formats=COMMON_IMAGES | {"HEIF", "AVIF"},
     max_alt=1500,
+    content_warnings=True,  # spoiler_text
 )

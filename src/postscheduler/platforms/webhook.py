@@ -21,4 +21,5 @@ PLATFORM = Platform(
     (),
     max_image_bytes=None,
     image_formats=None,
+    content_warnings=True,  # recorded with the delivery
 )

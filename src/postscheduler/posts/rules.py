@@ -144,6 +144,15 @@ def check_post(
     return _dedupe(findings)
 
 
+def _field_location(sp: SourcedPost, rendering: Rendering, field: str) -> tuple[str, ...]:
+    """Where ``field`` of the rendered content was written: an override's, else the post's."""
+    for key in (rendering.account, rendering.platform.name):
+        override = (sp.post.overrides or {}).get(key)
+        if override is not None and field in override.model_fields_set:
+            return ("overrides", key, field)
+    return (field,)
+
+
 def text_location(sp: SourcedPost, rendering: Rendering, index: int) -> tuple[str | int, ...]:
     """Where the words of part ``index`` of ``rendering`` were written in the post file."""
     for key in (rendering.account, rendering.platform.name):
@@ -182,6 +191,17 @@ def _check_rendering(
                         **sp.where(*text_loc, account=account),
                     )
                 )
+    warning_text = rendering.content.content_warning
+    if warning_text and not platform.content_warnings:
+        findings.append(
+            warning(
+                "content-warning-not-shown",
+                f"{platform.label} has no content warnings: {warning_text!r} will not be shown "
+                "there",
+                hint=f"say it in the text with overrides.{account}.text, or leave {account} out",
+                **sp.where(*_field_location(sp, rendering, "content_warning"), account=account),
+            )
+        )
     images = list(_image_locations(sp, rendering))
     for loc, image in images:
         where = sp.where(*loc, account=account)
