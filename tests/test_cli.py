@@ -404,3 +404,18 @@ def test_preview_shows_a_content_warning_only_where_it_is_sent(project: Project)
     mastodon, x = result.stdout.split("=== cw → x")
     assert "--- content warning: violence" in mastodon
     assert "--- content warning" not in x and "X has no content warnings" in x
+
+
+def test_a_swallowed_hashtag_shows_wherever_the_post_is_shown(project: Project) -> None:
+    project.write(
+        "pack.yaml",
+        "posts:\n"
+        "  - id: first\n    at: 2027-01-14 09:00\n    text: Fine.\n"
+        "  - id: tagged\n    at: 2027-01-15 09:00\n    text: Join us #Peru\n",
+    )
+    queue = invoke(project, "queue")
+    (line,) = [row for row in queue.stdout.splitlines() if "tagged" in row]
+    assert "comment" in line  # the warning, in the queue's notes
+    assert not [row for row in queue.stdout.splitlines() if "first" in row and "comment" in row]
+    preview = invoke(project, "preview", "tagged")
+    assert "!!! warning:" in preview.stdout and "#Peru" in preview.stdout

@@ -256,7 +256,7 @@ def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
         catalog.findings.append(exc.finding)
         catalog.unreadable.append(path)
         return
-    catalog.findings.extend(doc.warnings)
+    catalog.findings.extend(_owned(doc, doc.warnings))
     data = doc.data
     if data is None:
         catalog.findings.append(
@@ -282,6 +282,33 @@ def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
         _load_pack(doc, data, settings, catalog)
     else:
         _load_single(doc, data, settings, catalog)
+
+
+def _owned(doc: Document, findings: list[Finding]) -> list[Finding]:
+    """Findings about a file's text (a swallowed #hashtag) given to the post they are in, so
+    queue and preview show them with the post: a single post's file is all that post's; in a
+    pack, each entry of ``posts:`` runs to the next (what precedes is shared, and stays the
+    file's)."""
+    data = doc.data
+    if not isinstance(data, dict):
+        return findings
+    starts: list[tuple[int, str]] = []
+    entries = data.get("posts")
+    if isinstance(entries, list):
+        for i, entry in enumerate(entries):
+            raw = _raw_id(entry)
+            if raw is not None:
+                starts.append((doc.mark_of(("posts", i)).line, raw))
+    else:
+        starts.append((1, _raw_id(data) or doc.path.stem))
+    owned = []
+    for finding in findings:
+        if finding.post_id is None and finding.line:
+            owners = [post_id for line, post_id in starts if line <= finding.line]
+            if owners:
+                finding = dataclasses.replace(finding, post_id=owners[-1])
+        owned.append(finding)
+    return owned
 
 
 def _kind(value: Any) -> str:
