@@ -419,3 +419,12 @@ def test_a_swallowed_hashtag_shows_wherever_the_post_is_shown(project: Project) 
     assert not [row for row in queue.stdout.splitlines() if "first" in row and "comment" in row]
     preview = invoke(project, "preview", "tagged")
     assert "!!! warning:" in preview.stdout and "#Peru" in preview.stdout
+
+
+def test_the_validate_summary_adds_up(project: Project) -> None:
+    project.write("good.yaml", GOOD)
+    project.write("rule.yaml", "id: rule\nat: 2027-01-14 09:00\ntext: hi\naccounts: [nope]\n")
+    project.write("model.yaml", "id: model\nat: 2027-01-14 09:00\ntxt: hi\n")
+    project.write("syntax.yaml", "id: [\n")
+    result = invoke(project, "validate")
+    assert "4 files, 3 posts (1 ready, 2 blocked by errors): 3 errors" in result.stderr

@@ -216,10 +216,11 @@ def validate(
     if findings or output is OutputFormat.json:
         typer.echo(format_findings(findings, output))
     if output is OutputFormat.text:
-        catalog = result.catalog
-        summary = f"{_n(len(catalog.files), 'file')}, {_n(len(catalog.posts), 'post')}"
+        # Posts = ready + blocked, so the numbers add up for a reader.
+        posts = result.ready + result.blocked
+        summary = f"{_n(len(result.catalog.files), 'file')}, {_n(posts, 'post')}"
         if result.blocked:
-            summary += f" ({result.blocked} blocked by errors)"
+            summary += f" ({result.ready} ready, {result.blocked} blocked by errors)"
         summary += f": {_n(result.errors, 'error')}, {_n(result.warnings, 'warning')}"
         _echo_err(summary)
     if result.errors:

@@ -32,8 +32,14 @@ class Validation:
 
     @property
     def blocked(self) -> int:
-        """Posts that will not go out until their errors are fixed."""
+        """Posts that will not go out until their errors are fixed (those that could not even
+        be read as posts included)."""
         return len(self.catalog.blocked_ids)
+
+    @property
+    def ready(self) -> int:
+        """Posts with no error: they go out as they are."""
+        return sum(sp.id not in self.catalog.blocked_ids for sp in self.catalog.posts)
 
 
 def validate_posts(
