@@ -101,7 +101,7 @@ def test_queue_lists_in_local_time_and_marks_blocked(project: Project) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["WHEN", "POST", "ACCOUNTS", "FIRST", "LINE", "NOTES"]
     assert "Thu 2027-01-14 09:00 GMT  winter" in lines[2]
-    assert "broken" in lines[3] and "BLOCKED: account 'nope'" in lines[3]
+    assert "broken" in lines[3] and "HELD: account 'nope'" in lines[3]
     assert "Thu 2027-07-01 10:00 BST  summer" in lines[4]  # shown in the configured zone
     assert "1 drafts" in result.stderr
 
@@ -428,3 +428,52 @@ def test_the_validate_summary_adds_up(project: Project) -> None:
     project.write("syntax.yaml", "id: [\n")
     result = invoke(project, "validate")
     assert "4 files, 3 posts (1 ready, 2 blocked by errors): 3 errors" in result.stderr
+
+
+def test_queue_after_a_run_shows_only_what_is_still_to_go(project: Project) -> None:
+    """Posts the daemon published are left out (--all shows them); failures are marked."""
+    import datetime as dt
+
+    from postscheduler.ledger import DeliveryKey
+    from postscheduler.ledger.sqlite import SqliteLedger
+
+    project.write("sent.yaml", "id: sent\nat: 2027-01-14 09:00\ntext: Gone out.\n")
+    project.write("failed.yaml", "id: failed\nat: 2027-01-14 10:00\ntext: Refused.\n")
+    project.write("next.yaml", "id: next\nat: 2027-01-15 09:00\ntext: Still to go.\n")
+    t = dt.datetime(2027, 1, 14, 9, tzinfo=dt.UTC)
+    ledger = SqliteLedger(project.root / ".postscheduler" / "ledger.db")
+    for post, done in (("sent", "published"), ("failed", "failed")):
+        key = DeliveryKey(post, "outbox")
+        ledger.plan(key, t, "h", t)
+        ledger.claim(key, f"id-{post}", t)
+        if done == "published":
+            ledger.record_published(key, "r1", None, t)
+        else:
+            ledger.record_failed(key, "422 no", t)
+    ledger.close()
+    queue = invoke(project, "queue", "--from", "2027-01-14 08:00")
+    posts = [line.split()[4] for line in queue.stdout.splitlines()[2:]]
+    assert posts == ["failed", "next"], queue.stdout
+    assert "outbox: failed" in queue.stdout
+    assert "1 already published or skipped" in queue.stderr
+    everything = invoke(project, "queue", "--from", "2027-01-14 08:00", "--all")
+    assert "sent" in everything.stdout and "outbox: published" in everything.stdout
+
+
+def test_status_says_a_post_is_held_why_and_until_when(project: Project) -> None:
+    import datetime as dt
+
+    from postscheduler.ledger import DeliveryKey
+    from postscheduler.ledger.sqlite import SqliteLedger
+
+    t = dt.datetime(2027, 1, 14, 9, tzinfo=dt.UTC)
+    ledger = SqliteLedger(project.root / ".postscheduler" / "ledger.db")
+    ledger.plan(DeliveryKey("p", "outbox"), t, "h", t)  # planned while the file was fine
+    ledger.close()
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntxt: a typo since\n")
+    result = invoke(project, "status")
+    assert result.exit_code == 1
+    (line,) = [row for row in result.stdout.splitlines() if row.startswith("HELD")]
+    assert "p → outbox" in line and "unknown key 'txt'" in line and "p.yaml:3:1" in line
+    assert "skipped as late after Thu 2027-01-14 09:30 GMT" in line
+    assert "next:" not in result.stdout  # a held delivery is not what goes out next

@@ -256,33 +256,50 @@ def queue(
         str | None,
         typer.Option("--from", help="Show the queue as of this time instead of now."),
     ] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also posts already published or skipped, and those in the past."
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """List what goes out next, soonest first, in the configured time zone.
 
+    Posts every account has already published (or skipped) are left out once the daemon has
+    run; held, failed and unconfirmed ones are marked.
+
     Example: postscheduler queue --days 7 --account mastodon
     """
-    from .posts.agenda import queue_posts
+    from .delivery.queue import queue_posts
 
     if days is not None and not 0 <= days <= MAX_QUEUE_DAYS:  # also refuses nan
         _echo_err(f"error: --days must be a number of days from 0 to {MAX_QUEUE_DAYS}")
         raise typer.Exit(EXIT_UNUSABLE)
     with _reported():
         settings = _settings(config)
-        agenda = queue_posts(settings, now=_now(since, settings), days=days, account=account)
+        agenda = queue_posts(
+            settings, now=_now(since, settings), days=days, account=account, show_all=show_all
+        )
     rows = []
     for entry in agenda.entries:
         errors = [f for f in entry.findings if f.is_error]
         warnings = [f for f in entry.findings if not f.is_error]
-        note = ""
+        notes = [f"{name}: {state}" for name, state in entry.states if state != "queued"]
         if errors:
-            note = f"BLOCKED: {errors[0].message}" + (
-                f" (+{len(errors) - 1})" if len(errors) > 1 else ""
-            )
+            first = errors[0]
+            held = f"HELD: {first.message} ({_relative([first])[0].location()})"
+            if len(errors) > 1:
+                held += f" (+{len(errors) - 1})"
+            if entry.late_after is not None:
+                held += f"; skipped as late after {_fmt_when(entry.late_after)} if not fixed"
+            notes.insert(0, held)
         elif warnings:
-            note = f"warning: {warnings[0].message}" + (
-                f" (+{len(warnings) - 1})" if len(warnings) > 1 else ""
+            notes.append(
+                f"warning: {warnings[0].message}"
+                + (f" (+{len(warnings) - 1})" if len(warnings) > 1 else "")
             )
+        note = "; ".join(notes)
         rows.append(
             [_fmt_when(entry.when), entry.post_id, ",".join(entry.accounts), entry.first_line, note]
         )
@@ -298,6 +315,8 @@ def queue(
         extra.append(f"{agenda.drafts} drafts")
     if agenda.past:
         extra.append(f"{agenda.past} past or expired")
+    if agenda.done:
+        extra.append(f"{agenda.done} already published or skipped (--all shows them)")
     if agenda.files_with_errors:
         extra.append(
             f"{len(agenda.files_with_errors)} files with errors (run `postscheduler validate`)"
@@ -496,7 +515,13 @@ def status(config: ConfigOption = None) -> None:
         )
     for row in waiting:
         typer.echo(f"WAITING: {row.key}, until the part before it is settled")
-    if problems:
+    for row, finding, late_after in report.held:
+        where = _relative([finding])[0].location()
+        typer.echo(
+            f"HELD: {row.key}: {finding.message} ({where}); skipped as late after "
+            f"{_fmt_when(late_after.astimezone(zone))} if not fixed"
+        )
+    if problems or report.held:
         raise typer.Exit(EXIT_FINDINGS)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from ..config import Settings
-from ..errors import PostschedulerError
+from ..errors import Finding, PostschedulerError
 from ..ledger import Delivery, DeliveryState, Event, Ledger, open_ledger
 from ..redact import Redactor
 
@@ -17,6 +18,9 @@ class Status:
     problems: tuple[Delivery, ...]  # failed and unconfirmed: a person must act
     # Later thread parts held back until the part they reply to is settled.
     waiting: tuple[Delivery, ...]
+    # Deliveries whose post file has errors now: the first error, and when the delivery will
+    # be skipped as late if nobody fixes it.
+    held: tuple[tuple[Delivery, Finding, dt.datetime], ...] = ()
 
 
 def open_existing_ledger(settings: Settings) -> Ledger:
@@ -47,7 +51,27 @@ def delivery_status(settings: Settings) -> Status:
         r for r in upcoming if r.key.part > stuck.get((r.key.post_id, r.key.account), r.key.part)
     ]
     upcoming = [r for r in upcoming if r not in waiting]
-    return Status(counts, upcoming[0] if upcoming else None, tuple(problems), tuple(waiting))
+    held = _held(settings, upcoming)
+    held_keys = {row.key for row, _, _ in held}
+    upcoming = [r for r in upcoming if r.key not in held_keys]
+    return Status(counts, upcoming[0] if upcoming else None, tuple(problems), tuple(waiting), held)
+
+
+def _held(
+    settings: Settings, upcoming: list[Delivery]
+) -> tuple[tuple[Delivery, Finding, dt.datetime], ...]:
+    from .checks import posts_to_publish
+
+    if not upcoming:
+        return ()
+    catalog = posts_to_publish(settings, dt.datetime.now(dt.UTC))
+    grace = settings.config.publishing.late_grace
+    held = []
+    for row in upcoming:
+        errors = catalog.errors_for(row.key.post_id)
+        if row.key.post_id in catalog.blocked_ids and errors:
+            held.append((row, errors[0], row.due_at + grace))
+    return tuple(held)
 
 
 def delivery_history(

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 
-from ..config import Settings, unknown_account_finding
-from ..errors import Finding, PostschedulerError
+from ..config import Settings
+from ..errors import Finding
 from .loader import Catalog
 from .render import target_accounts
+
+# A delivery in one of these will not go out again by itself.
+FINISHED = frozenset({"published", "skipped"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -19,6 +23,10 @@ class AgendaEntry:
     accounts: tuple[str, ...]
     first_line: str
     findings: tuple[Finding, ...]  # this post's findings; errors mean it will not go out
+    # Where each account's delivery stands, from the ledger: queued, sending, retry, failed,
+    # unconfirmed (published and skipped ones are left out of the queue unless asked for).
+    states: tuple[tuple[str, str], ...] = ()
+    late_after: dt.datetime | None = None  # a held post is skipped as late after this
 
     @property
     def blocked(self) -> bool:
@@ -32,6 +40,7 @@ class Agenda:
     past: int  # not drafts, time already gone by
     # Files with errors whose posts are not in the queue at all (unreadable, or no post).
     files_with_errors: frozenset[Path] = frozenset()
+    done: int = 0  # posts left out because every account has them published or skipped
 
     @property
     def blocked(self) -> bool:
@@ -58,20 +67,27 @@ def build_agenda(
     *,
     days: float | None = None,
     account: str | None = None,
+    progress: Mapping[tuple[str, str], str] | None = None,
+    show_all: bool = False,
 ) -> Agenda:
-    """Posts due from ``now`` (within ``late_grace`` behind it) for ``days``, soonest first."""
+    """Posts due from ``now`` (within ``late_grace`` behind it) for ``days``, soonest first.
+
+    ``progress`` says where each (post, account) stands in the ledger; posts every account
+    has published or skipped are left out unless ``show_all``.
+    """
     zone = settings.config.zone
     start = now - settings.config.publishing.late_grace
     end = now + dt.timedelta(days=days) if days is not None else None
     entries = []
-    drafts = past = 0
+    drafts = past = done = 0
+    progress = progress or {}
     for sp in catalog.posts:
         post = sp.post
         if post.is_draft:
             drafts += 1
             continue
         assert post.at is not None
-        if post.at < start or (post.expires is not None and post.expires <= now):
+        if not show_all and (post.at < start or (post.expires is not None and post.expires <= now)):
             past += 1
             continue
         if end is not None and post.at > end:
@@ -79,13 +95,23 @@ def build_agenda(
         accounts = tuple(target_accounts(post, settings))
         if account is not None and account not in accounts:
             continue
+        states = tuple((a, progress.get((post.id, a), "queued")) for a in accounts)
+        if not show_all and states and all(state in FINISHED for _, state in states):
+            done += 1
+            continue
+        findings = tuple(f for f in catalog.findings if f.post_id == post.id)
+        late_after = None
+        if any(f.is_error for f in findings):
+            late_after = (post.at + settings.config.publishing.late_grace).astimezone(zone)
         entries.append(
             AgendaEntry(
                 post.at.astimezone(zone),
                 post.id,
                 accounts,
                 first_line(catalog, post.id),
-                tuple(f for f in catalog.findings if f.post_id == post.id),
+                findings,
+                states,
+                late_after,
             )
         )
     entries.sort(key=lambda e: (e.when, e.post_id))
@@ -95,19 +121,4 @@ def build_agenda(
         for f in catalog.findings
         if f.is_error and f.file is not None and f.post_id not in queued
     )
-    return Agenda(tuple(entries), drafts, past, bad_files)
-
-
-def queue_posts(
-    settings: Settings,
-    *,
-    now: dt.datetime,
-    days: float | None = None,
-    account: str | None = None,
-) -> Agenda:
-    """The whole of ``postscheduler queue``: check the posts, then list what goes out next."""
-    from .rules import validate
-
-    if account is not None and account not in settings.config.accounts:
-        raise PostschedulerError(unknown_account_finding(account, settings).as_text())
-    return build_agenda(validate(settings, now=now), settings, now, days=days, account=account)
+    return Agenda(tuple(entries), drafts, past, bad_files, done)

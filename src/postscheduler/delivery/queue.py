@@ -1,0 +1,71 @@
+"""``queue``: what goes out next, as the posts say and as the ledger knows it.
+
+The posts give the schedule; the ledger, when there is one, says what already went out (left
+out), what failed or is unconfirmed (marked: a person must act) and what waits to retry, so
+"what goes out next" is true after the daemon has run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..config import Settings, unknown_account_finding
+from ..errors import PostschedulerError
+from ..ledger import DeliveryState, open_ledger
+from ..posts.agenda import Agenda, build_agenda
+from .checks import validate_posts
+
+# The state that speaks for a post on one account, whichever of its parts has it.
+_PRECEDENCE = (
+    DeliveryState.UNCONFIRMED,
+    DeliveryState.FAILED,
+    DeliveryState.SENDING,
+    DeliveryState.RETRY,
+    DeliveryState.PLANNED,
+)
+
+
+def ledger_progress(settings: Settings) -> dict[tuple[str, str], str]:
+    """(post, account) → where its delivery stands; empty when nothing was planned yet."""
+    if not settings.ledger_path.is_file():
+        return {}
+    by_target: dict[tuple[str, str], set[DeliveryState]] = {}
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+        for row in ledger.deliveries():
+            by_target.setdefault((row.key.post_id, row.key.account), set()).add(row.state)
+    progress = {}
+    for target, states in by_target.items():
+        state = next((s for s in _PRECEDENCE if s in states), None)
+        if state is None:
+            state = DeliveryState.PUBLISHED if states == {DeliveryState.PUBLISHED} else None
+        progress[target] = (
+            "queued"
+            if state is DeliveryState.PLANNED
+            else state.value
+            if state is not None
+            else "skipped"
+        )
+    return progress
+
+
+def queue_posts(
+    settings: Settings,
+    *,
+    now: dt.datetime,
+    days: float | None = None,
+    account: str | None = None,
+    show_all: bool = False,
+) -> Agenda:
+    """The whole of ``postscheduler queue``."""
+    if account is not None and account not in settings.config.accounts:
+        raise PostschedulerError(unknown_account_finding(account, settings).as_text())
+    catalog = validate_posts(settings, now=now, against_ledger=False).catalog
+    return build_agenda(
+        catalog,
+        settings,
+        now,
+        days=days,
+        account=account,
+        progress=ledger_progress(settings),
+        show_all=show_all,
+    )
