@@ -571,3 +571,27 @@ def test_an_answer_the_ledger_cannot_take_is_written_once_it_can(project: Projec
     run(engine.deliver("p", "outbox"))
     assert len(fake.calls) == 1 and waits == [1.0, 2.0]
     assert state(engine, "p").state is DeliveryState.PUBLISHED
+
+
+def test_an_account_added_later_gets_only_what_is_due_after(
+    make_project: Callable[[str], Project],
+) -> None:
+    """Adding an account to defaults.accounts must not send it the posts already out."""
+    project = make_project(CONFIG)
+    project.write("old.yaml", "id: old\nat: 2027-01-14 09:00\ntext: Already out.\n")
+    project.write("new.yaml", "id: new\nat: 2027-01-14 12:00\ntext: Still to come.\n")
+    clock = Clock(T0 + dt.timedelta(minutes=5))
+    engine = engine_for(project, clock)
+    run(engine.run_due())
+    assert state(engine, "old").state is DeliveryState.PUBLISHED
+    project.config_path.write_text(
+        CONFIG.replace("defaults: {accounts: [outbox]}", "defaults: {accounts: [outbox, a]}")
+    )
+    settings = project.settings()
+    engine.settings = settings
+    engine.load(validate(settings, now=clock()))
+    run(engine.run_due())
+    skipped = state(engine, "old", "a")
+    assert skipped.state is DeliveryState.SKIPPED and "added after" in (skipped.reason or "")
+    assert not (project.root / "out-a").exists()  # nothing was sent to the new account
+    assert state(engine, "new", "a").state is DeliveryState.PLANNED  # what is due later goes

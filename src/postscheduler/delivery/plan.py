@@ -19,6 +19,7 @@ from ..posts.loader import Catalog, SourcedPost
 from ..posts.render import RenderedPart, render_post, target_accounts
 
 log = logging.getLogger("postscheduler")
+NEW_ACCOUNT = "the account was added after the post's time"
 
 
 def content_hash(part: RenderedPart) -> str:
@@ -49,11 +50,23 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     live: set[DeliveryKey] = set()
     for sp in valid_posts(catalog).values():
         post = sp.post
+        known: bool | None = None  # whether the ledger has planned this post before
         for account in target_accounts(post, settings):
             rendering = render_post(post, account, settings)
             for part in rendering.parts:
                 key = DeliveryKey(post.id, account, part.index)
                 live.add(key)
+                if post.at is not None and post.at <= now and not post.is_draft:
+                    if known is None:
+                        known = bool(ledger.deliveries(post_id=post.id))
+                    if known and ledger.get(key) is None:
+                        # An account added to a post (or to defaults.accounts) after the
+                        # post's time: it was not due to go there. A person may still send
+                        # it: `publish POST --now --account ACCOUNT`.
+                        ledger.plan(key, post.at, content_hash(part), now)
+                        ledger.record_skipped(key, NEW_ACCOUNT, now)
+                        log.info("%s not sent: %s", key, NEW_ACCOUNT)
+                        continue
                 if post.is_draft:
                     row = ledger.get(key) or ledger.plan(key, post.at or now, "draft", now)
                     if row.state in CLAIMABLE_STATES:
