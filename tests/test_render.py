@@ -129,3 +129,29 @@ def test_an_override_can_replace_the_image_quote_and_thread(project: Project) ->
     assert sky.parts[0].text.endswith("📷 Ana Pérez") and sky.parts[2].text.endswith("📷 B")
     (plain,) = render_post(post, "outbox", settings).parts
     assert plain.image is not None and plain.image.credit == "Jane Doe"
+
+
+def test_a_post_of_only_a_thread_is_led_by_its_first_part(project: Project) -> None:
+    """No text of its own: the first thread part is the post and carries the pack's link and
+    image (it used to go out as a bare link nobody wrote, the thread replying to it)."""
+    project.image()
+    project.write(
+        "t.yaml",
+        """\
+        link: https://example.org/article
+        image: {file: images/photo.jpg, alt: A march., credit: Jane Doe}
+        posts:
+          - id: t
+            at: 2027-01-14 09:00
+            thread: [Why it matters 🧵, Second part., Third part.]
+        """,
+    )
+    settings = project.settings()
+    parts = render_post(load_posts(settings).get("t").post, "outbox", settings).parts
+    assert [p.text.split("\n")[0] for p in parts] == [
+        "Why it matters 🧵",
+        "Second part.",
+        "Third part.",
+    ]
+    assert "https://example.org/article" in parts[0].text and parts[0].image is not None
+    assert parts[0].text.endswith("📷 Jane Doe")

@@ -73,6 +73,20 @@ def effective_content(post: Post, account: str, platform: str) -> Content:
     return base
 
 
+def thread_led(content: Content) -> bool:
+    """A post with no words of its own (no text, no quote) but a thread: its first part is
+    the post, carrying its link and image, not a reply under a post nobody wrote."""
+    return bool(content.thread) and not content.text and content.quote is None
+
+
+def _lead_with_thread(content: Content) -> Content:
+    assert content.thread
+    first, *rest = content.thread
+    return content.model_copy(
+        update={"text": first.text, "image": first.image or content.image, "thread": rest or None}
+    )
+
+
 def format_quote(quote: Quote) -> str:
     attribution = quote.by if not quote.role else f"{quote.by}, {quote.role}"
     return f"“{quote.text}”\n— {attribution}"
@@ -106,6 +120,8 @@ def render_post(post: Post, account: str, settings: Settings) -> Rendering:
     account_cfg = settings.config.accounts[account]
     platform = get_platform(account_cfg.platform)
     content = effective_content(post, account, platform.name)
+    if thread_led(content):
+        content = _lead_with_thread(content)
     credit_format = settings.config.credit_format
     limited = bool(platform.text_limits) or account_cfg.max_characters is not None
 

@@ -17,7 +17,7 @@ from ..platforms import PLATFORMS, Platform
 from .images import ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
 from .models import Image
-from .render import Rendering, render_post, target_accounts
+from .render import Rendering, effective_content, render_post, target_accounts, thread_led
 
 
 def _image_locations(
@@ -25,22 +25,26 @@ def _image_locations(
 ) -> Iterator[tuple[tuple[str | int, ...], Image]]:
     """(location in the post, image) for every image this rendering publishes."""
     account, platform = rendering.account, rendering.platform.name
+    # Where the rendered thread came from: an override's thread:, else the post's.
+    source: tuple[str | int, ...] = ()
+    thread = sp.post.thread or []
+    image_source: tuple[str | int, ...] = ()
+    for key in (account, platform):
+        override = (sp.post.overrides or {}).get(key)
+        if override is not None and override.thread is not None and not source:
+            source, thread = ("overrides", key), override.thread
+        if override is not None and override.image is not None and not image_source:
+            image_source = ("overrides", key)
+    # A post led by its thread publishes the thread's first part as the post (render).
+    led = thread_led(effective_content(sp.post, account, platform))
     for part in rendering.parts:
         if part.image is None:
             continue
-        if part.index == 0:
-            loc: tuple[str | int, ...] = ("image",)
+        i = part.index if led else part.index - 1
+        if 0 <= i < len(thread) and thread[i].image is not None:
+            yield (*source, "thread", i, "image"), part.image
         else:
-            loc = ("thread", part.index - 1, "image")
-        for key in (account, platform):
-            override = (sp.post.overrides or {}).get(key)
-            if override is not None and (
-                (part.index == 0 and override.image is not None)
-                or (part.index > 0 and override.thread is not None)
-            ):
-                loc = ("overrides", key, *loc)
-                break
-        yield loc, part.image
+            yield (*image_source, "image"), part.image
 
 
 def _names_a_local_address(url: str) -> bool:
@@ -158,6 +162,8 @@ def text_location(sp: SourcedPost, rendering: Rendering, index: int) -> tuple[st
     for key in (rendering.account, rendering.platform.name):
         if key in (sp.post.overrides or {}):
             return ("overrides", key)
+    if thread_led(sp.post):
+        return ("thread", index)
     if index == 0:
         return ("text",) if sp.post.text else ("id",)
     return ("thread", index - 1)
