@@ -298,3 +298,13 @@ def test_a_bad_id_is_explained_in_words_not_a_pattern(project: Project) -> None:
     (finding,) = [f for f in load_posts(project.settings()).findings if f.is_error]
     assert "letters" in finding.message and "[A-Za-z" not in finding.message
     assert (finding.line, finding.column) == (1, 5)
+
+
+def test_validating_one_file_still_checks_its_ids_against_the_folder(project: Project) -> None:
+    project.write("a.yaml", "id: shared-id\nat: 2027-01-14 09:00\ntext: one\n")
+    b = project.write("b.yaml", "id: shared-id\nat: 2027-01-15 09:00\ntext: two\n")
+    project.write("c.yaml", "id: other\nat: [\n")  # a broken file elsewhere is not reported
+    catalog = load_posts(project.settings(), [b])
+    (finding,) = catalog.findings
+    assert finding.code == "duplicate-id" and finding.file == b and "a.yaml:1" in finding.message
+    assert "shared-id" in catalog.blocked_ids

@@ -319,12 +319,17 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _check_duplicate_ids(catalog: Catalog, base_dir: Path) -> None:
+def _check_duplicate_ids(catalog: Catalog, base_dir: Path, only: set[Path] | None = None) -> None:
+    """Ids used twice block both posts; ``only``: report just the sites in these files."""
     for post_id, sites in catalog.id_sites.items():
         if len(sites) < 2:
             continue
+        if only is not None and not any(f.resolve() in only for f, _ in sites):
+            continue
         catalog.blocked_ids.add(post_id)
         for file, mark in sites:
+            if only is not None and file.resolve() not in only:
+                continue
             others = [
                 f"{os.path.relpath(f, base_dir)}:{m.line}"
                 for f, m in sites
@@ -360,7 +365,22 @@ def load_posts(settings: Settings, paths: Iterable[Path] | None = None) -> Catal
             )
             return catalog
         paths = [root]
-    for path in iter_post_files(paths):
+        for path in iter_post_files(paths):
+            load_file(path, settings, catalog)
+        _check_duplicate_ids(catalog, settings.base_dir)
+        return catalog
+    given = list(iter_post_files(paths))
+    for path in given:
         load_file(path, settings, catalog)
-    _check_duplicate_ids(catalog, settings.base_dir)
+    # Checking some files still checks their ids against every other file in posts_dir: an
+    # id taken elsewhere is a collision the daemon would meet.
+    chosen = {p.resolve() for p in given}
+    if settings.posts_dir.is_dir():
+        rest = Catalog()
+        for path in iter_post_files([settings.posts_dir]):
+            if path.resolve() not in chosen:
+                load_file(path, settings, rest)
+        for post_id, sites in rest.id_sites.items():
+            catalog.id_sites.setdefault(post_id, []).extend(sites)
+    _check_duplicate_ids(catalog, settings.base_dir, only=chosen)
     return catalog
