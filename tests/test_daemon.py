@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,7 +179,10 @@ def test_run_once_and_status(project: Project) -> None:
         capture_output=True,
         text=True,
     )
-    assert [line.split()[7] for line in hist.stdout.splitlines()[2:]] == [
+    lines = hist.stdout.splitlines()[2:]
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC ", line) for line in lines)
+    assert "file://" in lines[-1] and " · text " in lines[-1]  # where it went, what it sent
+    assert [line.split()[6] for line in lines] == [
         "planned",
         "sending",
         "published",

@@ -234,6 +234,26 @@ def _fmt_when(when: dt.datetime) -> str:
     return when.strftime("%a %Y-%m-%d %H:%M %Z")
 
 
+def _fmt_exact(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+_ISO_UTC = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\+00:00|Z)")
+
+
+def _local_times(text: str, zone: Any) -> str:
+    """UTC timestamps in a ledger detail, shown in the local clock like the rest."""
+
+    def local(m: re.Match[str]) -> str:
+        try:
+            when = dt.datetime.fromisoformat(m[0].replace("Z", "+00:00"))
+        except ValueError:
+            return m[0]
+        return _fmt_exact(when.astimezone(zone))
+
+    return _ISO_UTC.sub(local, text)
+
+
 def _table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -543,16 +563,18 @@ def history(
         settings = _settings(config)
         events = delivery_history(settings, post, account)
     zone = settings.config.zone
-    rows = [
-        [
-            _fmt_when(e.at.astimezone(zone)),
-            str(e.key),
-            e.state.value,
-            str(e.attempt),
-            _shown(e.detail),
-        ]
-        for e in events
-    ]
+    rows = []
+    for e, delivery in events:
+        detail = _local_times(_shown(e.detail), zone)
+        if e.state.value == "published" and delivery is not None:
+            sent = [
+                delivery.remote_url or delivery.remote_id or "",
+                f"text {delivery.content_hash[:12]}",
+            ]
+            detail = " · ".join(part for part in (detail, *sent) if part)
+        rows.append(
+            [_fmt_exact(e.at.astimezone(zone)), str(e.key), e.state.value, str(e.attempt), detail]
+        )
     if rows:
         typer.echo(_table(rows, ["WHEN", "DELIVERY", "STATE", "ATTEMPT", "DETAIL"]))
     else:

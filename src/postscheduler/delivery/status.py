@@ -76,8 +76,14 @@ def _held(
 
 def delivery_history(
     settings: Settings, post_id: str | None = None, account: str | None = None
-) -> list[Event]:
+) -> list[tuple[Event, Delivery | None]]:
+    """Every event, oldest first, each with its delivery as it is now (for the published
+    one's remote URL and the hash of what it sent)."""
     with open_existing_ledger(settings) as ledger:
         events = ledger.events(post_id=post_id, account=account)
+        rows = {key: ledger.get(key) for key in {e.key for e in events}}
     redact = Redactor.for_settings(settings)
-    return [dataclasses.replace(e, detail=redact(e.detail)) if e.detail else e for e in events]
+    return [
+        (dataclasses.replace(e, detail=redact(e.detail)) if e.detail else e, rows.get(e.key))
+        for e in events
+    ]
