@@ -308,3 +308,24 @@ def test_validating_one_file_still_checks_its_ids_against_the_folder(project: Pr
     (finding,) = catalog.findings
     assert finding.code == "duplicate-id" and finding.file == b and "a.yaml:1" in finding.message
     assert "shared-id" in catalog.blocked_ids
+
+
+def test_pack_posts_errors_point_at_the_post_and_a_missing_image_says_where(
+    project: Project,
+) -> None:
+    from postscheduler.posts.rules import validate
+
+    project.image("images/juliaca.jpg")
+    project.write(
+        "pack.yaml",
+        "link: https://example.org/a\nposts:\n"
+        "  - id: one\n    at: 2027-01-14 09:00\n    text: fine\n"
+        "  - id: two\n    text: no time\n"
+        "  - id: four\n    at: 2027-01-14 09:00\n"
+        "    image: {file: images/juliaca.jgp, alt: a, credit: b}\n",
+    )
+    found = {f.post_id: f for f in validate(project.settings()).findings if f.is_error}
+    assert (found["two"].line, found["two"].column) == (6, 5)
+    assert (
+        "images/" in found["four"].message and "did you mean juliaca.jpg" in found["four"].message
+    )

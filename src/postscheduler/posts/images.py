@@ -8,6 +8,7 @@ post file must not be able to publish ``../../etc/passwd`` or a symlink to it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import warnings
 from collections.abc import Iterator
@@ -85,12 +86,28 @@ def _inspect(path: Path, mtime_ns: int, size: int) -> ImageInfo:
         raise ImageError(f"{path.name} is a damaged image: {exc}") from None
 
 
+def _not_found(path: Path) -> str:
+    """Where the image was looked for, and the names there it may have meant."""
+    folder = path.parent
+    cwd = Path.cwd()
+    shown = folder.relative_to(cwd) if folder.is_relative_to(cwd) else folder
+    message = f"{path.name} is not in {shown}/"
+    try:
+        names = [p.name for p in folder.iterdir() if p.is_file()]
+    except OSError:
+        return message + " (that folder does not exist either)"
+    close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)
+    if close:
+        message += f" (did you mean {', '.join(close)}?)"
+    return message
+
+
 def inspect_image(path: Path) -> ImageInfo:
     """Format, dimensions and size of the image at ``path`` (cached while unchanged)."""
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ImageError(f"{path.name} does not exist") from None
+        raise ImageError(_not_found(path)) from None
     except OSError as exc:
         raise ImageError(f"cannot read {path.name}: {exc.strerror}") from None
     if not path.is_file():

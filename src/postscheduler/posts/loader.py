@@ -206,6 +206,8 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
         own = frozenset(entry)
 
         def to_doc(loc: Loc, own: frozenset[str] = own, base: Loc = base) -> Loc:
+            if not loc:  # about the post as a whole: its own entry, not the file's top
+                return base
             full = base + loc if (loc and loc[0] in own) else loc
             return doc_path(doc.data, full)
 
