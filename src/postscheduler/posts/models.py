@@ -281,6 +281,10 @@ def post_file_schema() -> dict[str, Any]:
     post_schema_required = [r for r in post_schema.get("required", []) if r != "id"]
     single = dict(post_schema, required=post_schema_required)
     defs["Post"] = post_schema
+    _as_written(pack_schema)
+    _as_written(single)
+    for definition in defs.values():
+        _as_written(definition)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "postscheduler post file",
@@ -291,3 +295,23 @@ def post_file_schema() -> dict[str, Any]:
         ],
         "$defs": defs,
     }
+
+
+def _as_written(schema: dict[str, Any]) -> None:
+    """Describe what a volunteer writes, not what pydantic parses it into: times as the
+    forms ``parse_time`` reads (``2027-01-14 09:00``, which ``format: date-time`` refuses),
+    and a thread's replies as a string or a mapping."""
+    for name, prop in (schema.get("properties") or {}).items():
+        if name in ("at", "expires"):
+            prop.pop("anyOf", None)
+            prop.pop("format", None)
+            prop["type"] = ["string", "null"]
+            prop["pattern"] = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}"
+        elif name == "thread":
+            prop["anyOf"] = [
+                {
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/ThreadPart"}]},
+                },
+                {"type": "null"},
+            ]
