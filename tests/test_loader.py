@@ -212,10 +212,12 @@ def test_dst_gap_and_overlap_name_both_instants(project: Project) -> None:
     findings = _load(project)[1]
     gap = next(f for f in findings if f.post_id == "gap")
     fold = next(f for f in findings if f.post_id == "fold")
-    assert "does not exist" in gap.message
-    assert "2027-03-28T01:30+00:00" in gap.message and "2027-03-28T01:30+01:00" in gap.message
+    assert "does not exist" in gap.message  # in the local clock: just before, just after
+    assert "00:30 GMT (write 2027-03-28T00:30+00:00)" in gap.message
+    assert "02:30 BST (write 2027-03-28T02:30+01:00)" in gap.message
     assert "happens twice" in fold.message
-    assert "2027-10-31 00:30 UTC" in fold.message and "2027-10-31 01:30 UTC" in fold.message
+    assert "01:30 BST (write 2027-10-31T01:30+01:00)" in fold.message
+    assert "01:30 GMT (write 2027-10-31T01:30+00:00)" in fold.message
     assert (gap.line, gap.column) == (2, 5)
 
 

@@ -50,18 +50,18 @@ def localize(naive: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     # The two folds disagree: the wall time is either skipped or repeated. A skipped time
     # does not survive a round trip through UTC.
     candidates = sorted((first, second), key=lambda c: c.astimezone(dt.UTC))
-    shown = " or ".join(
-        f"{c.isoformat(timespec='minutes')} (= {_fmt(c.astimezone(dt.UTC))[:-6]} UTC)"
-        for c in candidates
-    )
+    # Said in the post's own clock first (what a volunteer reads on the wall), then as the
+    # exact form to write.
+    # (Through UTC: astimezone to the datetime's own zone would not normalise a skipped time.)
+    walls = [c.astimezone(dt.UTC).astimezone(zone) for c in candidates]
+    shown = " or ".join(f"{w:%H:%M %Z} (write {w.isoformat(timespec='minutes')})" for w in walls)
     if first.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != naive:
         raise TimeError(
-            f"{_fmt(naive)} does not exist in {zone.key}: the clocks skip it at the DST change; "
-            f"write the instant you mean with its offset: {shown}"
+            f"{_fmt(naive)} does not exist in {zone.key}: the clocks jump past it at the DST "
+            f"change; did you mean {shown}?"
         )
     raise TimeError(
-        f"{_fmt(naive)} happens twice in {zone.key} (the clocks go back); "
-        f"write the one you mean with its offset: {shown}"
+        f"{_fmt(naive)} happens twice in {zone.key} (the clocks go back): did you mean {shown}?"
     )
 
 
