@@ -48,18 +48,18 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     planned = 0
     changed: list[DeliveryKey] = []
     live: set[DeliveryKey] = set()
+    planned_before: set[str] | None = None  # posts the ledger has rows of (read when needed)
     for sp in valid_posts(catalog).values():
         post = sp.post
-        known: bool | None = None  # whether the ledger has planned this post before
         for account in target_accounts(post, settings):
             rendering = render_post(post, account, settings)
             for part in rendering.parts:
                 key = DeliveryKey(post.id, account, part.index)
                 live.add(key)
                 if post.at is not None and post.at <= now and not post.is_draft:
-                    if known is None:
-                        known = bool(ledger.deliveries(post_id=post.id))
-                    if known and ledger.get(key) is None:
+                    if planned_before is None:
+                        planned_before = {row.key.post_id for row in ledger.deliveries()}
+                    if post.id in planned_before and ledger.get(key) is None:
                         # An account added to a post (or to defaults.accounts) after the
                         # post's time: it was not due to go there. A person may still send
                         # it: `publish POST --now --account ACCOUNT`.
