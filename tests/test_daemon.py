@@ -87,6 +87,19 @@ def daemon(project: Project) -> Iterator[Daemon]:
     proc.communicate(timeout=10)
 
 
+def webhook_project(make_project: Callable[[str], Project], url: str, text: str) -> Project:
+    """A project whose account ``site`` is a signed webhook at ``url`` (secret in ``$S``),
+    with one post ``p`` due a second ago."""
+    project = make_project(
+        CONFIG.replace(
+            "accounts:\n",
+            f'accounts:\n  site: {{platform: webhook, url: "{url}", secret: "${{S}}"}}\n',
+        )
+    )
+    project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: {text}\naccounts: [site]\n")
+    return project
+
+
 def row(project: Project, post: str) -> DeliveryState | None:
     ledger = SqliteLedger(project.root / "state" / "ledger.db")
     try:
@@ -202,14 +215,7 @@ def test_run_once_exits_1_when_it_leaves_a_delivery_failed(make_project) -> None
 
     with FakeWebhook("s3cret-value") as server:
         server.faults.append((422, {"Content-Type": "application/json"}, b'{"error": "no"}'))
-        project = make_project(
-            CONFIG.replace(
-                "accounts:\n",
-                "accounts:\n"
-                f'  site: {{platform: webhook, url: "{server.url}", secret: "${{S}}"}}\n',
-            )
-        )
-        project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Refused.\naccounts: [site]\n")
+        project = webhook_project(make_project, server.url, "Refused.")
         once = subprocess.run(
             [
                 sys.executable,
@@ -282,14 +288,7 @@ def test_sigterm_lets_a_delivery_in_flight_finish(make_project) -> None:  # type
 
     with FakeWebhook("term-secret") as server:
         server.latency = 2.0  # the request is in flight when SIGTERM arrives
-        project = make_project(
-            CONFIG.replace(
-                "accounts:\n",
-                "accounts:\n"
-                f'  site: {{platform: webhook, url: "{server.url}", secret: "${{S}}"}}\n',
-            )
-        )
-        project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Slow.\naccounts: [site]\n")
+        project = webhook_project(make_project, server.url, "Slow.")
         proc = subprocess.Popen(
             [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
             env={**os.environ, "S": "term-secret"},
