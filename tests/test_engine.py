@@ -342,6 +342,16 @@ def test_published_post_is_not_resent_after_an_edit(
     run(engine.run_due())
     assert len(fake.calls) == 1 and result.changed_after_publishing == [DeliveryKey("p", "outbox")]
     assert any("edited after it was published" in r.message for r in caplog.records)
+    # Said once per edit, not on every reload (a cron mail a minute otherwise)...
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="postscheduler"):
+        engine.load(validate(engine.settings, now=clock()))
+    assert not any("edited after" in r.message for r in caplog.records)
+    # ...and again for a new edit.
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:30\ntext: v3\n")
+    with caplog.at_level(logging.WARNING, logger="postscheduler"):
+        engine.load(validate(engine.settings, now=clock()))
+    assert any("edited after it was published" in r.message for r in caplog.records)
 
 
 def test_accounts_go_out_concurrently(project: Project) -> None:

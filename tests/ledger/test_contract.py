@@ -180,7 +180,7 @@ def test_concurrent_claims_have_one_winner(tmp_path: Path) -> None:
 def test_migrations_are_named_and_a_newer_ledger_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     ledger = SqliteLedger(path)
-    assert ledger.migrations() == ["0001_deliveries_and_events"]
+    assert ledger.migrations() == ["0001_deliveries_and_events", "0002_edits_reported"]
     ledger.close()
     db = sqlite3.connect(path)
     db.execute("INSERT INTO schema_migrations VALUES ('9999_from_the_future', 'x')")
@@ -261,3 +261,10 @@ def test_a_person_s_send_now_survives_replanning_until_the_post_time_changes(
     assert ledger.plan(KEY, later(600), "edited words", now=T0).due_at == T0
     moved = ledger.plan(KEY, later(900), "edited words", now=T0)
     assert (moved.due_at, moved.scheduled_at) == (later(900), later(900))
+
+
+def test_an_edit_is_reported_once(ledger: Ledger) -> None:
+    key = DeliveryKey("p", "a")
+    assert ledger.note_edit_reported(key, "h2", T0)
+    assert not ledger.note_edit_reported(key, "h2", T0)  # the same edit: already said
+    assert ledger.note_edit_reported(key, "h3", T0)  # a new edit: said again

@@ -46,7 +46,7 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     cancel deliveries of deleted posts. Posts with errors are held: their deliveries stay as
     they are until the file is fixed."""
     planned = 0
-    changed: list[DeliveryKey] = []
+    changed: list[tuple[DeliveryKey, str]] = []
     live: set[DeliveryKey] = set()
     planned_before: set[str] | None = None  # posts the ledger has rows of (read when needed)
     for sp in valid_posts(catalog).values():
@@ -75,7 +75,7 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
                 assert post.at is not None  # only drafts may go without a time
                 row = ledger.plan(key, post.at, content_hash(part), now)
                 if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
-                    changed.append(key)
+                    changed.append((key, content_hash(part)))
                 elif row.state is DeliveryState.PLANNED:
                     planned += 1
     held = catalog.blocked_ids
@@ -95,9 +95,12 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     for row in gone:
         ledger.record_skipped(row.key, "deleted", now)
         log.info("cancelled %s: the post or account is gone", row.key)
-    for key in changed:
-        log.warning("%s was edited after it was published; it will not be sent again", key)
-    return PlanResult(planned, changed)
+    for key, new_hash in changed:
+        # Once per edit: a daemon reloads on every change and cron runs run --once each
+        # minute; the same warning each time would bury the rest (validate always says it).
+        if ledger.note_edit_reported(key, new_hash, now):
+            log.warning("%s was edited after it was published; it will not be sent again", key)
+    return PlanResult(planned, [key for key, _ in changed])
 
 
 def edits_after_publishing(catalog: Catalog, settings: Settings, ledger: Ledger) -> list[Finding]:

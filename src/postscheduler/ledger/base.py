@@ -147,6 +147,11 @@ class Ledger(abc.ABC):
         planned, due at ``due_at``. Published and in-flight deliveries are unchanged."""
 
     @abc.abstractmethod
+    def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:
+        """Record that an edit of a published delivery (its words now hash to
+        ``content_hash``) was reported; True the first time, so each edit is logged once."""
+
+    @abc.abstractmethod
     def get(self, key: DeliveryKey) -> Delivery | None: ...
 
     @abc.abstractmethod

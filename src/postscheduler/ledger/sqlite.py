@@ -54,6 +54,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX events_by_post ON events (post_id, account);
         """,
     ),
+    (
+        "0002_edits_reported",
+        """
+        CREATE TABLE edits_reported (
+            post_id      TEXT    NOT NULL,
+            account      TEXT    NOT NULL,
+            part         INTEGER NOT NULL,
+            content_hash TEXT    NOT NULL,
+            at           TEXT    NOT NULL,
+            PRIMARY KEY (post_id, account, part, content_hash)
+        );
+        """,
+    ),
 ]
 
 # Skips that end when the post is seen again (the file is back, the draft is ready).
@@ -460,6 +473,14 @@ class SqliteLedger(Ledger):
             retry_at=None,
             reason=None,
         )
+
+    def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO edits_reported VALUES (?, ?, ?, ?, ?)",
+                (key.post_id, key.account, key.part, content_hash, _ts(now)),
+            )
+            return cursor.rowcount == 1
 
     def get(self, key: DeliveryKey) -> Delivery | None:
         with self._lock:
