@@ -99,10 +99,6 @@ def warning(code: str, message: str, **where: Any) -> Finding:
     return Finding(Severity.WARNING, code, message, **where)
 
 
-def has_errors(findings: Iterable[Finding]) -> bool:
-    return any(f.is_error for f in findings)
-
-
 class PostschedulerError(Exception):
     """Base class of the errors a command reports to the user and stops on."""
 
@@ -187,7 +183,9 @@ class TransientError(PublishError):
 
 
 class PermanentError(PublishError):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status  # the platform's HTTP status, where it answered with one
+        super().__init__(message)
 
 
 class OutcomeUnknownError(PublishError):

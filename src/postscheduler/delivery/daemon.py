@@ -40,6 +40,8 @@ RESCAN_INTERVAL = 2.0
 RECOVER_FIRST_DELAY = 15.0  # then doubling: asking again about deliveries still in doubt
 RECOVER_MAX_DELAY = 600.0
 WATCH_START_TIMEOUT = 10.0
+# Where a delivery waits for someone (retry --failed, resolve): run --once reports them.
+NEEDS_A_PERSON = frozenset({DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
 JOB_ERROR_DELAY = 60.0  # seconds before a job that failed unexpectedly runs again
 WATCH_RESTART_DELAY = 5.0
 
@@ -54,8 +56,7 @@ class RunReport:
     @property
     def left_problems(self) -> bool:
         """Whether this run left a delivery failed or unconfirmed (cron should say so)."""
-        bad = {DeliveryState.FAILED, DeliveryState.UNCONFIRMED}
-        return any(state in bad for state in self.done.values())
+        return any(state in NEEDS_A_PERSON for state in self.done.values())
 
 
 def _log_missing_secrets(settings: Settings) -> None:
@@ -99,15 +100,11 @@ async def run_once(
             await engine.run_due()
         finally:
             await engine.aclose()
-        reasons = {}
-        for key, state in engine.outcomes.items():
-            row = (
-                ledger.get(key)
-                if state in (DeliveryState.FAILED, DeliveryState.UNCONFIRMED)
-                else None
-            )
-            if row is not None and row.reason:
-                reasons[key] = row.reason
+        reasons = {
+            key: row.reason
+            for key, state in engine.outcomes.items()
+            if state in NEEDS_A_PERSON and (row := ledger.get(key)) is not None and row.reason
+        }
         return RunReport(ledger.counts(), errors, dict(engine.outcomes), reasons)
 
 
@@ -193,11 +190,10 @@ class Daemon:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._running: set[str] = set()  # job ids being delivered now
         self._rerun: dict[str, dt.datetime] = {}  # asked for while running
+        self.failure: LedgerError | None = None  # why the daemon stopped by itself, if it did
         self.ledger: Ledger | None = None
         self.engine: Engine | None = None
         self.scheduler: Any = None
-
-    failure: LedgerError | None = None  # why the daemon stopped by itself, if it did
 
     def stop(self) -> None:
         self._stop.set()
@@ -309,7 +305,6 @@ class Daemon:
         job_id = f"{post_id}@{account}"
         self._in_flight.add(task)
         self._running.add(job_id)
-        failed = False
         try:
             again = await self.engine.deliver(post_id, account)
         except Exception:
@@ -319,12 +314,10 @@ class Daemon:
                 account,
                 JOB_ERROR_DELAY,
             )
-            again, failed = None, True
+            again = self.clock() + dt.timedelta(seconds=JOB_ERROR_DELAY)
         finally:
             self._in_flight.discard(task)
             self._running.discard(job_id)
-        if failed:
-            again = self.clock() + dt.timedelta(seconds=JOB_ERROR_DELAY)
         rerun = self._rerun.pop(job_id, None)
         if self._stop.is_set():
             return

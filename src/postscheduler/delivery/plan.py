@@ -48,18 +48,23 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     planned = 0
     changed: list[tuple[DeliveryKey, str]] = []
     live: set[DeliveryKey] = set()
-    planned_before: set[str] | None = None  # posts the ledger has rows of (read when needed)
     for sp in valid_posts(catalog).values():
         post = sp.post
+        known: bool | None = None  # whether the ledger had this post before this plan
         for account in target_accounts(post, settings):
             rendering = render_post(post, account, settings)
             for part in rendering.parts:
                 key = DeliveryKey(post.id, account, part.index)
                 live.add(key)
-                if post.at is not None and post.at <= now and not post.is_draft:
-                    if planned_before is None:
-                        planned_before = {row.key.post_id for row in ledger.deliveries()}
-                    if post.id in planned_before and ledger.get(key) is None:
+                if (
+                    post.at is not None
+                    and post.at <= now
+                    and not post.is_draft
+                    and ledger.get(key) is None
+                ):
+                    if known is None:  # asked at the post's first new key, before any is planned
+                        known = bool(ledger.deliveries(post_id=post.id))
+                    if known:
                         # An account added to a post (or to defaults.accounts) after the
                         # post's time: it was not due to go there. A person may still send
                         # it: `publish POST --now --account ACCOUNT`.

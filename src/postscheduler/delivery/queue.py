@@ -33,19 +33,17 @@ def ledger_progress(settings: Settings) -> dict[tuple[str, str], str]:
     with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
         for row in ledger.deliveries():
             by_target.setdefault((row.key.post_id, row.key.account), set()).add(row.state)
-    progress = {}
-    for target, states in by_target.items():
-        state = next((s for s in _PRECEDENCE if s in states), None)
-        if state is None:
-            state = DeliveryState.PUBLISHED if states == {DeliveryState.PUBLISHED} else None
-        progress[target] = (
-            "queued"
-            if state is DeliveryState.PLANNED
-            else state.value
-            if state is not None
-            else "skipped"
-        )
-    return progress
+    return {target: _label(states) for target, states in by_target.items()}
+
+
+def _label(states: set[DeliveryState]) -> str:
+    state = next((s for s in _PRECEDENCE if s in states), None)
+    if state is DeliveryState.PLANNED:
+        return "queued"
+    if state is not None:
+        return state.value
+    # Only settled parts left: all published, or some skipped (late, deleted, a new account).
+    return "published" if states == {DeliveryState.PUBLISHED} else "skipped"
 
 
 def queue_posts(

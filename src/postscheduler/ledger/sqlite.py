@@ -123,8 +123,6 @@ def _as_ledger_errors(cls: type[Ledger]) -> type[Ledger]:
             try:
                 return method(self, *args, **kwargs)
             except (sqlite3.Error, OSError) as exc:
-                if isinstance(exc, LedgerError):
-                    raise
                 raise LedgerError(f"the ledger {self.path}: {name} failed: {exc}") from None
 
         return wrapped

@@ -16,6 +16,7 @@ Times are parsed with the configured zone, passed as validation context
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -80,6 +81,18 @@ def check_language(value: str) -> str:
     raise ValueError(
         f"{value!r} is not a language tag: write the code platforms use (BCP 47), e.g. {suggestion}"
     )
+
+
+def is_global_ip(text: str) -> bool | None:
+    """Whether ``text`` is an IP address on the public internet (an IPv4-mapped IPv6 address
+    judged as its IPv4 one); None when it is no IP address at all."""
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global
 
 
 def _stripped(value: Any) -> Any:

@@ -16,7 +16,7 @@ from ..errors import Finding, ImageError, error, warning
 from ..platforms import PLATFORMS, Platform
 from .images import ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
-from .models import Image
+from .models import Image, is_global_ip
 from .render import Rendering, effective_content, render_post, target_accounts, thread_led
 
 
@@ -24,45 +24,31 @@ def _image_locations(
     sp: SourcedPost, rendering: Rendering
 ) -> Iterator[tuple[tuple[str | int, ...], Image]]:
     """(location in the post, image) for every image this rendering publishes."""
-    account, platform = rendering.account, rendering.platform.name
-    # Where the rendered thread came from: an override's thread:, else the post's.
-    source: tuple[str | int, ...] = ()
-    thread = sp.post.thread or []
-    image_source: tuple[str | int, ...] = ()
-    for key in (account, platform):
-        override = (sp.post.overrides or {}).get(key)
-        if override is not None and override.thread is not None and not source:
-            source, thread = ("overrides", key), override.thread
-        if override is not None and override.image is not None and not image_source:
-            image_source = ("overrides", key)
+    content = effective_content(sp.post, rendering.account, rendering.platform.name)
+    thread = content.thread or []
+    thread_at = _field_location(sp, rendering, "thread")
+    image_at = _field_location(sp, rendering, "image")
     # A post led by its thread publishes the thread's first part as the post (render).
-    led = thread_led(effective_content(sp.post, account, platform))
+    offset = 0 if thread_led(content) else 1
     for part in rendering.parts:
         if part.image is None:
             continue
-        i = part.index if led else part.index - 1
+        i = part.index - offset
         if 0 <= i < len(thread) and thread[i].image is not None:
-            yield (*source, "thread", i, "image"), part.image
+            yield (*thread_at, i, "image"), part.image
         else:
-            yield (*image_source, "image"), part.image
+            yield image_at, part.image
 
 
 def _names_a_local_address(url: str) -> bool:
     """Whether ``url``'s host is, as written, a loopback, private or link-local address (the
     publisher's fence checks what a name resolves to; this needs no network)."""
-    import ipaddress
     from urllib.parse import urlsplit
 
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global
+    return is_global_ip(host) is False
 
 
 def _check_image_file(

@@ -340,7 +340,7 @@ class BlueskyPublisher(Publisher):
                 )
                 self._dids[handle] = str(answer["did"])
             except PermanentError as exc:
-                if not exc.message.startswith("bluesky resolve handle: 400"):
+                if exc.status != 400:  # 400: no account has this handle
                     raise
                 self._dids[handle] = None
         return self._dids[handle]
@@ -456,7 +456,7 @@ class BlueskyPublisher(Publisher):
                     prepare_upload, raw, THUMB_MAX_BYTES, platform.image_formats
                 )
                 external["thumb"] = await self._upload(thumb.data, thumb.mime_type)
-            except (CardError, ImageError, OSError, ValueError) as exc:
+            except (CardError, OSError, ValueError) as exc:  # ImageError is a ValueError
                 log.warning(
                     "bluesky %s: link card of %s without its image: %s", self.account, job.key, exc
                 )

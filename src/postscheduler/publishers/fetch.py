@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import socket
 from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import FetchError
+from ..posts.models import is_global_ip
 
 if TYPE_CHECKING:
     import httpx
@@ -47,10 +47,7 @@ class Fetched:
 
 
 def address_allowed(address: str, allow_private: bool) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return allow_private or ip.is_global
+    return allow_private or is_global_ip(address) is True
 
 
 async def _checked_address(url: httpx.URL, allow_private: bool) -> str:

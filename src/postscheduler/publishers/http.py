@@ -114,4 +114,4 @@ async def send(
         except Exception:  # an unreadable hint is no hint
             hint = None
         raise TransientError(message, retry_after=hint)
-    raise PermanentError(message)
+    raise PermanentError(message, status)
