@@ -234,6 +234,56 @@ def test_unknown_outcome_is_never_resent_by_a_non_idempotent_publisher(project: 
     assert len(fake.calls) == 1
 
 
+class LooksItUp(Scripted):
+    """A publisher that is not idempotent but can look for a lost post (Facebook's recent
+    posts, Instagram's container), keeping progress between its steps."""
+
+    def __init__(self, script: list[Exception | None], found: Published | Resolution) -> None:
+        super().__init__(script)
+        self.found = found
+        self.lookups: list[PublishJob] = []
+
+    async def publish(self, job: PublishJob) -> Published:
+        await job.record(f"container for attempt {job.attempt}")
+        return await super().publish(job)
+
+    async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
+        self.lookups.append(job)
+        return self.found
+
+
+@pytest.mark.parametrize(
+    ("found", "end", "calls"),
+    [
+        (Published("r9", "https://example.test/9"), DeliveryState.PUBLISHED, 1),
+        (Resolution.NOT_SENT, DeliveryState.PUBLISHED, 2),
+        (Resolution.UNKNOWN, DeliveryState.UNCONFIRMED, 1),
+    ],
+    ids=["found", "certainly-not-sent", "cannot-tell"],
+)
+def test_an_unknown_outcome_is_looked_up_before_a_person_is_asked(
+    project: Project, found: Published | Resolution, end: DeliveryState, calls: int
+) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = LooksItUp([OutcomeUnknownError("connection reset after the request was sent")], found)
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    again = run(engine.deliver("p", "outbox"))
+    # The look-up saw what the attempt recorded before its publishing step.
+    assert fake.lookups[0].progress == "container for attempt 1"
+    assert state(engine, "p").progress == "container for attempt 1"
+    if again is not None:
+        clock.now = again
+        run(engine.run_due())
+        assert fake.calls[1].progress == "container for attempt 1"  # the next attempt has it
+    row = state(engine, "p")
+    assert row.state is end and len(fake.calls) == calls
+    if found is not Resolution.NOT_SENT and isinstance(found, Published):
+        assert (row.remote_id, row.remote_url) == ("r9", "https://example.test/9")
+    if end is DeliveryState.UNCONFIRMED:
+        assert "resolve p --account outbox" in row.reason
+
+
 def test_unknown_outcome_is_resent_by_an_idempotent_publisher(project: Project) -> None:
     project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
     fake = Scripted([OutcomeUnknownError("read timeout")], idempotent=True)

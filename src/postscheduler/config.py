@@ -30,7 +30,7 @@ from pydantic import (
 
 from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
 from .platforms import PLATFORMS
-from .platforms.base import AccountConfig, Duration
+from .platforms.base import AccountConfig, Duration, HttpUrl
 from .posts.times import get_zone
 from .posts.validation import findings_from_validation_error
 from .posts.yamlsource import Document, parse_yaml, read_yaml
@@ -97,6 +97,9 @@ class Config(BaseModel):
     posts_dir: str = "posts"
     ledger: str = ".postscheduler/ledger.db"
     credit_format: str = "📷 {credit}"
+    # Where posts/ is served on the web (the campaign's site, a raw git host), for the
+    # platforms that fetch images themselves: posts/images/x.jpg is <media_url>/images/x.jpg.
+    media_url: HttpUrl | None = None
     accounts: dict[str, Account] = Field(default_factory=dict)
     defaults: Defaults = Defaults()
     publishing: Publishing = Publishing()

@@ -180,7 +180,11 @@ def test_concurrent_claims_have_one_winner(tmp_path: Path) -> None:
 def test_migrations_are_named_and_a_newer_ledger_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     ledger = SqliteLedger(path)
-    assert ledger.migrations() == ["0001_deliveries_and_events", "0002_edits_reported"]
+    assert ledger.migrations() == [
+        "0001_deliveries_and_events",
+        "0002_edits_reported",
+        "0003_progress",
+    ]
     ledger.close()
     db = sqlite3.connect(path)
     db.execute("INSERT INTO schema_migrations VALUES ('9999_from_the_future', 'x')")
@@ -268,3 +272,28 @@ def test_an_edit_is_reported_once(ledger: Ledger) -> None:
     assert ledger.note_edit_reported(key, "h2", T0)
     assert not ledger.note_edit_reported(key, "h2", T0)  # the same edit: already said
     assert ledger.note_edit_reported(key, "h3", T0)  # a new edit: said again
+
+
+def test_progress_is_kept_while_in_flight_and_forgotten_when_the_words_change(
+    ledger: Ledger,
+) -> None:
+    """A container id written before the publishing step survives a retry (the next attempt
+    asks about it); new words or a person's requeue start from nothing."""
+    ledger.plan(KEY, T0, "h1", now=later(-1))
+    assert ledger.record_progress(KEY, "container 1", now=T0).progress is None  # not in flight
+    ledger.claim(KEY, "id-1", now=T0)
+    assert ledger.record_progress(KEY, "container 1", now=T0).progress == "container 1"
+    ledger.record_retry(KEY, later(1), "503", now=T0)
+    assert ledger.get(KEY).progress == "container 1"  # type: ignore[union-attr]
+    assert ledger.claim(KEY, "id-2", now=later(1)).progress == "container 1"  # type: ignore[union-attr]
+    ledger.record_retry(KEY, later(2), "503", now=later(1))
+    assert ledger.plan(KEY, T0, "h2", now=later(1)).progress is None  # the words changed
+    ledger.claim(KEY, "id-3", now=later(2))
+    ledger.record_progress(KEY, "container 2", now=later(2))
+    ledger.record_unconfirmed(KEY, "lost", now=later(2))
+    assert ledger.requeue(KEY, later(3), "resolve --resend", now=later(3)).progress is None
+
+
+def test_record_progress_of_an_unknown_delivery_is_a_ledger_error(ledger: Ledger) -> None:
+    with pytest.raises(LedgerError):
+        ledger.record_progress(KEY, "container 1", now=T0)

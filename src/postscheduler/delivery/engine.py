@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -222,7 +223,15 @@ class Engine:
             sent_at=self.clock(),
             links=part.links,
             messages=part.messages,
+            progress=row.progress,
+            checkpoint=self._checkpoint(row.key),
         )
+
+    def _checkpoint(self, key: DeliveryKey) -> Callable[[str], Awaitable[None]]:
+        async def checkpoint(progress: str) -> None:
+            await self._record(self.ledger.record_progress, key, progress, self.clock())
+
+        return checkpoint
 
     # --- recovery ---------------------------------------------------------------------------
 
@@ -422,6 +431,7 @@ class Engine:
     ) -> Published | dt.datetime | None:
         key = row.key
         attempt = row.attempts
+        job: PublishJob | None = None
         try:
             job = self._job(rendering, part, row, row.identity or "", previous)
             published = await publisher.publish(job)
@@ -430,7 +440,8 @@ class Engine:
                 key, attempt, self.redact(exc.message), exc.retry_after
             )
         except OutcomeUnknownError as exc:
-            return await self._unknown(publisher, key, attempt, self.redact(exc.message))
+            assert job is not None  # only publish() raises it
+            return await self._unknown(publisher, job, attempt, self.redact(exc.message))
         except PermanentError as exc:
             message = self.redact(exc.message)
             await self._record(self.ledger.record_failed, key, message, self.clock())
@@ -438,9 +449,11 @@ class Engine:
             return None
         except Exception as exc:  # a bug or an unexpected library error, mid-request
             log.exception("error while publishing %s attempt %d", key, attempt)
-            return await self._unknown(
-                publisher, key, attempt, self.redact(f"unexpected error: {exc!r}")
-            )
+            message = self.redact(f"unexpected error: {exc!r}")
+            if job is None:  # nothing was sent: the job could not even be made
+                await self._mark_unconfirmed(key, attempt, message)
+                return None
+            return await self._unknown(publisher, job, attempt, message)
         now = self.clock()
         await self._record(
             self.ledger.record_published, key, published.remote_id, published.url, now
@@ -480,11 +493,42 @@ class Engine:
         return retry_at
 
     async def _unknown(
-        self, publisher: Publisher, key: DeliveryKey, attempt: int, message: str
-    ) -> dt.datetime | None:
+        self, publisher: Publisher, job: PublishJob, attempt: int, message: str
+    ) -> Published | dt.datetime | None:
+        key = job.key
         if publisher.idempotent:
             return await self._retry_or_fail(
                 key, attempt, f"outcome unknown ({message})", None, in_doubt=True
+            )
+        # Before a person is asked, the platform may be: the post among the account's recent
+        # ones (Facebook, LinkedIn), a container that says it was published (Instagram).
+        row = await self._db(self.ledger.get, key)
+        if row is not None:  # with what the attempt recorded on its way (the container)
+            job = dataclasses.replace(job, progress=row.progress)
+        try:
+            outcome = await publisher.resolve_in_doubt(job)
+        except PublishError as exc:
+            log.warning("could not look for %s on %s: %s", key, key.account, exc.message)
+            outcome = Resolution.UNKNOWN
+        except Exception:  # a bug in the look-up must not lose the delivery
+            log.exception("error while looking for %s on %s", key, key.account)
+            outcome = Resolution.UNKNOWN
+        if isinstance(outcome, Published):
+            now = self.clock()
+            await self._record(
+                self.ledger.record_published,
+                key,
+                outcome.remote_id,
+                outcome.url,
+                now,
+                f"found on {key.account} after: {message}",
+            )
+            self._last_sent[key.account] = now
+            log.info("published %s attempt %d (found after %s)", key, attempt, message)
+            return outcome
+        if outcome is Resolution.NOT_SENT:
+            return await self._retry_or_fail(
+                key, attempt, f"not sent ({message})", None, in_doubt=True
             )
         await self._mark_unconfirmed(key, attempt, message)
         return None

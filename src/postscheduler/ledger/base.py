@@ -69,6 +69,8 @@ class Delivery:
     remote_url: str | None = None
     reason: str | None = None
     updated_at: dt.datetime | None = None
+    # What a multi-step publish did so far (a container id), in the publisher's own words.
+    progress: str | None = None
 
     @property
     def next_attempt_at(self) -> dt.datetime:
@@ -145,6 +147,13 @@ class Ledger(abc.ABC):
     ) -> Delivery:
         """A person's decision to send now or again (publish --now, retry, resolve --resend):
         planned, due at ``due_at``. Published and in-flight deliveries are unchanged."""
+
+    @abc.abstractmethod
+    def record_progress(self, key: DeliveryKey, progress: str, now: dt.datetime) -> Delivery:
+        """Keep what an attempt in flight has done so far (an Instagram container id) before
+        its next step, so an attempt after a crash or a lost answer can ask about it. Only a
+        ``sending`` delivery keeps it; it is forgotten when the words change or a person
+        requeues the delivery."""
 
     @abc.abstractmethod
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:

@@ -67,6 +67,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # What a multi-step publish has done so far (an Instagram or Threads container id),
+        # written before the step that publishes, so a restart can ask about it.
+        "0003_progress",
+        "ALTER TABLE deliveries ADD COLUMN progress TEXT;",
+    ),
 ]
 
 # Skips that end when the post is seen again (the file is back, the draft is ready).
@@ -75,7 +81,7 @@ REVIVING_SKIPS = frozenset({"deleted", "draft"})
 _COLUMNS = (
     "post_id, account, part, state, due_at, scheduled_at, content_hash, attempts, identity, "
     "retry_at, "
-    "remote_id, remote_url, reason, updated_at"
+    "remote_id, remote_url, reason, updated_at, progress"
 )
 
 
@@ -109,6 +115,7 @@ def _row(row: sqlite3.Row) -> Delivery:
         remote_url=row["remote_url"],
         reason=row["reason"],
         updated_at=_from_ts(row["updated_at"]),
+        progress=row["progress"],
     )
 
 
@@ -312,7 +319,7 @@ class SqliteLedger(Ledger):
             if current is None:
                 db.execute(
                     f"INSERT INTO deliveries ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?)",
+                    "(?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?, NULL)",
                     (
                         *where,
                         DeliveryState.PLANNED.value,
@@ -335,7 +342,8 @@ class SqliteLedger(Ledger):
                 # post skipped as late or expired stays skipped until it is given a new time.
                 db.execute(
                     "UPDATE deliveries SET state=?, due_at=?, scheduled_at=?, content_hash=?, "
-                    "reason=NULL, updated_at=? WHERE post_id=? AND account=? AND part=?",
+                    "reason=NULL, progress=NULL, updated_at=? "
+                    "WHERE post_id=? AND account=? AND part=?",
                     (
                         DeliveryState.PLANNED.value,
                         _ts(scheduled_at),
@@ -354,9 +362,10 @@ class SqliteLedger(Ledger):
                     f"due {_ts(scheduled_at)}",
                 )
             elif current.state in CLAIMABLE_STATES and current.content_hash != content_hash:
-                # Only the words changed: keep the time, which may be a `publish --now`.
+                # Only the words changed: keep the time, which may be a `publish --now`. What
+                # an earlier attempt prepared (a container) holds the old words: forget it.
                 db.execute(
-                    "UPDATE deliveries SET content_hash=?, updated_at=? "
+                    "UPDATE deliveries SET content_hash=?, progress=NULL, updated_at=? "
                     "WHERE post_id=? AND account=? AND part=?",
                     (content_hash, _ts(now), *where),
                 )
@@ -470,7 +479,27 @@ class SqliteLedger(Ledger):
             due_at=_ts(due_at),
             retry_at=None,
             reason=None,
+            progress=None,
         )
+
+    def record_progress(self, key: DeliveryKey, progress: str, now: dt.datetime) -> Delivery:
+        with self._write() as db:
+            db.execute(
+                "UPDATE deliveries SET progress=?, updated_at=? "
+                "WHERE post_id=? AND account=? AND part=? AND state=?",
+                (
+                    progress,
+                    _ts(now),
+                    key.post_id,
+                    key.account,
+                    key.part,
+                    DeliveryState.SENDING.value,
+                ),
+            )
+            current = self._select(db, key)
+        if current is None:
+            raise LedgerError(f"no delivery {key} in the ledger")
+        return current
 
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:
         with self._write() as db:

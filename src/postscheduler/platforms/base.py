@@ -22,6 +22,7 @@ from ..posts.times import parse_duration
 from . import counting
 
 if TYPE_CHECKING:
+    from ..posts.images import ImageInfo
     from ..posts.models import Image
 
 MB = 1_000_000
@@ -161,6 +162,16 @@ class Message:
     image: Image | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    """Something a platform refuses (or changes) in a text or an image, for ``validate``."""
+
+    code: str
+    message: str
+    hint: str
+    is_error: bool = True
+
+
 @dataclasses.dataclass(frozen=True)
 class Platform:
     """A platform as ``validate``, ``preview`` and the publishers know it.
@@ -185,6 +196,14 @@ class Platform:
     builds_link_cards: bool = False
     # Shows a post's content_warning before its text (else validate says it will not be).
     content_warnings: bool = False
+    # Has no text-only posts: every post needs an image (Instagram).
+    needs_image: bool = False
+    # Fetches images itself from a public URL (Instagram, Threads): an image file must be
+    # served under the configuration's media_url.
+    pulls_images: bool = False
+    # Thread parts are comments that carry text only (Facebook, Instagram, LinkedIn): their
+    # images, and so their credit lines, are left out.
+    reply_images: bool = True
 
     def measure(self, text: str, account: AccountConfig | None = None) -> list[Measure]:
         """Count ``text`` against every limit of this platform; an account's own
@@ -202,6 +221,14 @@ class Platform:
         """``text`` counted for ``limit``; a platform whose count depends on the account
         (Mastodon's URL length) overrides this."""
         return limit.count(text)
+
+    def text_problems(self, text: str) -> list[Problem]:
+        """What this platform refuses in a text beyond its length (too many hashtags)."""
+        return []
+
+    def image_problems(self, info: ImageInfo) -> list[Problem]:
+        """What this platform refuses in an image beyond format and size (aspect ratio)."""
+        return []
 
     def image_limit(self, account: AccountConfig | None = None) -> int | None:
         """The largest image in bytes this account takes (an instance may set its own)."""

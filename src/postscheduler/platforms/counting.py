@@ -83,3 +83,24 @@ def url_spans(text: str) -> list[tuple[int, int, str]]:
 
     found = extract_urls_with_indices(text, extract_urls_without_protocol=False)
     return [(u["indices"][0], u["indices"][1], u["url"]) for u in found]
+
+
+_HASHTAG = re.compile(r"(?<![\w&/])#(\w+)")
+_MENTION = re.compile(r"(?<![\w/])@([A-Za-z0-9._]+[A-Za-z0-9_])")
+
+
+def _without_urls(text: str) -> str:
+    # A URL's fragment ("#top") or path ("/@name") is neither a hashtag nor a mention.
+    for start, end, _ in reversed(url_spans(text)):
+        text = text[:start] + " " + text[end:]
+    return text
+
+
+def hashtags(text: str) -> list[str]:
+    """The #hashtags in ``text`` (without "#"), in order, URLs left out."""
+    return _HASHTAG.findall(_without_urls(text))
+
+
+def mentions(text: str) -> list[str]:
+    """The @mentions in ``text`` (without "@"), in order, URLs and e-mail addresses left out."""
+    return _MENTION.findall(_without_urls(text))

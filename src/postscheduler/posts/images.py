@@ -12,13 +12,15 @@ import difflib
 import functools
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..errors import ImageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
+
+    from .models import Image
 
 
 MIME_TYPES = {
@@ -42,6 +44,19 @@ class ImageInfo:
     @property
     def mime_type(self) -> str:
         return MIME_TYPES.get(self.format, "application/octet-stream")
+
+
+def public_image_url(image: Image, media_url: str | None) -> str | None:
+    """Where a platform that fetches images itself finds this one: its ``url``, or its file
+    under ``media_url`` (posts/images/x.jpg is <media_url>/images/x.jpg); None: nowhere."""
+    if image.url is not None:
+        return image.url
+    if image.file is None or media_url is None:
+        return None
+    from urllib.parse import quote
+
+    path = "/".join(quote(segment) for segment in PurePosixPath(image.file).parts)
+    return f"{media_url.rstrip('/')}/{path}"
 
 
 def resolve_image_path(posts_dir: Path, relative: str) -> Path:

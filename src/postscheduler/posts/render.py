@@ -136,9 +136,9 @@ def render_post(post: Post, account: str, settings: Settings) -> Rendering:
 
     parts = [part(0, compose_main_text(content, credit_format), content.image)]
     for i, reply in enumerate(content.thread or (), start=1):
-        parts.append(
-            part(i, compose_reply_text(reply.text, reply.image, credit_format), reply.image)
-        )
+        # Where replies are comments of text alone, a part's image is not sent, nor its credit.
+        image = reply.image if platform.reply_images else None
+        parts.append(part(i, compose_reply_text(reply.text, image, credit_format), image))
     return Rendering(post.id, account, platform, content, tuple(parts))
 
 

@@ -7,13 +7,16 @@ only that post; warnings never block.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings, unknown_account_finding
 from ..errors import Finding, ImageError, error, warning
 from ..platforms import PLATFORMS, Platform
+from ..platforms.base import Problem
 from .images import ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
 from .models import Image, is_global_ip
@@ -183,6 +186,7 @@ def _check_rendering(
                         **sp.where(*text_loc, account=account),
                     )
                 )
+    findings.extend(_platform_rules(sp, rendering, settings))
     warning_text = rendering.content.content_warning
     if warning_text and not platform.content_warnings:
         findings.append(
@@ -222,6 +226,17 @@ def _check_rendering(
                     **sp.where(*loc, "alt", account=account),
                 )
             )
+        if image.file is not None and platform.pulls_images and settings.config.media_url is None:
+            findings.append(
+                error(
+                    "image-not-hosted",
+                    f"{platform.label} fetches images from a public address, and "
+                    f"{image.file} has none",
+                    hint="set media_url: in scheduler.yaml to where posts/ is served (e.g. "
+                    "https://campaign.example/posts), or give image.url",
+                    **sp.where(*loc, "file", account=account),
+                )
+            )
         if image.file is not None:
             if not platform.image_files:
                 findings.append(
@@ -240,6 +255,8 @@ def _check_rendering(
             if info is None:
                 continue
             where_file = sp.where(*loc, "file", account=account)
+            for problem in platform.image_problems(info):
+                findings.append(_finding(problem, where_file))
             if platform.fits_images and (
                 (platform.image_formats is not None and info.format not in platform.image_formats)
                 or (max_image_bytes is not None and info.size > max_image_bytes)
@@ -273,6 +290,53 @@ def _check_rendering(
                         f"{max_image_bytes:,}",
                         hint="resize or recompress it",
                         **where_file,
+                    )
+                )
+    return findings
+
+
+def _finding(problem: Problem, where: dict[str, Any]) -> Finding:
+    make = error if problem.is_error else warning
+    return make(problem.code, problem.message, hint=problem.hint, **where)
+
+
+def _platform_rules(sp: SourcedPost, rendering: Rendering, settings: Settings) -> list[Finding]:
+    """What this platform refuses beyond lengths and image files: a post without an image
+    where every post is one, too many hashtags or links, images a comment cannot carry."""
+    platform, account = rendering.platform, rendering.account
+    findings = []
+    if platform.needs_image and rendering.parts[0].image is None:
+        findings.append(
+            error(
+                "needs-image",
+                f"{platform.label} has no text-only posts: this post has no image",
+                hint=f"add an image: (file or url, alt, credit), give overrides.{account}.image, "
+                f"or leave {account} out of the post's accounts",
+                **sp.where(*text_location(sp, rendering, 0), account=account),
+            )
+        )
+    for part in rendering.parts:
+        where = sp.where(*text_location(sp, rendering, part.index), account=account)
+        for problem in platform.text_problems(part.text):
+            what = "the post" if part.index == 0 else f"thread part {part.index + 1}"
+            findings.append(
+                _finding(
+                    dataclasses.replace(problem, message=f"{what} has {problem.message}"), where
+                )
+            )
+    if not platform.reply_images:
+        content = effective_content(sp.post, account, platform.name)
+        offset = 1 if thread_led(content) else 0
+        thread_at = _field_location(sp, rendering, "thread")
+        for i, reply in enumerate(rendering.content.thread or ()):
+            if reply.image is not None:
+                findings.append(
+                    warning(
+                        "image-not-in-comment",
+                        f"thread part {i + 2} goes to {platform.label} as a comment, which "
+                        "carries text only: its image (and credit line) is left out there",
+                        hint="put the image on the post itself, or accept it",
+                        **sp.where(*thread_at, i + offset, "image", account=account),
                     )
                 )
     return findings

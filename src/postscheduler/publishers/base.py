@@ -26,10 +26,20 @@ quirk of its platform inside its own module. The daemon relies on exactly this:
     when the request may have been carried out (the connection dropped after it was sent).
 
 ``resolve_in_doubt(job)``
-    After a crash, a delivery left ``sending``: return ``Published`` if it is known to have
-    gone out, ``NOT_SENT`` if it certainly did not (so it can be sent), or ``UNKNOWN``.
-    The default: an idempotent publisher says ``NOT_SENT`` (resending is harmless), any other
-    says ``UNKNOWN``.
+    After a crash, a delivery left ``sending``, or an unknown outcome of a publisher that is
+    not idempotent: return ``Published`` if it is known to have gone out (found among the
+    account's recent posts, or by the container ``job.progress`` names), ``NOT_SENT`` if it
+    certainly did not (so it can be sent), or ``UNKNOWN``. The default: an idempotent
+    publisher says ``NOT_SENT`` (resending is harmless), any other says ``UNKNOWN``.
+
+``job.record(progress)``
+    A publisher with several steps (Instagram: create a container, then publish it) keeps
+    what it made before the step that publishes it; the next attempt of the delivery gets it
+    back as ``job.progress``.
+
+``credential_warnings(now)``
+    What ``accounts check`` and the daemon's start-up say about credentials that will stop
+    working (a token that expires within two weeks, with the date). By default nothing.
 
 ``limits_source``, ``fetch_limits()``, ``with_limits(limits)``
     For ``validate --online``, where a platform publishes its own limits (a Mastodon
@@ -57,7 +67,7 @@ import datetime as dt
 import enum
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -108,6 +118,18 @@ class PublishJob:
     messages: tuple[Message, ...] = ()
     # When the engine sends it, on its clock (a rehearsal's is simulated); None: now.
     sent_at: dt.datetime | None = None
+    # What an earlier attempt of this delivery recorded with ``checkpoint`` (a container id).
+    progress: str | None = None
+    # Writes ``progress`` to the ledger and returns once it is committed: a publisher with
+    # several steps records what it made before the step that publishes it. None: nowhere
+    # to keep it (a test, a rehearsal), and the publisher goes on without.
+    checkpoint: Callable[[str], Awaitable[None]] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    async def record(self, progress: str) -> None:
+        if self.checkpoint is not None:
+            await self.checkpoint(progress)
 
     def as_record(self) -> dict[str, Any]:
         """The delivery as JSON-ready data: what the outbox writes and the webhook sends."""
@@ -214,6 +236,9 @@ class Publisher(abc.ABC):
         return self.config
 
     async def unresolved_mentions(self, text: str) -> list[str]:
+        return []
+
+    def credential_warnings(self, now: dt.datetime) -> list[str]:
         return []
 
     async def image_bytes(self, job: PublishJob, max_bytes: int) -> tuple[str, bytes]:
