@@ -124,6 +124,9 @@ class FakePlatform:
             def do_POST(self) -> None:
                 self._handle()
 
+            def do_PUT(self) -> None:
+                self._handle()
+
             def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 self.send_response(status)
                 for k, v in headers.items():

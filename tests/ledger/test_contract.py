@@ -274,11 +274,11 @@ def test_an_edit_is_reported_once(ledger: Ledger) -> None:
     assert ledger.note_edit_reported(key, "h3", T0)  # a new edit: said again
 
 
-def test_progress_is_kept_while_in_flight_and_forgotten_when_the_words_change(
+def test_progress_is_kept_across_attempts_and_forgotten_when_the_words_change(
     ledger: Ledger,
 ) -> None:
     """A container id written before the publishing step survives a retry (the next attempt
-    asks about it); new words or a person's requeue start from nothing."""
+    asks about it); new words start from nothing."""
     ledger.plan(KEY, T0, "h1", now=later(-1))
     assert ledger.record_progress(KEY, "container 1", now=T0).progress is None  # not in flight
     ledger.claim(KEY, "id-1", now=T0)
@@ -291,7 +291,9 @@ def test_progress_is_kept_while_in_flight_and_forgotten_when_the_words_change(
     ledger.claim(KEY, "id-3", now=later(2))
     ledger.record_progress(KEY, "container 2", now=later(2))
     ledger.record_unconfirmed(KEY, "lost", now=later(2))
-    assert ledger.requeue(KEY, later(3), "resolve --resend", now=later(3)).progress is None
+    # A person's resend keeps it: the container (or LinkedIn's duplicate check) says whether
+    # the post is already out.
+    assert ledger.requeue(KEY, later(3), "resolve --resend", now=later(3)).progress == "container 2"
 
 
 def test_record_progress_of_an_unknown_delivery_is_a_ledger_error(ledger: Ledger) -> None:

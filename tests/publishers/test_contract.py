@@ -31,6 +31,8 @@ from postscheduler.publishers import (
 )
 
 from ..conftest import Project
+from ..fakes.linkedin import FakeLinkedIn
+from ..fakes.meta import FakeFacebook, FakeInstagram, FakeThreads, graph_error
 from ..fakes.platforms import (
     FakeBluesky,
     FakeDiscord,
@@ -40,6 +42,7 @@ from ..fakes.platforms import (
     FakeTelegram,
     FakeWebhook,
     FakeX,
+    _json,
 )
 from .jobs import make_job
 
@@ -54,13 +57,14 @@ class Case:
     env: Callable[[FakePlatform], dict[str, str]]
     secret: str  # the canary that must never show
     rate_limited: Callable[[], tuple[int, dict[str, str], bytes]]
-    retry_after: float
+    retry_after: float | None
     rejected: tuple[int, dict[str, str], bytes]
     rejected_text: str
     image_files: bool = True
     verifiable: bool = True  # the platform can say whether credentials are good
     idempotent: bool = False  # a resend with the same identity creates nothing new
     http: bool = True  # talks HTTP: the faults of HTTP apply
+    needs_image: bool = False  # has no text-only posts (Instagram): every job has an image
 
 
 X_ENV = {
@@ -245,8 +249,86 @@ CASES = [
 ]
 
 
+def _meta_throttled(code: int = 80001) -> tuple[int, dict[str, str], bytes]:
+    """Meta's throttling: a 400 with a throttling code, the wait in minutes in a header."""
+    status, headers, body = graph_error(400, f"(#{code}) There have been too many calls", code)
+    usage = {
+        "1029384756": [
+            {
+                "type": "pages",
+                "call_count": 100,
+                "total_cputime": 20,
+                "total_time": 30,
+                "estimated_time_to_regain_access": 2,
+            }
+        ]
+    }
+    return status, {**headers, "X-Business-Use-Case-Usage": json.dumps(usage)}, body
+
+
+CASES += [
+    Case(
+        "facebook",
+        FakeFacebook,
+        lambda f: (
+            f'{{platform: facebook, page_id: "{FakeFacebook.PAGE}", token: "${{FB_TOKEN}}", '
+            f'api_base: "{f.base}"}}'
+        ),
+        lambda f: {"FB_TOKEN": FakeFacebook.TOKEN},
+        FakeFacebook.TOKEN,
+        _meta_throttled,
+        120.0,
+        graph_error(400, "(#100) Invalid parameter", 100),
+        "400 (#100) Invalid parameter [code 100]",
+    ),
+    Case(
+        "instagram",
+        FakeInstagram,
+        lambda f: (
+            f'{{platform: instagram, user_id: "{FakeInstagram.USER}", token: "${{IG_TOKEN}}", '
+            f'api_base: "{f.base}"}}'
+        ),
+        lambda f: {"IG_TOKEN": FakeInstagram.TOKEN},
+        FakeInstagram.TOKEN,
+        _meta_throttled,
+        120.0,
+        graph_error(400, "The aspect ratio is not supported.", 36003, 2207009),
+        "400 The aspect ratio is not supported. [code 36003, subcode 2207009]",
+        needs_image=True,
+    ),
+    Case(
+        "threads",
+        FakeThreads,
+        lambda f: (
+            f'{{platform: threads, user_id: "{FakeThreads.USER}", token: "${{THREADS_TOKEN}}", '
+            f'api_base: "{f.base}"}}'
+        ),
+        lambda f: {"THREADS_TOKEN": FakeThreads.TOKEN},
+        FakeThreads.TOKEN,
+        lambda: _meta_throttled(4),
+        120.0,
+        graph_error(400, "(#100) Param text must be at most 500 characters long.", 100),
+        "400 (#100) Param text must be at most 500 characters long. [code 100]",
+    ),
+    Case(
+        "linkedin",
+        FakeLinkedIn,
+        lambda f: (
+            f'{{platform: linkedin, author: "{FakeLinkedIn.ORG}", token: "${{LI_TOKEN}}", '
+            f'version: 202611, api_base: "{f.base}"}}'
+        ),
+        lambda f: {"LI_TOKEN": FakeLinkedIn.TOKEN},
+        FakeLinkedIn.TOKEN,
+        lambda: _json(429, {"message": "Resource level throttle limit", "status": 429}),
+        None,  # LinkedIn says nothing of when: the engine backs off
+        _json(422, {"message": "/commentary :: length 3012 exceeds 3000", "status": 422}),
+        "422 /commentary :: length 3012 exceeds 3000",
+    ),
+]
+
 HTTP_CASES = [c for c in CASES if c.http]
-UPLOADERS = ("bluesky", "mastodon", "x")  # download an image.url to upload its bytes
+# Download an image.url to upload its bytes.
+UPLOADERS = ("bluesky", "mastodon", "x", "linkedin")
 
 
 @pytest.fixture(params=CASES, ids=[c.name for c in CASES])
@@ -280,6 +362,7 @@ def settings_for(
 ) -> Any:
     project.config_path.write_text(
         f"accounts:\n  acct: {case.account(fake)}\ndefaults: {{accounts: [acct]}}\n"
+        f"media_url: {fake.base if hasattr(fake, 'httpd') else 'https://campaign.test'}/media\n"
         f"link_cards: {{allow_private_addresses: {str(allow_private).lower()}}}\n"
     )
     return load_settings(project.config_path, environ=case.env(fake) if env is None else env)
@@ -287,12 +370,14 @@ def settings_for(
 
 def job(
     project: Project,
+    case: Case,
     *,
     text: str = "Hello, Perú ✊🏽",
     image: bool = False,
     part: int = 0,
     reply_to: Published | None = None,
 ) -> PublishJob:
+    image = image or (case.needs_image and part == 0)
     path = str(project.image()) if image else None
     return make_job(
         "acct",
@@ -323,8 +408,32 @@ def fields(request: dict[str, Any]) -> dict[str, Any]:
 
 def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
     settings = settings_for(project, case, fake)
-    published = call(settings, lambda p: p.publish(job(project)))
+    published = call(settings, lambda p: p.publish(job(project, case)))
     assert isinstance(published, Published) and published.remote_id
+    if case.name in ("instagram", "threads"):
+        create, publish = fake.received
+        form, container = fields(create), fields(publish)["creation_id"]
+        if case.name == "instagram":  # no text-only posts: the job has an image
+            assert create["path"] == f"/{FakeInstagram.USER}/media"
+            assert form == {
+                "image_url": f"{fake.base}/media/images/photo.jpg",
+                "caption": "Hello, Perú ✊🏽",
+                "alt_text": "Marchers with a banner.",
+            }
+            assert publish["path"] == f"/{FakeInstagram.USER}/media_publish"
+            assert published.url.startswith("https://www.instagram.com/p/")
+        else:
+            assert create["path"] == f"/{FakeThreads.USER}/threads"
+            assert form == {"media_type": "TEXT", "text": "Hello, Perú ✊🏽"}
+            assert publish["path"] == f"/{FakeThreads.USER}/threads_publish"
+            assert published.url.startswith("https://www.threads.net/@perusolidarity/post/")
+        assert container  # the container it made is the one published
+        assert fake.reads[0]["query"].get("fields") in (
+            ["quota_usage,config"],
+            ["quota_usage,config,reply_quota_usage,reply_config"],
+        )  # the quota is read before anything is made
+        assert all(r["headers"]["Authorization"] == f"Bearer {case.secret}" for r in fake.reads)
+        return
     (request,) = fake.received
     body = fields(request)
     if case.name == "mastodon":
@@ -357,13 +466,26 @@ def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
     elif case.name == "outbox":
         assert body["text"] == "Hello, Perú ✊🏽" and body["id"] == published.remote_id
         assert published.url and published.url.startswith("file://")
+    elif case.name == "facebook":
+        assert request["path"] == f"/{FakeFacebook.PAGE}/feed"
+        assert body == {"message": "Hello, Perú ✊🏽"}  # form-encoded, token in the header
+        assert request["headers"]["Authorization"] == f"Bearer {FakeFacebook.TOKEN}"
+        assert published.url == f"https://www.facebook.com/{published.remote_id}"
+    elif case.name == "linkedin":
+        assert request["path"] == "/rest/posts"
+        assert request["headers"]["LinkedIn-Version"] == "202611"
+        assert request["headers"]["X-Restli-Protocol-Version"] == "2.0.0"
+        assert body["commentary"] == "Hello, Perú ✊🏽" and body["author"] == FakeLinkedIn.ORG
+        assert body["visibility"] == "PUBLIC" and body["lifecycleState"] == "PUBLISHED"
+        assert published.remote_id.startswith("urn:li:share:")
+        assert published.url == f"https://www.linkedin.com/feed/update/{published.remote_id}/"
     else:
         assert body["text"] == "Hello, Perú ✊🏽" and body["blocks"][0]["text"]["type"] == "mrkdwn"
 
 
 def test_markup_is_escaped(project: Project, case: Case, fake: FakePlatform) -> None:
     settings = settings_for(project, case, fake)
-    call(settings, lambda p: p.publish(job(project, text="Fish & chips <b>not bold</b>")))
+    call(settings, lambda p: p.publish(job(project, case, text="Fish & chips <b>not bold</b>")))
     body = fields(fake.received[0])
     if case.name == "mastodon":
         assert body["status"] == "Fish & chips <b>not bold</b>"  # plain text; the server escapes
@@ -372,6 +494,12 @@ def test_markup_is_escaped(project: Project, case: Case, fake: FakePlatform) -> 
     elif case.name in ("discord", "x", "webhook", "outbox"):
         plain = body.get("content", body.get("text"))
         assert plain == "Fish & chips <b>not bold</b>"  # no markup language to escape
+    elif case.name in ("facebook", "instagram", "threads"):
+        plain = body.get("message", body.get("caption", body.get("text")))
+        assert plain == "Fish & chips <b>not bold</b>"  # Meta takes plain text
+    elif case.name == "linkedin":
+        assert body["commentary"] == "Fish & chips \\<b\\>not bold\\</b\\>"  # little text
+        assert fake.shown() == ["Fish & chips <b>not bold</b>"]  # read back whole
     else:
         assert (body.get("text")) == "Fish &amp; chips &lt;b&gt;not bold&lt;/b&gt;"
 
@@ -382,10 +510,10 @@ def test_image_file_with_alt_text(project: Project, case: Case, fake: FakePlatfo
     if not case.image_files:
         # Slack webhooks cannot upload: validate refuses image files for Slack before this.
         with pytest.raises(PermanentError, match="cannot upload image files"):
-            call(settings, lambda p: p.publish(job(project, text=text, image=True)))
+            call(settings, lambda p: p.publish(job(project, case, text=text, image=True)))
         assert fake.received == []
         return
-    call(settings, lambda p: p.publish(job(project, text=text, image=True)))
+    call(settings, lambda p: p.publish(job(project, case, text=text, image=True)))
     if case.name == "mastodon":
         upload, *polls, status = fake.received
         assert upload["path"] == "/api/v2/media" and upload["body"]["file"][0] == "photo.jpg"
@@ -413,6 +541,32 @@ def test_image_file_with_alt_text(project: Project, case: Case, fake: FakePlatfo
         assert embed["images"][0]["alt"] == "Marchers with a banner."
         assert record["body"]["record"]["text"] == text
         return
+    if case.name == "facebook":
+        (request,) = fake.received
+        assert request["path"] == f"/{FakeFacebook.PAGE}/photos"
+        body = request["body"]  # multipart: the photo's bytes
+        assert body["source"][0] == "photo.jpg" and body["source"][1][:2] == b"\xff\xd8"
+        assert (body["message"], body["alt_text_custom"]) == (text, "Marchers with a banner.")
+        assert fake.posts[-1]["message"] == text  # type: ignore[attr-defined]
+        return
+    if case.name in ("instagram", "threads"):
+        create = fields(fake.received[0])
+        assert create["image_url"] == f"{fake.base}/media/images/photo.jpg"  # under media_url
+        assert create["alt_text"] == "Marchers with a banner."
+        assert create.get("caption", create.get("text")) == text
+        if case.name == "threads":
+            assert create["media_type"] == "IMAGE"
+        return
+    if case.name == "linkedin":
+        init, put, post = fake.received
+        assert init["query"]["action"] == ["initializeUpload"]
+        assert init["body"] == {"initializeUploadRequest": {"owner": FakeLinkedIn.ORG}}
+        assert put["method"] == "PUT" and put["raw"][:2] == b"\xff\xd8"
+        urn = post["body"]["content"]["media"]["id"]
+        assert urn.startswith("urn:li:image:")
+        assert post["body"]["content"]["media"]["altText"] == "Marchers with a banner."
+        assert fake.shown() == [text]  # type: ignore[attr-defined]
+        return
     (request,) = fake.received
     body = request["body"]
     if case.name in ("webhook", "outbox"):  # the image's details, not its bytes
@@ -437,14 +591,20 @@ def test_image_file_with_alt_text(project: Project, case: Case, fake: FakePlatfo
 def test_image_by_url(project: Project, case: Case, fake: FakePlatform) -> None:
     settings = settings_for(project, case, fake)
     image = Image(url="https://example.org/a.jpg", alt="Marchers.", credit="Jane Doe")
-    the_job = dataclasses.replace(job(project, text="A march.\n\n📷 Jane Doe"), image=image)
-    if case.name in ("x", "mastodon", "bluesky"):
+    the_job = dataclasses.replace(job(project, case, text="A march.\n\n📷 Jane Doe"), image=image)
+    if case.name in UPLOADERS:
         # These upload the bytes: the image is fetched from its URL first (from the fake)
         url = f"{fake.base}/{'media' if case.name == 'x' else 'public'}/a.jpg"
         the_job = dataclasses.replace(the_job, image=image.model_copy(update={"url": url}))
     call(settings, lambda p: p.publish(the_job))
     body = fields(fake.received[0])
-    if case.name == "mastodon":
+    if case.name in ("facebook", "instagram", "threads"):  # Meta fetches the address itself
+        assert (body.get("url") or body.get("image_url")) == "https://example.org/a.jpg"
+        assert body.get("alt_text_custom", body.get("alt_text")) == "Marchers."
+    elif case.name == "linkedin":
+        download, _, put, _ = fake.received  # downloaded, then uploaded
+        assert download["path"] == "/public/a.jpg" and put["raw"][:2] == b"\xff\xd8"
+    elif case.name == "mastodon":
         assert fake.received[1]["body"]["file"] == ("a.jpg", b"\xff\xd8\xff\xe0 a jpeg")
         assert fields(fake.received[-1])["media_ids[]"]
     elif case.name in ("webhook", "outbox"):
@@ -480,7 +640,7 @@ def test_an_image_url_on_a_private_address_is_never_fetched(
     platform that downloads images to upload them."""
     settings = settings_for(project, case, fake, allow_private=False)
     image = Image(url=f"{fake.base}/internal-only/secret.json", alt="A.", credit="B")
-    the_job = dataclasses.replace(job(project, text="A.\n\n📷 B"), image=image)
+    the_job = dataclasses.replace(job(project, case, text="A.\n\n📷 B"), image=image)
     with pytest.raises(PermanentError, match="private or local address"):
         call(settings, lambda p: p.publish(the_job))
     assert not [r for r in fake.received if "internal-only" in r["path"]]
@@ -492,8 +652,8 @@ def test_thread_part_replies_where_the_platform_can(
     settings = settings_for(project, case, fake)
 
     async def thread(publisher: Publisher) -> Published:
-        first = await publisher.publish(job(project))
-        await publisher.publish(job(project, text="Part two.", part=1, reply_to=first))
+        first = await publisher.publish(job(project, case))
+        await publisher.publish(job(project, case, text="Part two.", part=1, reply_to=first))
         return first
 
     first = call(settings, thread)
@@ -510,6 +670,15 @@ def test_thread_part_replies_where_the_platform_can(
     elif case.name == "bluesky":
         reply = body["record"]["reply"]
         assert reply["parent"]["uri"] == reply["root"]["uri"] == first.remote_id
+    elif case.name == "threads":  # a real reply: the container names its parent
+        create = fields(fake.received[-2])
+        assert create["reply_to_id"] == first.remote_id and create["text"] == "Part two."
+    elif case.name in ("facebook", "instagram"):  # a comment on the post
+        assert fake.received[-1]["path"] == f"/{first.remote_id}/comments"
+        assert body == {"message": "Part two."}
+    elif case.name == "linkedin":
+        assert body["object"] == first.remote_id and body["message"] == {"text": "Part two."}
+        assert body["actor"] == FakeLinkedIn.ORG
     else:
         assert "reply" not in str(body)  # webhooks cannot reply: consecutive messages
 
@@ -518,7 +687,7 @@ def test_thread_part_replies_where_the_platform_can(
 def test_5xx_is_transient(project: Project, case: Case, fake: FakePlatform) -> None:
     fake.faults.append((502, {"Content-Type": "text/plain"}, b"Bad Gateway"))
     with pytest.raises(TransientError, match="502"):
-        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project, case)))
 
 
 @http_only
@@ -536,15 +705,18 @@ def test_an_error_body_of_any_shape_is_still_retried(
     for status in (502, 429):
         fake.faults.append((status, {"Content-Type": "application/json"}, body))
         with pytest.raises(TransientError, match=str(status)):
-            call(settings, lambda p: p.publish(job(project)))
+            call(settings, lambda p: p.publish(job(project, case)))
 
 
 @http_only
 def test_429_honours_the_platform_s_wait(project: Project, case: Case, fake: FakePlatform) -> None:
     fake.faults.append(case.rate_limited())
     with pytest.raises(TransientError) as info:
-        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
-    assert info.value.retry_after == pytest.approx(case.retry_after, abs=2)
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project, case)))
+    if case.retry_after is None:
+        assert info.value.retry_after is None
+    else:
+        assert info.value.retry_after == pytest.approx(case.retry_after, abs=2)
 
 
 @http_only
@@ -553,7 +725,7 @@ def test_rejection_is_permanent_with_the_platform_s_words(
 ) -> None:
     fake.faults.append(case.rejected)
     with pytest.raises(PermanentError) as info:
-        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project, case)))
     assert case.rejected_text in info.value.message
 
 
@@ -563,7 +735,7 @@ def test_lost_response_is_an_unknown_outcome(
 ) -> None:
     fake.faults.append("lose")
     with pytest.raises(OutcomeUnknownError):
-        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project, case)))
     assert len(fake.received) == 1  # it did arrive
 
 
@@ -591,7 +763,7 @@ def test_secret_never_in_errors(project: Project, case: Case, fake: FakePlatform
     for fault in (case.rejected, "lose", (500, {}, b"oops")):
         fake.faults.append(fault)
         with pytest.raises(Exception) as info:
-            call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+            call(settings_for(project, case, fake), lambda p: p.publish(job(project, case)))
         assert case.secret not in str(info.value) and case.secret not in repr(info.value)
 
 
@@ -607,7 +779,7 @@ def test_an_error_page_echoing_the_request_leaks_no_secret(
     redact = Redactor.for_settings(settings)
     fake.faults.append("echo")
     with pytest.raises(TransientError) as info:
-        call(settings, lambda p: p.publish(job(project)))
+        call(settings, lambda p: p.publish(job(project, case)))
     shown = redact(info.value.message)
     assert "500" in shown
     for value in [case.secret, *case.env(fake).values()]:
@@ -645,7 +817,7 @@ def test_a_hostile_answer_is_one_of_the_contract_s_errors(
     errors the engine handles, with a finite retry hint or none (no crash, no wait of years)."""
     fake.faults.append(HOSTILE_ANSWERS[answer])
     with pytest.raises((TransientError, PermanentError, OutcomeUnknownError)) as info:
-        call(settings_for(project, case, fake), lambda p: p.publish(job(project)))
+        call(settings_for(project, case, fake), lambda p: p.publish(job(project, case)))
     if isinstance(info.value, TransientError) and info.value.retry_after is not None:
         assert math.isfinite(info.value.retry_after)
 
@@ -653,4 +825,4 @@ def test_a_hostile_answer_is_one_of_the_contract_s_errors(
 @http_only
 def test_missing_secret_is_permanent(project: Project, case: Case, fake: FakePlatform) -> None:
     with pytest.raises(PermanentError, match="not set"):
-        call(settings_for(project, case, fake, {}), lambda p: p.publish(job(project)))
+        call(settings_for(project, case, fake, {}), lambda p: p.publish(job(project, case)))

@@ -19,7 +19,7 @@ TELEGRAM = next(c for c in CASES if c.name == "telegram")
 
 def split_job(project: Project, text: str) -> PublishJob:
     """A job with an image whose messages are split as render splits them."""
-    the_job = job(project, text=text, image=True)
+    the_job = job(project, TELEGRAM, text=text, image=True)
     assert the_job.image is not None
     messages = get_platform("telegram").messages(text, the_job.image, "📷 Jane Doe")
     return dataclasses.replace(the_job, messages=messages)

@@ -58,11 +58,12 @@ def validate_posts(
     if online:
         import asyncio
 
-        from .online import unresolved_mentions, with_online_limits
+        from .online import served_images, unresolved_mentions, with_online_limits
 
         settings = asyncio.run(with_online_limits(settings))
         catalog = validate(settings, paths, now=now)
         catalog.findings.extend(asyncio.run(unresolved_mentions(catalog, settings)))
+        catalog.findings.extend(asyncio.run(served_images(catalog, settings)))
     else:
         catalog = validate(settings, paths, now=now)
     if against_ledger and settings.ledger_path.is_file():  # what was already published, if any

@@ -3,8 +3,10 @@
 What a platform publishes of its own limits (a Mastodon instance's ``max_characters``) and
 whether a text's @mentions name real accounts can only be asked of the platform; the
 publisher of each account knows how (``Publisher.fetch_limits``, ``with_limits``,
-``unresolved_mentions``). Limits are cached beside the ledger for a day per source, so
-``validate --online`` in CI asks each server at most once a day.
+``unresolved_mentions``). Images that Instagram and Threads fetch themselves are fetched
+from their public address, as those platforms will, and compared with the file.
+Limits are cached beside the ledger for a day per source, so ``validate --online`` in CI asks
+each server at most once a day.
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ import time
 from typing import Any
 
 from ..config import Settings
-from ..errors import Finding, PostschedulerError, PublishError, warning
+from ..errors import (
+    FetchError,
+    Finding,
+    ImageError,
+    PostschedulerError,
+    PublishError,
+    error,
+    warning,
+)
+from ..posts.images import public_image_url, resolve_image_path
 from ..posts.loader import Catalog, SourcedPost
 from ..posts.render import render_post, target_accounts
-from ..posts.rules import text_location
+from ..posts.rules import image_locations, text_location
 from ..publishers import Publisher, make_publisher
 
 LIMITS_CACHE = "instance-limits.json"
@@ -107,4 +118,64 @@ async def _mentions_of(
                     **sp.where(*text_location(sp, rendering, part.index), account=account),
                 )
             )
+    return findings
+
+
+async def served_images(catalog: Catalog, settings: Settings) -> list[Finding]:
+    """Errors for image files that a platform fetching images itself (Instagram, Threads)
+    would not find at their public address under ``media_url``, or would find different
+    (the image was not pushed, or an older one is served)."""
+    import hashlib
+
+    from ..publishers.base import IMAGE_TYPES
+    from ..publishers.fetch import Fence, fetch
+
+    media_url = settings.config.media_url
+    if media_url is None:
+        return []  # validate already says a file image needs it
+    link_cards = settings.config.link_cards
+    fence = Fence(
+        max_bytes=64 * 1024 * 1024,
+        timeout=60.0,
+        allow_private=link_cards.allow_private_addresses,
+    )
+    served: dict[str, tuple[str, str]] = {}  # url -> (sha256 of what it serves, or a problem)
+    findings: list[Finding] = []
+    async with _client() as http:
+        for sp in catalog.posts:
+            for account in target_accounts(sp.post, settings):
+                if account not in settings.config.accounts:
+                    continue
+                rendering = render_post(sp.post, account, settings)
+                if not rendering.platform.pulls_images:
+                    continue
+                for loc, image in image_locations(sp, rendering):
+                    url = public_image_url(image, media_url)
+                    if image.file is None or url is None:
+                        continue
+                    try:
+                        path = resolve_image_path(settings.posts_dir, image.file)
+                        want = hashlib.sha256(path.read_bytes()).hexdigest()
+                    except (ImageError, OSError):
+                        continue  # validate reports the file itself
+                    if url not in served:
+                        try:
+                            got = await fetch(http, url, fence, accept=IMAGE_TYPES)
+                            served[url] = (hashlib.sha256(got.body).hexdigest(), "")
+                        except FetchError as exc:
+                            served[url] = ("", f"cannot be fetched: {exc}")
+                    digest, problem = served[url]
+                    if digest == want:
+                        continue
+                    problem = problem or "serves a different file (an older version?)"
+                    findings.append(
+                        error(
+                            "image-not-served",
+                            f"{rendering.platform.label} fetches {image.file} from {url}, which "
+                            f"{problem}",
+                            hint="push posts/ to where media_url serves it (or fix media_url) "
+                            "before the post is due",
+                            **sp.where(*loc, "file", account=account),
+                        )
+                    )
     return findings

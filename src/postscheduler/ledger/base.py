@@ -152,8 +152,8 @@ class Ledger(abc.ABC):
     def record_progress(self, key: DeliveryKey, progress: str, now: dt.datetime) -> Delivery:
         """Keep what an attempt in flight has done so far (an Instagram container id) before
         its next step, so an attempt after a crash or a lost answer can ask about it. Only a
-        ``sending`` delivery keeps it; it is forgotten when the words change or a person
-        requeues the delivery."""
+        ``sending`` delivery records it; it is forgotten when the words change. A person's
+        requeue keeps it: a resend of a post that did go out is then found, not repeated."""
 
     @abc.abstractmethod
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:

@@ -479,7 +479,6 @@ class SqliteLedger(Ledger):
             due_at=_ts(due_at),
             retry_at=None,
             reason=None,
-            progress=None,
         )
 
     def record_progress(self, key: DeliveryKey, progress: str, now: dt.datetime) -> Delivery:

@@ -23,7 +23,7 @@ from .models import Image, is_global_ip
 from .render import Rendering, effective_content, render_post, target_accounts, thread_led
 
 
-def _image_locations(
+def image_locations(
     sp: SourcedPost, rendering: Rendering
 ) -> Iterator[tuple[tuple[str | int, ...], Image]]:
     """(location in the post, image) for every image this rendering publishes."""
@@ -198,7 +198,7 @@ def _check_rendering(
                 **sp.where(*_field_location(sp, rendering, "content_warning"), account=account),
             )
         )
-    images = list(_image_locations(sp, rendering))
+    images = list(image_locations(sp, rendering))
     for loc, image in images:
         where = sp.where(*loc, account=account)
         if (

@@ -84,11 +84,13 @@ async def send(
     *,
     error_text: Callable[[httpx.Response], str] = body_excerpt,
     retry_after: Callable[[httpx.Response], float | None] = retry_after_seconds,
+    transient: Callable[[httpx.Response], bool] | None = None,
 ) -> httpx.Response:
     """Make one request and map its failure to the publisher contract's exceptions.
 
-    2xx is returned; 429 and 5xx are transient (with the platform's retry hint); any other
-    status is permanent, with the platform's own message.
+    2xx is returned; 429 and 5xx are transient (with the platform's retry hint), and so is
+    any answer ``transient`` says is (the Graph API throttles with 400 and an error code);
+    any other status is permanent, with the platform's own message.
     """
     try:
         response = await request()
@@ -108,7 +110,11 @@ async def send(
     except Exception:  # a platform's reader must never turn a refusal into an unknown outcome
         words = body_excerpt(response)
     message = f"{label}: {status} {words}".rstrip()
-    if status == 429 or status >= 500:
+    try:
+        throttled = transient is not None and transient(response)
+    except Exception:  # an unreadable body says nothing more than its status
+        throttled = False
+    if status == 429 or status >= 500 or throttled:
         try:
             hint = retry_after(response)
         except Exception:  # an unreadable hint is no hint
