@@ -69,6 +69,12 @@ class FakeLinkedIn(FakePlatform):
         self.posts: list[dict[str, Any]] = []
         self.comments: dict[str, list[dict[str, Any]]] = {}
         self.upload_authorization: list[str | None] = []
+        self.upload_host: str | None = None  # answer upload URLs on another host name
+
+    def _upload_base(self) -> str:
+        if self.upload_host is None:
+            return self.base
+        return f"http://{self.upload_host}:{self.httpd.server_address[1]}"
 
     def shown(self) -> list[str]:
         """What readers see of each post, oldest first."""
@@ -131,7 +137,7 @@ class FakeLinkedIn(FakePlatform):
                 {
                     "value": {
                         "uploadUrlExpiresAt": int(time.time() * 1000) + 3600_000,
-                        "uploadUrl": f"{self.base}{upload}",
+                        "uploadUrl": self._upload_base() + upload,
                         "image": urn,
                     }
                 },
