@@ -189,3 +189,26 @@ def test_x_counting_stays_linear_on_hostile_text() -> None:
     assert x_weighted_length(hostile) == 4000
     assert PLATFORMS["x"].measure(hostile)[0].over
     assert x_weighted_length("日本" * 600) == 2400  # X's weights still apply
+
+
+@pytest.mark.parametrize(
+    ("text", "length"),
+    [
+        ("Hello", 5),
+        ("Perú", 4),  # a letter is one, whatever its bytes
+        ("日本語", 3),
+        ("✊", 3),  # an emoji counts its UTF-8 bytes
+        ("✊🏽", 7),  # with its skin tone: 3 + 4
+        ("🇵🇪", 8),  # a flag: two regional indicators
+        ("👨‍👩‍👧‍👦", 25),  # a family: four people and three joiners
+        ("1️⃣", 7),  # a keycap
+        ("Perú ✊🏽", 12),
+        ("e\u0301", 1),  # a letter and its combining accent: one character
+    ],
+)
+def test_threads_counts_emoji_as_their_utf8_bytes(text: str, length: int) -> None:
+    """Threads' documented rule (500 characters, emoji counted by their UTF-8 byte count):
+    no public test vectors exist, so these follow the rule's words cluster by cluster."""
+    from postscheduler.platforms.threads import threads_length
+
+    assert threads_length(text) == length

@@ -699,6 +699,8 @@ def accounts_check(
         results = asyncio.run(check_accounts(settings, account))
     for r in results:
         typer.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.account} ({r.platform}): {r.detail}")
+        for warning in r.warnings:
+            typer.echo(f"warn  {_shown(warning)}")
     if not all(r.ok for r in results):
         raise typer.Exit(EXIT_FINDINGS)
 

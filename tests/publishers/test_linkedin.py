@@ -167,3 +167,26 @@ def test_the_token_goes_only_to_linkedin_s_hosts(project: Project, linkedin: Fak
         LinkedInPublisher.post_url("urn:li:share:1")
         == "https://www.linkedin.com/feed/update/urn:li:share:1/"
     )
+
+
+def test_accounts_check_warns_of_a_token_about_to_expire(
+    project: Project, linkedin: FakeLinkedIn
+) -> None:
+    import asyncio
+
+    from postscheduler.delivery.operations import check_accounts
+
+    soon = (dt.date.today() + dt.timedelta(days=5)).isoformat()
+    settings = settings_for(project, LI, linkedin)
+    project.config_path.write_text(
+        project.config_path.read_text().replace(
+            "version: 202611", f"version: 202611, token_expires: {soon}"
+        )
+    )
+    from postscheduler.config import load_settings
+
+    settings = load_settings(project.config_path, environ=LI.env(linkedin))
+    (result,) = asyncio.run(check_accounts(settings))
+    assert result.ok and result.detail == f"Peru Solidarity Campaign ({FakeLinkedIn.ORG})"
+    (warning,) = result.warnings
+    assert f"expires on {soon}" in warning and "acct" in warning

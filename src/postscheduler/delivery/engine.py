@@ -131,9 +131,12 @@ class Engine:
         delivery does not pay for imports and TLS set-up at its due time."""
         for account in self.settings.config.accounts:
             try:
-                self.publisher(account)
+                publisher = self.publisher(account)
             except PublishError as exc:
                 log.error("account %s cannot publish: %s", account, exc.message)
+                continue
+            for warning in publisher.credential_warnings(self.clock()):
+                log.warning("%s", self.redact(warning))
 
     def _http_client(self) -> Any:
         if self._http is None:

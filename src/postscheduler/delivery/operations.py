@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable
 
 from ..config import Settings
@@ -139,6 +140,8 @@ class AccountCheck:
     platform: str
     ok: bool
     detail: str
+    # Credentials that work now but will stop (a token expiring within two weeks).
+    warnings: tuple[str, ...] = ()
 
 
 async def check_accounts(settings: Settings, only: str | None = None) -> list[AccountCheck]:
@@ -154,11 +157,14 @@ async def check_accounts(settings: Settings, only: str | None = None) -> list[Ac
             publisher = make_publisher(name, settings, http=http)
             try:
                 detail = await publisher.check_credentials()
+                warnings = publisher.credential_warnings(dt.datetime.now(dt.UTC))
             finally:
                 await publisher.aclose()
         except PublishError as exc:
             return AccountCheck(name, platform, False, redact(exc.message))
-        return AccountCheck(name, platform, True, redact(detail))
+        return AccountCheck(
+            name, platform, True, redact(detail), tuple(redact(w) for w in warnings)
+        )
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
         return list(await asyncio.gather(*(check(n, http) for n in names)))
