@@ -94,3 +94,21 @@ def test_the_example_configuration_is_a_copy_of_the_embedded_default() -> None:
     example = PROJECT_ROOT / "scheduler.yaml"
     assert not example.is_symlink()
     assert example.read_text(encoding="utf-8") == embedded_default_text()
+
+
+def test_the_commented_example_accounts_in_scheduler_yaml_are_valid(tmp_path: Path) -> None:
+    """A newcomer uncomments an example account: it must load as written."""
+    import re
+
+    from postscheduler.config import load_settings
+    from postscheduler.platforms import PLATFORMS
+
+    text = (Path(__file__).parent.parent / "scheduler.yaml").read_text(encoding="utf-8")
+    head, accounts, tail = re.split(r"^(?=accounts:|defaults:)", text, flags=re.M)
+    examples = re.sub(r"^  # (?=[a-z]+:)", "  ", accounts, flags=re.M)
+    examples = re.sub(r"^  #   ", "    ", examples, flags=re.M)
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(head + examples + tail, encoding="utf-8")
+    settings = load_settings(config, environ={})
+    platforms = {a.platform for a in settings.config.accounts.values()}
+    assert platforms == set(PLATFORMS)  # every platform has an example
