@@ -393,3 +393,43 @@ def test_a_ledger_removed_under_the_daemon_stops_it_and_is_not_started_afresh(
     )
     assert again.returncode == 2 and "is missing, but a daemon has used it" in again.stderr
     assert len(list((project.root / "outbox").glob("p.*.json"))) == 1
+
+
+def cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postscheduler", *args, "-c", str(project.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_pause_stops_a_running_daemon_and_resume_sends_what_it_held(
+    project: Project, daemon: Daemon
+) -> None:
+    """The emergency pause: recorded in the ledger, obeyed by the daemon already running;
+    a post due during the pause is not sent, then goes out once resumed."""
+    project.write("first.yaml", f"id: first\nat: {at(-1)}\ntext: Before the news.\n")
+    assert wait_for(lambda: outbox(project, "first").exists()), daemon.lines
+    paused = cli(project, "pause", "--reason", "breaking news")
+    assert paused.returncode == 0 and "paused all accounts" in paused.stdout, paused.stderr
+    project.write("held.yaml", f"id: held\nat: {at(1)}\ntext: During the pause.\n")
+    assert wait_for(lambda: daemon.logged("PAUSED held → outbox")), daemon.lines
+    assert not outbox(project, "held").exists() and row(project, "held") is DeliveryState.PLANNED
+    status = cli(project, "status")
+    assert "PAUSED: all accounts until resumed: breaking news" in status.stdout
+    resumed = cli(project, "resume")
+    assert resumed.returncode == 0 and "resumed all accounts" in resumed.stdout
+    assert wait_for(lambda: outbox(project, "held").exists(), timeout=10), daemon.lines
+    assert "PAUSED" not in cli(project, "status").stdout
+
+
+def test_pause_refuses_an_unknown_account_and_resume_what_is_not_paused(
+    project: Project,
+) -> None:
+    wrong = cli(project, "pause", "--account", "nope")
+    assert wrong.returncode != 0 and "nope" in wrong.stderr and "Traceback" not in wrong.stderr
+    nothing = cli(project, "resume")
+    assert nothing.returncode != 0 and "all accounts is not paused" in nothing.stderr
+    past = cli(project, "pause", "--until", "2020-01-01 09:00")
+    assert past.returncode != 0 and "not in the future" in past.stderr

@@ -655,3 +655,55 @@ def test_an_account_added_later_gets_only_what_is_due_after(
     assert skipped.state is DeliveryState.SKIPPED and "added after" in (skipped.reason or "")
     assert not (project.root / "out-a").exists()  # nothing was sent to the new account
     assert state(engine, "new", "a").state is DeliveryState.PLANNED  # what is due later goes
+
+
+def test_a_pause_holds_what_is_due_and_a_resume_lets_it_go(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\naccounts: [a, b]\n")
+    a, b = Scripted(), Scripted()
+    clock = Clock()
+    engine = engine_for(project, clock, a=a, b=b)
+    engine.ledger.pause("a", None, "breaking news", clock())
+    with caplog.at_level(logging.WARNING, logger="postscheduler"):
+        again = run(engine.deliver("p", "a"))
+        run(engine.deliver("p", "a"))
+    assert again == clock() + dt.timedelta(seconds=1)  # looks again within a second
+    assert state(engine, "p", "a").state is DeliveryState.PLANNED and a.calls == []
+    assert [r.message for r in caplog.records if "PAUSED" in r.message] == [
+        "PAUSED p → a: held by the pause of a (until resume: breaking news)"
+    ]  # said once, not every second
+    run(engine.deliver("p", "b"))  # another account is not held
+    assert state(engine, "p", "b").state is DeliveryState.PUBLISHED
+    engine.ledger.resume("a", clock())
+    clock.advance(seconds=1)
+    run(engine.run_due())
+    assert state(engine, "p", "a").state is DeliveryState.PUBLISHED and len(a.calls) == 1
+
+
+def test_a_pause_of_everything_until_a_time_ends_by_itself(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted()
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    engine.ledger.pause(None, clock() + dt.timedelta(minutes=10), None, clock())
+    assert run(engine.deliver("p", "outbox")) == clock() + dt.timedelta(seconds=1)
+    clock.advance(minutes=10)
+    run(engine.run_due())
+    assert state(engine, "p").state is DeliveryState.PUBLISHED
+
+
+def test_posts_held_longer_than_late_grace_are_skipped_as_late_after_a_resume(
+    project: Project,
+) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    fake = Scripted()
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    engine.ledger.pause(None, None, None, clock())
+    run(engine.deliver("p", "outbox"))
+    clock.advance(hours=2)  # late_grace is 30 minutes here
+    engine.ledger.resume(None, clock())
+    run(engine.run_due())
+    row = state(engine, "p")
+    assert (row.state, row.reason, fake.calls) == (DeliveryState.SKIPPED, "late", [])

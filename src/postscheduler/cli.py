@@ -524,6 +524,10 @@ def status(config: ConfigOption = None) -> None:
         report = delivery_status(settings)
     zone = settings.config.zone
     typer.echo("  ".join(f"{s.value}: {report.counts[s]}" for s in DeliveryState))
+    for p in report.pauses:
+        until = f"until {_fmt_when(p.until.astimezone(zone))}" if p.until else "until resumed"
+        why = f": {_shown(p.reason)}" if p.reason else ""
+        typer.echo(f"PAUSED: {p.account or 'all accounts'} {until}{why}")
     if report.next is not None:
         when = report.next.next_attempt_at
         typer.echo(f"next: {report.next.key} at {_fmt_when(when.astimezone(zone))}")
@@ -618,6 +622,61 @@ def publish(
         setup_logging(settings)
         outcome = publish_now(settings, post_id, account)
     _report_outcome(outcome, settings)
+
+
+@app.command()
+def pause(
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account (default: all).")
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="When the pause ends by itself, e.g. '2027-01-15 09:00'."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the log.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Stop publishing at once: a running daemon claims nothing more (what is in flight
+    finishes) until `postscheduler resume` or --until.
+
+    Example: postscheduler pause --reason "breaking news: review the queue"
+    """
+    from .delivery.operations import pause_publishing
+    from .posts.times import parse_time
+
+    with _reported():
+        settings = _settings(config)
+        ends = parse_time(until, settings.config.zone) if until else None
+        paused = pause_publishing(settings, account, ends, reason)
+    scope = f"account {paused.account}" if paused.account else "all accounts"
+    ends_text = (
+        f"until {_fmt_when(ends.astimezone(settings.config.zone))}"
+        if ends
+        else ("until `postscheduler resume" + (f" --account {account}`" if account else "`"))
+    )
+    typer.echo(f"paused {scope} {ends_text}")
+
+
+@app.command()
+def resume(
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="The account whose pause to end.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """End a pause: held posts due within late_grace go out in order, older ones are
+    skipped as late.
+
+    Example: postscheduler resume
+    """
+    from .delivery.operations import resume_publishing
+
+    with _reported():
+        settings = _settings(config)
+        still = resume_publishing(settings, account)
+    typer.echo(f"resumed {'account ' + account if account else 'all accounts'}")
+    for p in still:
+        typer.echo(f"still paused: {p.account or 'all accounts'}")
 
 
 @app.command()

@@ -184,6 +184,7 @@ def test_migrations_are_named_and_a_newer_ledger_is_refused(tmp_path: Path) -> N
         "0001_deliveries_and_events",
         "0002_edits_reported",
         "0003_progress",
+        "0004_pauses",
     ]
     ledger.close()
     db = sqlite3.connect(path)
@@ -299,3 +300,17 @@ def test_progress_is_kept_across_attempts_and_forgotten_when_the_words_change(
 def test_record_progress_of_an_unknown_delivery_is_a_ledger_error(ledger: Ledger) -> None:
     with pytest.raises(LedgerError):
         ledger.record_progress(KEY, "container 1", now=T0)
+
+
+def test_a_pause_holds_its_scope_until_its_time_or_a_resume(ledger: Ledger) -> None:
+    assert ledger.pauses(T0) == [] and ledger.paused("x", T0) is None
+    ledger.pause("x", later(60), "a day of mourning", now=T0)
+    assert ledger.paused("x", later(1)).reason == "a day of mourning"  # type: ignore[union-attr]
+    assert ledger.paused("mastodon", later(1)) is None  # only its account
+    assert ledger.paused("x", later(60)) is None  # over at its time
+    everything = ledger.pause(None, None, "breaking news", now=later(2))
+    assert ledger.paused("mastodon", later(90)) == everything  # until a resume
+    assert ledger.resume("x", now=later(3)) is True and ledger.resume("x", later(3)) is False
+    assert [p.account for p in ledger.pauses(later(4))] == [None]
+    assert ledger.resume(None, now=later(5)) is True
+    assert ledger.pauses(later(5)) == []

@@ -56,6 +56,8 @@ from .plan import PlanResult, plan, valid_posts
 log = logging.getLogger("postscheduler")
 LEDGER_RETRY_FIRST = 1.0  # seconds, doubling: writing an answer the ledger refused
 LEDGER_RETRY_MAX = 60.0
+# How often a delivery held by a pause looks again: a resume takes effect within this.
+PAUSE_POLL = dt.timedelta(seconds=1)
 
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
@@ -108,6 +110,7 @@ class Engine:
         self._worker: LedgerWorker | None = None
         self._account_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._last_sent: dict[str, dt.datetime] = {}
+        self._paused_seen: set[DeliveryKey] = set()  # held deliveries already logged
 
     # --- posts and publishers ---------------------------------------------------------------
 
@@ -365,6 +368,9 @@ class Engine:
                     await self._record(self.ledger.record_failed, key, exc.message, self.clock())
                     log.error("FAILED %s: %s", key, exc.message)
                 return None
+            held = await self._held_by_pause(key)
+            if held is not None:
+                return held
             claimed = await self._db(
                 self.ledger.claim, key, publisher.identity(key, self.clock()), self.clock()
             )
@@ -375,6 +381,28 @@ class Engine:
                 return result
             previous.append(result)
         return None
+
+    async def _held_by_pause(self, key: DeliveryKey) -> dt.datetime | None:
+        """When to look again if a pause holds ``key``'s account (read from the ledger just
+        before the claim, so nothing is claimed once a pause is recorded), else None."""
+        now = self.clock()
+        pause = await self._db(self.ledger.paused, key.account, now)
+        if pause is None:
+            self._paused_seen.discard(key)
+            return None
+        if key not in self._paused_seen:
+            self._paused_seen.add(key)
+            scope = "every account" if pause.account is None else pause.account
+            until = pause.until.isoformat(timespec="minutes") if pause.until else "resume"
+            log.warning(
+                "PAUSED %s: held by the pause of %s (until %s%s)",
+                key,
+                scope,
+                until,
+                f": {pause.reason}" if pause.reason else "",
+            )
+        again = now + PAUSE_POLL
+        return min(again, pause.until) if pause.until is not None else again
 
     async def _skip_if_stale(
         self,

@@ -20,6 +20,7 @@ from ..ledger import (
     DeliveryState,
     Ledger,
     LedgerLockedError,
+    Pause,
     open_ledger,
 )
 from ..posts.render import render_post, target_accounts
@@ -168,3 +169,36 @@ async def check_accounts(settings: Settings, only: str | None = None) -> list[Ac
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
         return list(await asyncio.gather(*(check(n, http) for n in names)))
+
+
+def pause_publishing(
+    settings: Settings,
+    account: str | None = None,
+    until: dt.datetime | None = None,
+    reason: str | None = None,
+) -> Pause:
+    """Stop every daemon on the ledger from claiming anything for ``account`` (None: all
+    accounts) until ``until`` or a resume; what is already in flight finishes."""
+    from ..config import unknown_account_finding
+
+    if account is not None and account not in settings.config.accounts:
+        raise PostschedulerError(unknown_account_finding(account, settings).as_text())
+    now = utc_now()
+    if until is not None and until <= now:
+        raise PostschedulerError(f"--until {until.isoformat()} is not in the future")
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+        return ledger.pause(account, until, reason, now)
+
+
+def resume_publishing(settings: Settings, account: str | None = None) -> list[Pause]:
+    """End the pause of ``account`` (None: the pause of all accounts); returns the pauses
+    still in force afterwards, so the caller can say what still holds posts."""
+    now = utc_now()
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+        if not ledger.resume(account, now):
+            scope = f"account {account}" if account else "all accounts"
+            others = ", ".join(p.account or "all accounts" for p in ledger.pauses(now))
+            raise PostschedulerError(
+                f"{scope} is not paused" + (f" (paused: {others})" if others else "")
+            )
+        return ledger.pauses(now)

@@ -7,7 +7,7 @@ import datetime as dt
 
 from ..config import Settings
 from ..errors import Finding, PostschedulerError
-from ..ledger import Delivery, DeliveryState, Event, Ledger, open_ledger
+from ..ledger import Delivery, DeliveryState, Event, Ledger, Pause, open_ledger
 from ..redact import Redactor
 
 
@@ -21,6 +21,7 @@ class Status:
     # Deliveries whose post file has errors now: the first error, and when the delivery will
     # be skipped as late if nobody fixes it.
     held: tuple[tuple[Delivery, Finding, dt.datetime], ...] = ()
+    pauses: tuple[Pause, ...] = ()  # in force now: nothing is claimed for what they cover
 
 
 def open_existing_ledger(settings: Settings) -> Ledger:
@@ -45,6 +46,7 @@ def delivery_status(settings: Settings) -> Status:
         counts = ledger.counts()
         upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
         problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
+        pauses = tuple(ledger.pauses(dt.datetime.now(dt.UTC)))
     problems = _masked(settings, problems)
     stuck = {(r.key.post_id, r.key.account): r.key.part for r in problems}
     waiting = [
@@ -54,7 +56,9 @@ def delivery_status(settings: Settings) -> Status:
     held = _held(settings, upcoming)
     held_keys = {row.key for row, _, _ in held}
     upcoming = [r for r in upcoming if r.key not in held_keys]
-    return Status(counts, upcoming[0] if upcoming else None, tuple(problems), tuple(waiting), held)
+    return Status(
+        counts, upcoming[0] if upcoming else None, tuple(problems), tuple(waiting), held, pauses
+    )
 
 
 def _held(

@@ -12,6 +12,7 @@ from .base import (
     DeliveryState,
     Event,
     Ledger,
+    Pause,
 )
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerLockedError",
+    "Pause",
     "open_ledger",
 ]
 

@@ -92,6 +92,20 @@ class Event:
     detail: str | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pause:
+    """An emergency pause: nothing is claimed for ``account`` (None: every account) from
+    ``since`` until ``until`` (None: until a person resumes)."""
+
+    account: str | None
+    since: dt.datetime
+    until: dt.datetime | None
+    reason: str | None
+
+    def covers(self, account: str, now: dt.datetime) -> bool:
+        return self.account in (None, account) and (self.until is None or now < self.until)
+
+
 class Ledger(abc.ABC):
     """Durable delivery state. Every method commits before it returns."""
 
@@ -154,6 +168,25 @@ class Ledger(abc.ABC):
         its next step, so an attempt after a crash or a lost answer can ask about it. Only a
         ``sending`` delivery records it; it is forgotten when the words change. A person's
         requeue keeps it: a resend of a post that did go out is then found, not repeated."""
+
+    @abc.abstractmethod
+    def pause(
+        self, account: str | None, until: dt.datetime | None, reason: str | None, now: dt.datetime
+    ) -> Pause:
+        """Stop claims for ``account`` (None: all), until ``until`` or a resume. Kept in the
+        ledger, so every daemon on it obeys; a second pause of the same scope replaces it."""
+
+    @abc.abstractmethod
+    def resume(self, account: str | None, now: dt.datetime) -> bool:
+        """End the pause of exactly this scope; False when there was none."""
+
+    @abc.abstractmethod
+    def pauses(self, now: dt.datetime) -> list[Pause]:
+        """The pauses in force at ``now``."""
+
+    def paused(self, account: str, now: dt.datetime) -> Pause | None:
+        """The pause holding ``account`` at ``now``, if any."""
+        return next((p for p in self.pauses(now) if p.covers(account, now)), None)
 
     @abc.abstractmethod
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:

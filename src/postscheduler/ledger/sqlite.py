@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError, LedgerLockedError
-from .base import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Event, Ledger
+from .base import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Event, Ledger, Pause
 
 # Named migrations, applied in order and recorded in schema_migrations. Never edit one that
 # has shipped: add the next.
@@ -72,6 +72,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         # written before the step that publishes, so a restart can ask about it.
         "0003_progress",
         "ALTER TABLE deliveries ADD COLUMN progress TEXT;",
+    ),
+    (
+        # An emergency pause, for one account or ('') for all, until a time or a resume.
+        "0004_pauses",
+        """
+        CREATE TABLE pauses (
+            account TEXT PRIMARY KEY,
+            since   TEXT NOT NULL,
+            until   TEXT,
+            reason  TEXT
+        );
+        """,
     ),
 ]
 
@@ -499,6 +511,35 @@ class SqliteLedger(Ledger):
         if current is None:
             raise LedgerError(f"no delivery {key} in the ledger")
         return current
+
+    def pause(
+        self, account: str | None, until: dt.datetime | None, reason: str | None, now: dt.datetime
+    ) -> Pause:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO pauses VALUES (?, ?, ?, ?)",
+                (account or "", _ts(now), _ts(until), reason),
+            )
+        return Pause(account, now, until, reason)
+
+    def resume(self, account: str | None, now: dt.datetime) -> bool:
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM pauses WHERE account=?", (account or "",))
+            return cursor.rowcount == 1
+
+    def pauses(self, now: dt.datetime) -> list[Pause]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT account, since, until, reason FROM pauses "
+                "WHERE until IS NULL OR until > ? ORDER BY account",
+                (_ts(now),),
+            ).fetchall()
+        out = []
+        for account, since, until, reason in rows:
+            started = _from_ts(since)
+            assert started is not None
+            out.append(Pause(account or None, started, _from_ts(until), reason))
+        return out
 
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:
         with self._write() as db:
