@@ -433,3 +433,12 @@ def test_pause_refuses_an_unknown_account_and_resume_what_is_not_paused(
     assert nothing.returncode != 0 and "all accounts is not paused" in nothing.stderr
     past = cli(project, "pause", "--until", "2020-01-01 09:00")
     assert past.returncode != 0 and "not in the future" in past.stderr
+
+
+def test_queue_marks_what_a_pause_holds(project: Project) -> None:
+    project.write("later.yaml", f"id: later\nat: {at(3600)}\ntext: Not yet.\n")
+    assert "outbox: paused" not in cli(project, "queue").stdout
+    assert cli(project, "pause", "--account", "outbox").returncode == 0
+    assert "outbox: paused" in cli(project, "queue").stdout  # known to the ledger or not
+    assert cli(project, "resume", "--account", "outbox").returncode == 0
+    assert "paused" not in cli(project, "queue").stdout

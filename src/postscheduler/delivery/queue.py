@@ -8,11 +8,13 @@ out), what failed or is unconfirmed (marked: a person must act) and what waits t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from ..config import Settings, unknown_account_finding
 from ..errors import PostschedulerError
 from ..ledger import DeliveryState, open_ledger
 from ..posts.agenda import Agenda, build_agenda
+from ..posts.render import target_accounts
 from .checks import validate_posts
 
 # The state that speaks for a post on one account, whichever of its parts has it.
@@ -25,15 +27,26 @@ _PRECEDENCE = (
 )
 
 
-def ledger_progress(settings: Settings) -> dict[tuple[str, str], str]:
-    """(post, account) → where its delivery stands; empty when nothing was planned yet."""
+def ledger_progress(
+    settings: Settings, targets: Iterable[tuple[str, str]] = ()
+) -> dict[tuple[str, str], str]:
+    """(post, account) → where its delivery stands; empty when nothing was planned yet.
+    ``targets`` the ledger does not know yet are "queued", or "paused" under a pause."""
     if not settings.ledger_path.is_file():
         return {}
     by_target: dict[tuple[str, str], set[DeliveryState]] = {}
+    now = dt.datetime.now(dt.UTC)
     with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
         for row in ledger.deliveries():
             by_target.setdefault((row.key.post_id, row.key.account), set()).add(row.state)
-    return {target: _label(states) for target, states in by_target.items()}
+        pauses = ledger.pauses(now)
+    labels = dict.fromkeys(targets, "queued")
+    labels.update({target: _label(states) for target, states in by_target.items()})
+    for (post_id, account), label in labels.items():
+        # What a pause holds says so: it will not go out at its time unless resumed.
+        if label in ("queued", "retry") and any(p.covers(account, now) for p in pauses):
+            labels[post_id, account] = "paused"
+    return labels
 
 
 def _label(states: set[DeliveryState]) -> str:
@@ -64,6 +77,9 @@ def queue_posts(
         now,
         days=days,
         account=account,
-        progress=ledger_progress(settings),
+        progress=ledger_progress(
+            settings,
+            ((sp.id, a) for sp in catalog.posts for a in target_accounts(sp.post, settings)),
+        ),
         show_all=show_all,
     )
