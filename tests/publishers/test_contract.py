@@ -427,7 +427,8 @@ def test_publish_text(project: Project, case: Case, fake: FakePlatform) -> None:
             assert form == {"media_type": "TEXT", "text": "Hello, Perú ✊🏽"}
             assert publish["path"] == f"/{FakeThreads.USER}/threads_publish"
             assert published.url.startswith("https://www.threads.net/@perusolidarity/post/")
-        assert container  # the container it made is the one published
+        # The container it made is the one published, once.
+        assert fake.containers[container]["status"] == "PUBLISHED" and len(fake.containers) == 1
         assert fake.reads[0]["query"].get("fields") in (
             ["quota_usage,config"],
             ["quota_usage,config,reply_quota_usage,reply_config"],

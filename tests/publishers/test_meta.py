@@ -221,7 +221,7 @@ def meta_recording(relative: str) -> bytes:
     return shared_file(f"meta/python-facebook-testdata/{relative}").read_bytes()
 
 
-def replay(project: Project, case: Any, answers: dict[str, bytes]) -> Any:
+def replay(answers: dict[str, bytes]) -> Any:
     """Settings whose publisher talks to a MockTransport answering each path's recording."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -252,8 +252,6 @@ def test_recorded_instagram_publishing_answers_are_read(project: Project) -> Non
         settings = settings_for(project, IG, fake)
     container = json.loads(meta_recording("instagram/apidata/publish/create_photo.json"))["id"]
     transport = replay(
-        project,
-        IG,
         {
             "/content_publishing_limit": meta_recording(
                 "instagram/apidata/users/content_publish_limit.json"
@@ -272,7 +270,7 @@ def test_recorded_instagram_quota_shapes_are_read(project: Project) -> None:
         settings = settings_for(project, IG, fake)
     limit = json.loads(meta_recording("instagram/apidata/publish/publish_limit_resp.json"))
     limit["data"][0]["quota_usage"] = limit["data"][0]["config"]["quota_total"]
-    transport = replay(project, IG, {"/content_publishing_limit": json.dumps(limit).encode()})
+    transport = replay({"/content_publishing_limit": json.dumps(limit).encode()})
     with pytest.raises(TransientError, match="25 of 25"):
         run_with(transport, settings, lambda p: p.publish(job(project, IG)))
 
@@ -284,7 +282,7 @@ def test_recorded_facebook_posts_and_comments_are_searched(project: Project) -> 
         settings = settings_for(project, FB, fake)
     feed = json.loads(meta_recording("facebook/apidata/posts/feed_fields_p1.json"))
     first = feed["data"][0]
-    transport = replay(project, FB, {"/published_posts": json.dumps(feed).encode()})
+    transport = replay({"/published_posts": json.dumps(feed).encode()})
     the_job = dataclasses.replace(
         job(project, FB, text=first["message"]),
         due_at=dt.datetime.fromisoformat(first["created_time"]) - dt.timedelta(minutes=1),
@@ -293,7 +291,7 @@ def test_recorded_facebook_posts_and_comments_are_searched(project: Project) -> 
     assert found.remote_id == first["id"]
     comments = json.loads(meta_recording("facebook/apidata/comments/comments_p1.json"))
     comment = comments["data"][0]
-    transport = replay(project, FB, {"/comments": json.dumps(comments).encode()})
+    transport = replay({"/comments": json.dumps(comments).encode()})
     part = dataclasses.replace(
         job(project, FB, text=comment["message"], part=1, reply_to=Published("19292868552_1")),
         due_at=dt.datetime.fromisoformat(comment["created_time"]) - dt.timedelta(minutes=1),
@@ -318,7 +316,7 @@ def test_recorded_token_answers_are_kept(project: Project, tmp_path: Path) -> No
     with FakeThreads() as fake:
         settings = settings_for(project, THREADS, fake)
     body = meta_recording("base/threads_user_long_lived_token.json")
-    transport = replay(project, THREADS, {"/refresh_access_token": body})
+    transport = replay({"/refresh_access_token": body})
 
     async def refresh(p: Any) -> Any:
         await p.token()

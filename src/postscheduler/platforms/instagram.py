@@ -55,25 +55,17 @@ class InstagramAccount(AccountConfig):
 
 class Instagram(Platform):
     def text_problems(self, text: str) -> list[Problem]:
+        rules = (
+            ("hashtags", counting.hashtags, MAX_HASHTAGS, "keep the ones that matter most"),
+            ("@mentions", counting.mentions, MAX_MENTIONS, "mention fewer accounts"),
+        )
         problems = []
-        tags = counting.hashtags(text)
-        if len(tags) > MAX_HASHTAGS:
-            problems.append(
-                Problem(
-                    "too-many-hashtags",
-                    f"{len(tags)} hashtags, over Instagram's {MAX_HASHTAGS}",
-                    "keep the ones that matter most (Instagram refuses the post)",
-                )
-            )
-        names = counting.mentions(text)
-        if len(names) > MAX_MENTIONS:
-            problems.append(
-                Problem(
-                    "too-many-mentions",
-                    f"{len(names)} @mentions, over Instagram's {MAX_MENTIONS}",
-                    "mention fewer accounts (Instagram refuses the post)",
-                )
-            )
+        for what, find, most, hint in rules:
+            found = len(find(text))
+            if found > most:
+                code = f"too-many-{what.lstrip('@')}"
+                message = f"{found} {what}, over Instagram's {most}"
+                problems.append(Problem(code, message, f"{hint} (Instagram refuses the post)"))
         return problems
 
     def image_problems(self, info: ImageInfo) -> list[Problem]:

@@ -176,6 +176,25 @@ def delivery_identity(key: DeliveryKey) -> str:
     return f"postscheduler-{digest[:32]}"
 
 
+# Looking for a post whose answer was lost: how many of the account's newest are read, and
+# how long before its due time one may have been made (clocks differ).
+RECENT = 25
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def expiry_warning(account: str, expires: dt.datetime, now: dt.datetime) -> list[str]:
+    """A warning when ``expires`` is within two weeks of ``now`` (or past)."""
+    day = expires.date().isoformat()
+    if expires <= now:
+        return [f"{account}: the access token expired on {day}: re-authorize and set a new one"]
+    if expires - now <= dt.timedelta(days=14):
+        return [
+            f"{account}: the access token expires on {day} "
+            f"(in {(expires - now).days} days): re-authorize before then and set the new one"
+        ]
+    return []
+
+
 IMAGE_DEADLINE = 60.0  # seconds for a whole image download, redirects included
 # What an image URL may answer with: an image, or the bytes a CDN does not label.
 IMAGE_TYPES = ("image/*", "application/octet-stream")

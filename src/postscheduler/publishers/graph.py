@@ -34,7 +34,16 @@ import httpx
 from ..errors import OutcomeUnknownError, PermanentError, TransientError
 from ..posts.images import public_image_url
 from ..redact import learn_secret
-from .base import Published, Publisher, PublishJob, Resolution, write_private_file
+from .base import (
+    CLOCK_SKEW,
+    RECENT,
+    Published,
+    Publisher,
+    PublishJob,
+    Resolution,
+    expiry_warning,
+    write_private_file,
+)
 from .http import body_excerpt, error_body, number, retry_after_seconds, send
 
 log = logging.getLogger("postscheduler")
@@ -48,8 +57,6 @@ BLOCKED_WAIT = 3600.0  # seconds after a 368 "temporarily blocked": Meta gives n
 TRANSIENT_SUBCODES = frozenset({2207042, 2207003, 2207052})
 CONTAINER_GONE_SUBCODES = frozenset({2207008, 2207020})  # expired: make a new one
 REFRESH_AGE = 86_400.0  # a long-lived token can be refreshed once it is a day old
-RECENT = 25  # posts or comments read back when looking for one whose answer was lost
-CLOCK_SKEW = dt.timedelta(minutes=5)
 QUOTA_WAIT = 3600.0  # seconds: the window is rolling 24 h and Meta does not say when it frees
 CONTAINER_POLL = 30  # checks of a container still IN_PROGRESS, 1 s apart, then try later
 
@@ -134,9 +141,7 @@ def same_words(a: str | None, b: str) -> bool:
 class GraphPublisher(Publisher):
     """A publisher on Meta's Graph API; the account model has ``token`` and ``api_base``."""
 
-    label: ClassVar[str]
-    refreshes_tokens: ClassVar[bool] = False
-    refresh_grant: ClassVar[str] = ""
+    refresh_grant: ClassVar[str] = ""  # the grant_type of refresh_access_token
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -239,7 +244,7 @@ class GraphPublisher(Publisher):
 
     def refreshes(self) -> bool:
         """Whether this account's token is a long-lived one the publisher refreshes."""
-        return self.refreshes_tokens
+        return False
 
     def credential_warnings(self, now: dt.datetime) -> list[str]:
         if not self.refreshes():
@@ -425,16 +430,3 @@ def _container(progress: str | None) -> str | None:
     except (ValueError, AttributeError):
         return None
     return str(value) if value else None
-
-
-def expiry_warning(account: str, expires: dt.datetime, now: dt.datetime) -> list[str]:
-    """A warning when ``expires`` is within two weeks of ``now`` (or past)."""
-    day = expires.date().isoformat()
-    if expires <= now:
-        return [f"{account}: the access token expired on {day}: re-authorize and set a new one"]
-    if expires - now <= dt.timedelta(days=14):
-        return [
-            f"{account}: the access token expires on {day} "
-            f"(in {(expires - now).days} days): re-authorize before then and set the new one"
-        ]
-    return []

@@ -28,8 +28,7 @@ import httpx
 
 from ..errors import CardError, OutcomeUnknownError, PermanentError
 from ..platforms.linkedin import LinkedInAccount, little_text
-from .base import Published, Publisher, PublishJob, Resolution
-from .graph import CLOCK_SKEW, RECENT, expiry_warning
+from .base import CLOCK_SKEW, RECENT, Published, Publisher, PublishJob, Resolution, expiry_warning
 from .http import body_excerpt, error_body, send
 
 log = logging.getLogger("postscheduler")

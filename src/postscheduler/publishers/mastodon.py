@@ -23,12 +23,11 @@ import httpx
 
 from ..errors import PermanentError, TransientError
 from ..platforms.mastodon import MastodonAccount
-from .base import Published, Publisher, PublishJob, Resolution
+from .base import CLOCK_SKEW, Published, Publisher, PublishJob, Resolution
 from .http import body_excerpt, error_body, retry_after_seconds, send
 
 MEDIA_POLL_LIMIT = 20  # checks, waiting 0.2 s, 0.4 s, ... up to 5 s between them
 RECENT_STATUSES = 40  # the most one page of an account's statuses holds
-CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def plain_text(content_html: str) -> str:

@@ -23,13 +23,15 @@ class ThreadsPublisher(GraphPublisher):
     container_path = "/threads"
     publish_path = "/threads_publish"
     status_field = "status"
-    refreshes_tokens = True
     refresh_grant = "th_refresh_token"
 
     @property
     def _config(self) -> ThreadsAccount:
         assert isinstance(self.config, ThreadsAccount)
         return self.config
+
+    def refreshes(self) -> bool:
+        return True  # every Threads token is a long-lived one
 
     async def publish(self, job: PublishJob) -> Published:
         create = {"media_type": "TEXT", "text": job.text}
