@@ -395,12 +395,15 @@ def test_a_ledger_removed_under_the_daemon_stops_it_and_is_not_started_afresh(
     assert len(list((project.root / "outbox").glob("p.*.json"))) == 1
 
 
-def cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    project: Project, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "postscheduler", *args, "-c", str(project.config_path)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -706,4 +706,8 @@ def test_posts_held_longer_than_late_grace_are_skipped_as_late_after_a_resume(
     engine.ledger.resume(None, clock())
     run(engine.run_due())
     row = state(engine, "p")
-    assert (row.state, row.reason, fake.calls) == (DeliveryState.SKIPPED, "late", [])
+    assert (row.state, row.reason, fake.calls) == (
+        DeliveryState.SKIPPED,
+        "late, held by a pause",
+        [],
+    )

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -662,10 +663,17 @@ def resume(
     account: Annotated[
         str | None, typer.Option("--account", "-a", help="The account whose pause to end.")
     ] = None,
+    send_held: Annotated[
+        bool,
+        typer.Option(
+            "--send-held",
+            help="Also send what the pause held past late_grace (by default skipped as late).",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """End a pause: held posts due within late_grace go out in order, older ones are
-    skipped as late.
+    skipped as late (or sent too, with --send-held).
 
     Example: postscheduler resume
     """
@@ -673,9 +681,22 @@ def resume(
 
     with _reported():
         settings = _settings(config)
-        still = resume_publishing(settings, account)
+        resumed = resume_publishing(settings, account, send_held=send_held)
     typer.echo(f"resumed {'account ' + account if account else 'all accounts'}")
-    for p in still:
+    zone = settings.config.zone
+    for row in resumed.sent_held:
+        typer.echo(f"sending now, though held past late_grace: {row.key}")
+    for row in resumed.late:
+        due = _fmt_when(row.due_at.astimezone(zone))
+        typer.echo(f"skipped as late (due {due}): {row.key}")
+    if resumed.late:
+        _echo_err(
+            ("1 delivery" if len(resumed.late) == 1 else f"{len(resumed.late)} deliveries")
+            + " held past late_grace "
+            + f"({settings.config.publishing.late_grace}) will not be sent: `postscheduler "
+            "publish POST --now` sends one anyway"
+        )
+    for p in resumed.still:
         typer.echo(f"still paused: {p.account or 'all accounts'}")
 
 
@@ -733,6 +754,61 @@ def resolve(
 
 accounts_app = typer.Typer(help="Configured accounts.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+alerts_app = typer.Typer(help="Alerts to the people who run the campaign.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("test")
+def alerts_test(config: ConfigOption = None) -> None:
+    """Send a test alert to every channel in alerts: (e-mail and alert accounts) now.
+
+    Example: postscheduler alerts test
+    """
+    import asyncio
+
+    from .alerts import send_test_alert
+    from .redact import setup_logging
+
+    with _reported():
+        settings = _settings(config)
+        if not settings.config.alerts.configured:
+            raise PostschedulerError(
+                f"no alerts: section in {settings.describe()}: add alerts.smtp or "
+                "alerts.accounts (see the README, Alerts)"
+            )
+        redactor = setup_logging(settings)
+        results = asyncio.run(send_test_alert(settings, redact=redactor))
+    for channel, problem in results.items():
+        typer.echo(f"{channel}: " + ("sent" if problem is None else f"FAILED: {_shown(problem)}"))
+    if any(problem is not None for problem in results.values()):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 20,
+    full: Annotated[bool, typer.Option("--full", help="Each alert's whole text.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """The alerts raised, newest first, and whether each reached its channels.
+
+    Example: postscheduler alerts list --full
+    """
+    from .delivery.status import open_existing_ledger
+
+    with _reported():
+        settings = _settings(config)
+        with open_existing_ledger(settings) as ledger:
+            sends = ledger.alert_sends(limit)
+    zone = settings.config.zone
+    if not sends:
+        typer.echo("No alerts yet.")
+    for send in sends:
+        when = _fmt_exact(send.created_at.astimezone(zone))
+        state = send.state.value + (f" ({_shown(send.error)})" if send.error else "")
+        typer.echo(f"{when}  {send.channel}: {state}: {_shown(send.alert.subject)}")
+        if full:
+            typer.echo(textwrap.indent(_shown(send.alert.body), "    "))
 
 
 @accounts_app.command("check")

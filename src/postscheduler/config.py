@@ -30,7 +30,7 @@ from pydantic import (
 
 from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
 from .platforms import PLATFORMS
-from .platforms.base import AccountConfig, Duration, HttpUrl
+from .platforms.base import AccountConfig, Duration, EnvRef, HttpUrl, Secret
 from .posts.times import get_zone
 from .posts.validation import findings_from_validation_error
 from .posts.yamlsource import Document, parse_yaml, read_yaml
@@ -88,6 +88,51 @@ class LinkCards(BaseModel):
     allow_private_addresses: bool = False
 
 
+# Where an alert can go among the configured accounts: a chat or a webhook someone reads.
+ALERT_PLATFORMS = ("telegram", "discord", "slack", "webhook")
+
+
+class Smtp(BaseModel):
+    """E-mail alerts through the campaign's own mail server (or its provider's relay)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    # STARTTLS on a plain connection (port 587), or TLS from the start (port 465).
+    starttls: bool = True
+    ssl: bool = False
+    username: str | None = None
+    password: Secret | None = None
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    timeout: Duration = dt.timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _one_tls(self) -> Smtp:
+        if self.ssl and self.starttls:
+            raise ValueError("choose ssl: true (port 465) or starttls: true (port 587), not both")
+        return self
+
+
+class Alerts(BaseModel):
+    """Who is told when something needs a person, and how often at most."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    accounts: list[str] = Field(default_factory=list)
+    smtp: Smtp | None = None
+    # Per channel: more alerts than this in an hour wait and go as one summary.
+    max_per_hour: int = Field(default=12, ge=1)
+    # Alerts raised this close together go as one message when there are more than three:
+    # a storm of failures is one summary, not a message each.
+    gather: Duration = dt.timedelta(seconds=10)
+    # A daily digest at this local time (HH:MM): the next day's posts, and what needs a person.
+    digest: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.accounts or self.smtp)
+
+
 class Config(BaseModel):
     """The whole of ``scheduler.yaml``."""
 
@@ -104,6 +149,7 @@ class Config(BaseModel):
     defaults: Defaults = Defaults()
     publishing: Publishing = Publishing()
     link_cards: LinkCards = LinkCards()
+    alerts: Alerts = Alerts()
 
     @field_validator("timezone")
     @classmethod
@@ -143,6 +189,28 @@ class Config(BaseModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _alert_accounts(self) -> Config:
+        for name in self.alerts.accounts:
+            account = self.accounts.get(name)
+            if account is None:
+                raise ValueError(
+                    f"alerts.accounts names {name!r}, which is not in accounts "
+                    f"(known: {', '.join(self.accounts) or 'none'})"
+                )
+            if account.platform not in ALERT_PLATFORMS:
+                raise ValueError(
+                    f"alerts.accounts names {name!r}, a {account.platform} account: alerts go "
+                    f"to {', '.join(ALERT_PLATFORMS)} accounts, or by e-mail (alerts.smtp)"
+                )
+            if name in self.defaults.accounts:
+                raise ValueError(
+                    f"{name!r} is both an alert account and in defaults.accounts, so every "
+                    "post would go to it: take it out of defaults.accounts (a post can still "
+                    "name it)"
+                )
+        return self
+
     @property
     def zone(self) -> ZoneInfo:
         return get_zone(self.timezone)
@@ -168,22 +236,37 @@ class Settings:
     def describe(self) -> str:
         return str(self.path) if self.path else "the embedded default configuration"
 
+    def secret_refs(self) -> list[tuple[str, str, EnvRef]]:
+        """(who, field, reference) for every secret the configuration refers to."""
+        refs = [
+            (name, field, ref)
+            for name, account in self.config.accounts.items()
+            for field, ref in account.secrets().items()
+        ]
+        smtp = self.config.alerts.smtp
+        if smtp is not None and smtp.password is not None:
+            refs.append(("alerts.smtp", "password", smtp.password))
+        return refs
+
     def missing_secrets(self) -> list[Finding]:
         """A warning per account whose secret is not in the environment."""
         found = []
-        for name, account in self.config.accounts.items():
-            for field, ref in account.secrets().items():
-                if ref.resolve(self.env) is None:
-                    found.append(
-                        warning(
-                            "secret-missing",
-                            f"{field} refers to ${{{ref.name}}}, which is not set",
-                            file=self.path,
-                            account=name,
-                            hint=f"export {ref.name}=… or add it to .env beside the config; "
-                            "the daemon cannot publish to this account without it",
-                        )
+        for name, field, ref in self.secret_refs():
+            if ref.resolve(self.env) is None:
+                found.append(
+                    warning(
+                        "secret-missing",
+                        f"{field} refers to ${{{ref.name}}}, which is not set",
+                        file=self.path,
+                        account=name,
+                        hint=f"export {ref.name}=… or add it to .env beside the config; "
+                        + (
+                            "alerts cannot be e-mailed without it"
+                            if name == "alerts.smtp"
+                            else "the daemon cannot publish to this account without it"
+                        ),
                     )
+                )
         return found
 
 

@@ -88,12 +88,8 @@ class Redactor:
     def for_settings(cls, settings: Settings) -> Redactor:
         from .platforms import PLATFORMS
 
-        values = []
+        values = [v for _, _, ref in settings.secret_refs() if (v := ref.resolve(settings.env))]
         for account in settings.config.accounts.values():
-            for ref in account.secrets().values():
-                value = ref.resolve(settings.env)
-                if value:
-                    values.append(value)
             spec = PLATFORMS.get(account.platform)
             if spec is not None:
                 values.extend(spec.secret_forms(account, settings.env))

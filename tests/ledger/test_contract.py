@@ -185,6 +185,7 @@ def test_migrations_are_named_and_a_newer_ledger_is_refused(tmp_path: Path) -> N
         "0002_edits_reported",
         "0003_progress",
         "0004_pauses",
+        "0005_alerts",
     ]
     ledger.close()
     db = sqlite3.connect(path)

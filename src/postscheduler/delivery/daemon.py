@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..alerts import Alerter
+from ..alerts import messages as alert_messages
 from ..config import Settings, load_settings
 from ..errors import ConfigError, LedgerError
 from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Ledger, open_ledger
@@ -44,6 +46,7 @@ WATCH_START_TIMEOUT = 10.0
 NEEDS_A_PERSON = frozenset({DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
 JOB_ERROR_DELAY = 60.0  # seconds before a job that failed unexpectedly runs again
 WATCH_RESTART_DELAY = 5.0
+ALERT_FLUSH = 10.0  # seconds a stopping daemon gives the alerts still waiting
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,9 +62,15 @@ class RunReport:
         return any(state in NEEDS_A_PERSON for state in self.done.values())
 
 
-def _log_missing_secrets(settings: Settings) -> None:
+def _log_missing_secrets(settings: Settings, alerter: Alerter | None = None) -> None:
     for finding in settings.missing_secrets():
         log.warning("account %s: %s (%s)", finding.account, finding.message, finding.hint)
+        if alerter is not None and finding.account:
+            alerter.notify(
+                alert_messages.credential_alert(
+                    finding.account, f"{finding.message}: {finding.hint}"
+                )
+            )
 
 
 def _log_findings(catalog: Any) -> int:
@@ -82,15 +91,22 @@ async def run_once(
 ) -> RunReport:
     """Recover, send what is due now, and return: for cron, CI, or a manual catch-up."""
     redactor = redactor or Redactor.for_settings(settings)
-    _log_missing_secrets(settings)
     ledger = open_ledger(settings.config.ledger, settings.base_dir)
     with ledger, ledger.acquire_daemon_lock():
+        alerter = Alerter(settings, ledger, clock=clock, redact=redactor)
+        alerter.begin()
+        _log_missing_secrets(settings, alerter)
         catalog = posts_to_publish(settings, clock())
         errors = _log_findings(catalog)
-        engine = Engine(settings, ledger, clock=clock, dry_run=dry_run, redact=redactor)
+        alerter.see_catalog(catalog)
+        engine = Engine(
+            settings, ledger, clock=clock, dry_run=dry_run, redact=redactor, notify=alerter.notify
+        )
         engine.load(catalog)
         try:
             in_doubt = await engine.recover()
+            if engine.recovered:
+                alerter.notify(alert_messages.recovery_alert(clock(), engine.recovered))
             if in_doubt:
                 log.warning(
                     "%d deliveries stay in doubt: their platform could not be asked; "
@@ -100,6 +116,8 @@ async def run_once(
             await engine.run_due()
         finally:
             await engine.aclose()
+            await alerter.flush()
+            await alerter.aclose()
         reasons = {
             key: row.reason
             for key, state in engine.outcomes.items()
@@ -193,6 +211,7 @@ class Daemon:
         self.failure: LedgerError | None = None  # why the daemon stopped by itself, if it did
         self.ledger: Ledger | None = None
         self.engine: Engine | None = None
+        self.alerter: Alerter | None = None
         self.scheduler: Any = None
 
     def stop(self) -> None:
@@ -213,8 +232,14 @@ class Daemon:
             return None
 
     def _new_engine(self, ledger: Ledger) -> Engine:
+        assert self.alerter is not None
         return Engine(
-            self.settings, ledger, clock=self.clock, dry_run=self.dry_run, redact=self.redactor
+            self.settings,
+            ledger,
+            clock=self.clock,
+            dry_run=self.dry_run,
+            redact=self.redactor,
+            notify=self.alerter.notify,
         )
 
     async def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
@@ -232,6 +257,12 @@ class Daemon:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 return
             self.redactor = Redactor.for_settings(self.settings)
+            assert self.alerter is not None
+            self._retiring.add(
+                asyncio.get_running_loop().create_task(
+                    self.alerter.reconfigure(self.settings, self.redactor)
+                )
+            )
             old, in_flight = self.engine, set(self._in_flight)
             self.engine = self._new_engine(self.ledger)
             self.engine.prepare()
@@ -250,7 +281,22 @@ class Daemon:
             _log_findings(catalog)
             return catalog, engine.load(catalog)
 
-        catalog, result = await asyncio.to_thread(load)
+        assert self.alerter is not None
+        try:
+            catalog, result = await asyncio.to_thread(load)
+        except Exception as exc:
+            self.alerter.notify(
+                alert_messages.trouble_alert(
+                    "posts",
+                    "POSTS UNREADABLE: the schedule was not updated",
+                    f"Reading the posts in {settings.posts_dir} failed: {exc!r}\n\nThe "
+                    "daemon goes on with the deliveries it had planned; edits are not "
+                    "picked up until the folder can be read. What to do: check the folder "
+                    "(its permissions, the disk, the checkout) and the daemon's log.",
+                )
+            )
+            raise
+        self.alerter.see_catalog(catalog)
         log.info(
             "loaded %d posts from %d files: %d deliveries planned",
             len(catalog.posts),
@@ -361,6 +407,17 @@ class Daemon:
                     "the daemon again)",
                     self.settings.ledger_path,
                 )
+                assert self.alerter is not None
+                self.alerter.notify(
+                    alert_messages.trouble_alert(
+                        "ledger",
+                        "DAEMON STOPPED: its ledger was removed or replaced",
+                        f"The ledger {self.settings.ledger_path} was removed or replaced "
+                        "while the daemon ran, so it stopped: sending on without a record "
+                        "could post things twice. Nothing more is published.\n\nWhat to "
+                        "do: restore the ledger from a backup, then start the daemon again.",
+                    )
+                )
                 self.failure = LedgerError(f"the ledger {self.settings.ledger_path} was replaced")
                 self.stop()
                 return
@@ -432,12 +489,17 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         self.ledger = open_ledger(self.settings.config.ledger, self.settings.base_dir)
         with self.ledger, self.ledger.acquire_daemon_lock():
+            self.alerter = Alerter(
+                self.settings, self.ledger, clock=self.clock, redact=self.redactor
+            )
+            self.alerter.begin()
             self.engine = self._new_engine(self.ledger)
             self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
             self.scheduler.start()
             watcher: asyncio.Task[None] | None = None
+            alerts = asyncio.create_task(self.alerter.run(self._stop))
             try:
-                _log_missing_secrets(self.settings)
+                _log_missing_secrets(self.settings, self.alerter)
                 posts_dir = self.settings.posts_dir
                 if not posts_dir.is_dir():
                     posts_dir.mkdir(parents=True)
@@ -451,6 +513,10 @@ class Daemon:
                 await self._survive("loading the posts", self.reload(recover_first=True))
                 self.engine.prepare()
                 in_doubt = await self.engine.recover()
+                if self.engine.recovered:
+                    self.alerter.notify(
+                        alert_messages.recovery_alert(self.clock(), self.engine.recovered)
+                    )
                 self._schedule_all()
                 log.info("daemon started: watching %s", posts_dir)
                 rescan = asyncio.create_task(self._rescan())
@@ -475,6 +541,10 @@ class Daemon:
                 if self._retiring:
                     await asyncio.wait(self._retiring)
                 await self.engine.aclose()
+                with contextlib.suppress(Exception):
+                    await alerts
+                await self.alerter.flush(ALERT_FLUSH)
+                await self.alerter.aclose()
         log.info("daemon stopped")
         if self.failure is not None:
             raise self.failure

@@ -26,10 +26,12 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from ..alerts import messages as alert_messages
 from ..config import Settings
 from ..errors import ImageError, LedgerError
 from ..ledger import (
     CLAIMABLE_STATES,
+    Alert,
     Delivery,
     DeliveryKey,
     DeliveryState,
@@ -94,8 +96,14 @@ class Engine:
         http: Any = None,
         redact: Callable[[str], str] = str,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        notify: Callable[[Alert], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Raises an alert without waiting (the alerter records it on its own task); failed,
+        # unconfirmed and skipped deliveries reach it through the ledger's history instead.
+        self.notify = notify or (lambda alert: None)
+        # What start-up recovery found for each delivery left in flight, for the alert.
+        self.recovered: list[tuple[DeliveryKey, str]] = []
         self.sleep = sleep  # a rehearsal's simulated clock advances instead of sleeping
         self.redact = redact  # every reason written to the ledger goes through it
         self.outcomes: dict[DeliveryKey, DeliveryState] = {}  # each delivery's end in this run
@@ -111,6 +119,7 @@ class Engine:
         self._account_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._last_sent: dict[str, dt.datetime] = {}
         self._paused_seen: set[DeliveryKey] = set()  # held deliveries already logged
+        self._was_paused: set[DeliveryKey] = set()  # held at some point: why one is late
 
     # --- posts and publishers ---------------------------------------------------------------
 
@@ -137,21 +146,23 @@ class Engine:
                 publisher = self.publisher(account)
             except PublishError as exc:
                 log.error("account %s cannot publish: %s", account, exc.message)
+                self.notify(
+                    alert_messages.credential_alert(
+                        account, f"{account} cannot publish: {exc.message}"
+                    )
+                )
                 continue
             for warning in publisher.credential_warnings(self.clock()):
                 log.warning("%s", self.redact(warning))
+                self.notify(alert_messages.credential_alert(account, warning))
 
     def _http_client(self) -> Any:
         if self._http is None:
-            import httpx  # only a run with an HTTP platform pays for importing it
+            # Only a run with an HTTP platform pays for importing httpx.
+            from ..publishers.http import new_client
 
-            # connect: a refused or slow connection is retried; read: a platform that takes
-            # longer than this has it in hand, and the outcome becomes unknown.
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(30.0, connect=10.0),
-                headers={"User-Agent": "postscheduler"},
-                follow_redirects=False,
-            )
+            # A read slower than 30 s: the outcome is unknown.
+            self._http = new_client(read=30.0, connect=10.0)
             self._owns_http = True
         return self._http
 
@@ -190,6 +201,17 @@ class Engine:
                     exc,
                     delay,
                     self.settings.ledger_path,
+                )
+                self.notify(
+                    alert_messages.trouble_alert(
+                        "ledger",
+                        "LEDGER UNUSABLE: publishing waits",
+                        f"The daemon cannot write to its ledger {self.settings.ledger_path}: "
+                        f"{exc}\n\nNothing more is sent until it can (what a platform "
+                        "answered is kept and written as soon as the ledger takes it). What "
+                        "to do: free the disk, or fix the file's permissions; if the ledger "
+                        "was removed, stop the daemon and restore it from a backup.",
+                    )
                 )
             else:
                 if isinstance(row, Delivery):
@@ -279,11 +301,15 @@ class Engine:
                     "confirmed after restart",
                 )
                 log.info("recovered %s: it was published before the restart", key)
+                self.recovered.append(
+                    (key, f"it was published: {outcome.url or outcome.remote_id}")
+                )
             elif outcome is Resolution.NOT_SENT:
                 await self._db(
                     self.ledger.record_retry, key, now, "in flight at a restart; safe to send", now
                 )
                 log.info("recovered %s: not sent before the restart; sending again", key)
+                self.recovered.append((key, "it was not sent: sending it now"))
             else:
                 await self._record(
                     self.ledger.record_unconfirmed,
@@ -293,6 +319,7 @@ class Engine:
                     now,
                 )
                 log.error("UNCONFIRMED %s: may or may not have been published", key)
+                self.recovered.append((key, "unknown: unconfirmed, check the account"))
         return pending
 
     async def _published_before(self, key: DeliveryKey) -> list[Published]:
@@ -355,6 +382,11 @@ class Engine:
                 return row.next_attempt_at
             if row.due_at > now:
                 return row.due_at
+            # Held, not late, while paused: what resume finds late is skipped then, or sent
+            # (resume --send-held).
+            held = await self._held_by_pause(key)
+            if held is not None:
+                return held
             if await self._skip_if_stale(sp, rendering, part.index, row, now):
                 return None
             await self._wait_for_gap(account)
@@ -392,6 +424,7 @@ class Engine:
             return None
         if key not in self._paused_seen:
             self._paused_seen.add(key)
+            self._was_paused.add(key)
             scope = "every account" if pause.account is None else pause.account
             until = pause.until.isoformat(timespec="minutes") if pause.until else "resume"
             log.warning(
@@ -423,7 +456,7 @@ class Engine:
         ):
             # Only a thread that has not started is late: once its first part is out, the
             # rest follows, or readers would see half a thread.
-            reason = "late"
+            reason = "late, held by a pause" if row.key in self._was_paused else "late"
         if reason is None:
             return False
         for part in rendering.parts[index:]:

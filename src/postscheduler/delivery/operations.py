@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from ..config import Settings
 from ..errors import PostschedulerError, PublishError
 from ..ledger import (
+    CLAIMABLE_STATES,
     Delivery,
     DeliveryKey,
     DeliveryState,
@@ -190,15 +191,53 @@ def pause_publishing(
         return ledger.pause(account, until, reason, now)
 
 
-def resume_publishing(settings: Settings, account: str | None = None) -> list[Pause]:
-    """End the pause of ``account`` (None: the pause of all accounts); returns the pauses
-    still in force afterwards, so the caller can say what still holds posts."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Resumed:
+    still: list[Pause]  # pauses still in force
+    late: list[Delivery]  # held past late_grace: the daemon skips them as late
+    sent_held: list[Delivery]  # held past late_grace and requeued (--send-held)
+
+
+def resume_publishing(
+    settings: Settings, account: str | None = None, *, send_held: bool = False
+) -> Resumed:
+    """End the pause of ``account`` (None: the pause of all accounts). What the pause held
+    past ``late_grace`` is skipped as late by the daemon, or, with ``send_held``, requeued
+    now, in the order it was due; the rest goes out as usual, in order."""
     now = utc_now()
-    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+    grace = settings.config.publishing.late_grace
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger, ledger.transaction():
         if not ledger.resume(account, now):
             scope = f"account {account}" if account else "all accounts"
             others = ", ".join(p.account or "all accounts" for p in ledger.pauses(now))
             raise PostschedulerError(
                 f"{scope} is not paused" + (f" (paused: {others})" if others else "")
             )
-        return ledger.pauses(now)
+        still = ledger.pauses(now)
+        late = [
+            row
+            for row in ledger.deliveries(states=CLAIMABLE_STATES)
+            if (account is None or row.key.account == account)
+            and not any(p.covers(row.key.account, now) for p in still)
+            and row.key.part == 0
+            and row.attempts == 0
+            and now - row.due_at > grace
+        ]
+        late.sort(key=lambda r: (r.due_at, r.key))
+        if not send_held:
+            # Skipped here, in the same transaction, so no daemon sends one meanwhile.
+            for row in late:
+                for part in ledger.deliveries(post_id=row.key.post_id, account=row.key.account):
+                    ledger.record_skipped(part.key, "late, held by a pause", now)
+            return Resumed(still, late, [])
+        sent = [
+            # A millisecond apart: the daemon sends them in the order they were due.
+            ledger.requeue(
+                row.key,
+                now + dt.timedelta(milliseconds=i),
+                "held by a pause; sent on resume --send-held",
+                now,
+            )
+            for i, row in enumerate(late)
+        ]
+        return Resumed(still, [], sent)

@@ -7,6 +7,9 @@ from pathlib import Path
 from ..errors import LedgerError, LedgerLockedError
 from .base import (
     CLAIMABLE_STATES,
+    Alert,
+    AlertSend,
+    AlertState,
     Delivery,
     DeliveryKey,
     DeliveryState,
@@ -17,6 +20,9 @@ from .base import (
 
 __all__ = [
     "CLAIMABLE_STATES",
+    "Alert",
+    "AlertSend",
+    "AlertState",
     "Delivery",
     "DeliveryKey",
     "DeliveryState",

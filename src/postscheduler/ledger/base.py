@@ -106,6 +106,40 @@ class Pause:
         return self.account in (None, account) and (self.until is None or now < self.until)
 
 
+class AlertState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"  # as a message of its own, or within a summary (``message`` says which)
+    FAILED = "failed"  # the channel refused it for a day: given up, logged
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alert:
+    """What a person is told. ``dedupe`` names the event: an alert is raised once per event,
+    however many times (reloads, restarts) it is seen."""
+
+    kind: str
+    dedupe: str
+    subject: str
+    body: str
+    post_id: str | None = None
+    account: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertSend:
+    """One alert on its way to one channel (an alert account, or ``smtp``)."""
+
+    id: int
+    channel: str
+    alert: Alert
+    created_at: dt.datetime
+    state: AlertState
+    attempts: int
+    next_at: dt.datetime
+    error: str | None = None
+    sent_at: dt.datetime | None = None
+
+
 class Ledger(abc.ABC):
     """Durable delivery state. Every method commits before it returns."""
 
@@ -187,6 +221,53 @@ class Ledger(abc.ABC):
     def paused(self, account: str, now: dt.datetime) -> Pause | None:
         """The pause holding ``account`` at ``now``, if any."""
         return next((p for p in self.pauses(now) if p.covers(account, now)), None)
+
+    # --- alerts: deliveries of their own, to the people who run the campaign ---------------
+
+    @abc.abstractmethod
+    def raise_alert(self, alert: Alert, channels: Iterable[str], now: dt.datetime) -> bool:
+        """Queue ``alert`` for each channel; False (and nothing queued) when an alert with
+        its ``dedupe`` was raised before."""
+
+    @abc.abstractmethod
+    def alerts_pending(self, channel: str) -> list[AlertSend]:
+        """Alerts still to send on ``channel``, oldest first."""
+
+    @abc.abstractmethod
+    def record_alerts(
+        self,
+        channel: str,
+        ids: Iterable[int],
+        state: AlertState,
+        now: dt.datetime,
+        *,
+        next_at: dt.datetime | None = None,
+        error: str | None = None,
+    ) -> None:
+        """After one message carrying these alerts: SENT; PENDING again at ``next_at``
+        (one attempt more) when the channel failed; FAILED when it is given up."""
+
+    @abc.abstractmethod
+    def alert_messages_since(self, channel: str, since: dt.datetime) -> int:
+        """How many messages ``channel`` was sent since ``since`` (a summary is one)."""
+
+    @abc.abstractmethod
+    def alert_sends(self, limit: int = 50) -> list[AlertSend]:
+        """The newest alerts on every channel, newest first."""
+
+    @abc.abstractmethod
+    def events_after(self, event_id: int, limit: int = 1000) -> list[tuple[int, Event]]:
+        """History lines after ``event_id``, oldest first, with their ids."""
+
+    @abc.abstractmethod
+    def alert_cursor(self) -> int | None:
+        """The last history line turned into alerts; None before the first time."""
+
+    @abc.abstractmethod
+    def set_alert_cursor(self, event_id: int) -> None: ...
+
+    @abc.abstractmethod
+    def last_event_id(self) -> int: ...
 
     @abc.abstractmethod
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:

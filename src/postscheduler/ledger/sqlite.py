@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError, LedgerLockedError
-from .base import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Event, Ledger, Pause
+from .base import (
+    CLAIMABLE_STATES,
+    Alert,
+    AlertSend,
+    AlertState,
+    Delivery,
+    DeliveryKey,
+    DeliveryState,
+    Event,
+    Ledger,
+    Pause,
+)
 
 # Named migrations, applied in order and recorded in schema_migrations. Never edit one that
 # has shipped: add the next.
@@ -85,6 +96,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Alerts, once per event (dedupe), and their way to each channel; the cursor is the
+        # last history line turned into alerts, so a crash between the two loses none.
+        "0005_alerts",
+        """
+        CREATE TABLE alerts (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            dedupe     TEXT    NOT NULL UNIQUE,
+            kind       TEXT    NOT NULL,
+            subject    TEXT    NOT NULL,
+            body       TEXT    NOT NULL,
+            post_id    TEXT,
+            account    TEXT,
+            created_at TEXT    NOT NULL
+        );
+        CREATE TABLE alert_sends (
+            alert_id INTEGER NOT NULL REFERENCES alerts (id),
+            channel  TEXT    NOT NULL,
+            state    TEXT    NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at  TEXT    NOT NULL,
+            error    TEXT,
+            sent_at  TEXT,
+            message  INTEGER,
+            PRIMARY KEY (alert_id, channel)
+        );
+        CREATE INDEX alert_sends_by_state ON alert_sends (channel, state);
+        CREATE TABLE alert_cursor (
+            name     TEXT    PRIMARY KEY,
+            event_id INTEGER NOT NULL
+        );
+        """,
+    ),
 ]
 
 # Skips that end when the post is seen again (the file is back, the draft is ready).
@@ -128,6 +172,18 @@ def _row(row: sqlite3.Row) -> Delivery:
         reason=row["reason"],
         updated_at=_from_ts(row["updated_at"]),
         progress=row["progress"],
+    )
+
+
+def _event_of(r: sqlite3.Row) -> Event:
+    at = _from_ts(r["at"])
+    assert at is not None
+    return Event(
+        at,
+        DeliveryKey(r["post_id"], r["account"], r["part"]),
+        DeliveryState(r["state"]),
+        r["attempt"],
+        r["detail"],
     )
 
 
@@ -541,6 +597,130 @@ class SqliteLedger(Ledger):
             out.append(Pause(account or None, started, _from_ts(until), reason))
         return out
 
+    def raise_alert(self, alert: Alert, channels: Iterable[str], now: dt.datetime) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO alerts "
+                "(dedupe, kind, subject, body, post_id, account, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alert.dedupe,
+                    alert.kind,
+                    alert.subject,
+                    alert.body,
+                    alert.post_id,
+                    alert.account,
+                    _ts(now),
+                ),
+            )
+            if cursor.rowcount != 1:
+                return False
+            db.executemany(
+                "INSERT INTO alert_sends (alert_id, channel, state, next_at) VALUES (?, ?, ?, ?)",
+                [(cursor.lastrowid, c, AlertState.PENDING.value, _ts(now)) for c in channels],
+            )
+            return True
+
+    def _alert_sends(self, where: str, args: tuple[Any, ...], tail: str) -> list[AlertSend]:
+        sql = (
+            "SELECT a.id, s.channel, a.kind, a.dedupe, a.subject, a.body, a.post_id, a.account, "
+            "a.created_at, s.state, s.attempts, s.next_at, s.error, s.sent_at "
+            f"FROM alert_sends s JOIN alerts a ON a.id = s.alert_id WHERE {where} {tail}"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        out = []
+        for r in rows:
+            created, next_at = _from_ts(r[8]), _from_ts(r[11])
+            assert created is not None and next_at is not None
+            alert = Alert(r[2], r[3], r[4], r[5], r[6], r[7])
+            out.append(
+                AlertSend(
+                    r[0],
+                    r[1],
+                    alert,
+                    created,
+                    AlertState(r[9]),
+                    r[10],
+                    next_at,
+                    r[12],
+                    _from_ts(r[13]),
+                )
+            )
+        return out
+
+    def alerts_pending(self, channel: str) -> list[AlertSend]:
+        return self._alert_sends(
+            "s.channel=? AND s.state=?", (channel, AlertState.PENDING.value), "ORDER BY a.id"
+        )
+
+    def record_alerts(
+        self,
+        channel: str,
+        ids: Iterable[int],
+        state: AlertState,
+        now: dt.datetime,
+        *,
+        next_at: dt.datetime | None = None,
+        error: str | None = None,
+    ) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with self._write() as db:
+            if state is AlertState.SENT:
+                db.executemany(
+                    "UPDATE alert_sends SET state=?, sent_at=?, message=?, error=NULL, "
+                    "attempts=attempts+1 WHERE alert_id=? AND channel=?",
+                    [(state.value, _ts(now), min(ids), i, channel) for i in ids],
+                )
+            else:
+                db.executemany(
+                    "UPDATE alert_sends SET state=?, next_at=COALESCE(?, next_at), error=?, "
+                    "attempts=attempts+1 WHERE alert_id=? AND channel=?",
+                    [(state.value, _ts(next_at), error, i, channel) for i in ids],
+                )
+
+    def alert_messages_since(self, channel: str, since: dt.datetime) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(DISTINCT message) FROM alert_sends "
+                "WHERE channel=? AND state=? AND sent_at>=?",
+                (channel, AlertState.SENT.value, _ts(since)),
+            ).fetchone()
+        return int(row[0])
+
+    def alert_sends(self, limit: int = 50) -> list[AlertSend]:
+        return self._alert_sends("1=1", (limit,), "ORDER BY a.id DESC, s.channel LIMIT ?")
+
+    def events_after(self, event_id: int, limit: int = 1000) -> list[tuple[int, Event]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, at, post_id, account, part, state, attempt, detail FROM events "
+                "WHERE id>? ORDER BY id LIMIT ?",
+                (event_id, limit),
+            ).fetchall()
+        return [(r["id"], _event_of(r)) for r in rows]
+
+    def alert_cursor(self) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT event_id FROM alert_cursor WHERE name='events'"
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_alert_cursor(self, event_id: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO alert_cursor (name, event_id) VALUES ('events', ?)",
+                (event_id,),
+            )
+
+    def last_event_id(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        return int(row[0])
+
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:
         with self._write() as db:
             cursor = db.execute(
@@ -594,22 +774,9 @@ class SqliteLedger(Ledger):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id"
-        out = []
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-        for r in rows:
-            at = _from_ts(r["at"])
-            assert at is not None
-            out.append(
-                Event(
-                    at,
-                    DeliveryKey(r["post_id"], r["account"], r["part"]),
-                    DeliveryState(r["state"]),
-                    r["attempt"],
-                    r["detail"],
-                )
-            )
-        return out
+        return [_event_of(r) for r in rows]
 
     def counts(self) -> dict[DeliveryState, int]:
         counts = dict.fromkeys(DeliveryState, 0)

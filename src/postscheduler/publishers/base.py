@@ -126,6 +126,9 @@ class PublishJob:
     checkpoint: Callable[[str], Awaitable[None]] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
+    # "post", or "alert": a message to the campaign's own people (webhook receivers tell
+    # them apart by it).
+    kind: str = "post"
 
     async def record(self, progress: str) -> None:
         if self.checkpoint is not None:
@@ -143,6 +146,7 @@ class PublishJob:
             }
         return {
             "id": self.identity,
+            "kind": self.kind,
             "post_id": self.key.post_id,
             "account": self.key.account,
             "part": self.key.part + 1,

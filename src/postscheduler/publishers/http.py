@@ -24,6 +24,17 @@ _MAYBE_SENT = (
 )
 
 
+def new_client(read: float, connect: float) -> httpx.AsyncClient:
+    """The client publishers share: no redirects followed (a platform's answer is read as
+    it is), and the timeouts the caller chose: ``connect``, a refused or slow connection
+    is retried; ``read``, a platform that takes longer has it in hand."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(read, connect=connect),
+        headers={"User-Agent": "postscheduler"},
+        follow_redirects=False,
+    )
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """``Retry-After`` as seconds or an HTTP date; None when absent or unreadable."""
     value = response.headers.get("retry-after")
