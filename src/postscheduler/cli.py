@@ -43,6 +43,11 @@ class OutputFormat(StrEnum):
     github = "github"
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -466,6 +471,18 @@ def run(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics on /metrics and a health check on /healthz "
+            "(e.g. 127.0.0.1:9464; not authenticated: keep it private).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="text, or json: one object a line.")
+    ] = LogFormat.text,
     config: ConfigOption = None,
 ) -> None:
     """Publish each post to each account when it is due; keeps running and follows edits.
@@ -482,7 +499,9 @@ def run(
 
     with _reported():
         settings = _settings(config)
-        redactor = setup_logging(settings, verbose=verbose)
+        redactor = setup_logging(settings, verbose=verbose, log_format=log_format.value)
+        if metrics is not None and (once or rehearse_all or rehearse_until is not None):
+            raise PostschedulerError("--metrics is for the daemon: it cannot go with --once")
         if rehearse_all or rehearse_until is not None:
             if not verbose:  # the list printed below says it all
                 logging.getLogger("postscheduler").setLevel(logging.WARNING)
@@ -507,7 +526,13 @@ def run(
             if report.errors or report.left_problems:
                 raise typer.Exit(EXIT_FINDINGS)
             return
-        daemon = Daemon(_config_path(config), settings=settings, dry_run=dry_run)
+        if metrics is not None:
+            from .delivery.metrics import parse_address
+
+            parse_address(metrics)  # a mistyped address is told before anything starts
+        daemon = Daemon(
+            _config_path(config), settings=settings, dry_run=dry_run, metrics_address=metrics
+        )
         asyncio.run(daemon.run())
 
 

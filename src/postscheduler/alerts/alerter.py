@@ -72,8 +72,10 @@ class Alerter:
         redact: Callable[[str], str] = str,
         http: Any = None,
         channels: dict[str, Channel] | None = None,
+        on_sent: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_sent = on_sent or (lambda channel, sent: None)  # (channel, sent?): metrics
         self.ledger = ledger
         self.clock = clock
         self.redact = redact
@@ -355,6 +357,7 @@ class Alerter:
                 )
                 log.error("gave up sending %d alerts to %s after a day: %s", len(ids), name, why)
                 return 0
+            self.on_sent(name, False)
             wait = min(RETRY_FIRST * 2 ** (attempts - 1), RETRY_MAX)
             await asyncio.to_thread(
                 self.ledger.record_alerts,
@@ -374,6 +377,7 @@ class Alerter:
             )
             return 0
         await asyncio.to_thread(self.ledger.record_alerts, name, ids, AlertState.SENT, self.clock())
+        self.on_sent(name, True)
         log.info("alert sent to %s: %s", name, subject)
         return 1
 

@@ -19,9 +19,9 @@ import dataclasses
 import datetime as dt
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..alerts import Alerter
 from ..alerts import messages as alert_messages
@@ -31,6 +31,9 @@ from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Led
 from ..redact import Redactor
 from .checks import posts_to_publish
 from .engine import Engine, utc_now
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger("postscheduler")
 T = TypeVar("T")
@@ -46,6 +49,7 @@ WATCH_START_TIMEOUT = 10.0
 NEEDS_A_PERSON = frozenset({DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
 JOB_ERROR_DELAY = 60.0  # seconds before a job that failed unexpectedly runs again
 WATCH_RESTART_DELAY = 5.0
+HEARTBEAT_INTERVAL = 1.0  # seconds between the loop's heartbeats (/healthz)
 ALERT_FLUSH = 10.0  # seconds a stopping daemon gives the alerts still waiting
 
 
@@ -196,8 +200,11 @@ class Daemon:
         settings: Settings | None = None,
         dry_run: bool = False,
         clock: Callable[[], dt.datetime] = utc_now,
+        metrics_address: str | None = None,
     ) -> None:
         self.config_path = config_path
+        self.metrics_address = metrics_address
+        self.metrics: Metrics | None = None
         self.settings = settings or load_settings(config_path)
         self.dry_run = dry_run
         self.clock = clock
@@ -240,6 +247,7 @@ class Daemon:
             dry_run=self.dry_run,
             redact=self.redactor,
             notify=self.alerter.notify,
+            metrics=self.metrics,
         )
 
     async def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
@@ -297,6 +305,8 @@ class Daemon:
             )
             raise
         self.alerter.see_catalog(catalog)
+        if self.metrics is not None:
+            self.metrics.reloaded()
         log.info(
             "loaded %d posts from %d files: %d deliveries planned",
             len(catalog.posts),
@@ -478,6 +488,49 @@ class Daemon:
                     "reloading the posts", self.reload(config_changed=config_changed)
                 )
 
+    # --- health -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _serving_metrics(self) -> Iterator[None]:
+        if self.metrics_address is None:
+            yield
+            return
+        from .metrics import Metrics, MetricsServer
+
+        assert self.ledger is not None
+        self.metrics = Metrics()
+        self.metrics.watch_ledger(self.ledger)
+        server = MetricsServer(self.metrics_address, self.metrics, self.health)
+        log.info("metrics on http://%s/metrics, health on /healthz", server.address)
+        try:
+            yield
+        finally:
+            server.close()
+
+    async def _heartbeat(self) -> None:
+        """Beats while the event loop runs: a loop blocked or gone stops it."""
+        while self.metrics is not None and not self._stop.is_set():
+            self.metrics.beat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), HEARTBEAT_INTERVAL)
+
+    def health(self) -> str | None:
+        """None while the daemon can publish; else why not. Asked from the metrics thread."""
+        from .metrics import HEARTBEAT_STALE
+
+        if self._stop.is_set():
+            return "stopping"
+        if self.scheduler is None or not self.scheduler.running:
+            return "starting: the scheduler is not running yet"
+        assert self.metrics is not None and self.ledger is not None
+        age = self.metrics.since_heartbeat()
+        if age > HEARTBEAT_STALE:
+            return f"the scheduler loop has not run for {age:.0f} s"
+        try:
+            return self.ledger.writable()
+        except LedgerError as exc:
+            return str(exc)
+
     # --- running ----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -488,9 +541,13 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         self.ledger = open_ledger(self.settings.config.ledger, self.settings.base_dir)
-        with self.ledger, self.ledger.acquire_daemon_lock():
+        with self.ledger, self.ledger.acquire_daemon_lock(), self._serving_metrics():
             self.alerter = Alerter(
-                self.settings, self.ledger, clock=self.clock, redact=self.redactor
+                self.settings,
+                self.ledger,
+                clock=self.clock,
+                redact=self.redactor,
+                on_sent=self.metrics.alert if self.metrics else None,
             )
             self.alerter.begin()
             self.engine = self._new_engine(self.ledger)
@@ -498,6 +555,7 @@ class Daemon:
             self.scheduler.start()
             watcher: asyncio.Task[None] | None = None
             alerts = asyncio.create_task(self.alerter.run(self._stop))
+            heart = asyncio.create_task(self._heartbeat())
             try:
                 _log_missing_secrets(self.settings, self.alerter)
                 posts_dir = self.settings.posts_dir
@@ -543,6 +601,7 @@ class Daemon:
                 await self.engine.aclose()
                 with contextlib.suppress(Exception):
                     await alerts
+                heart.cancel()
                 await self.alerter.flush(ALERT_FLUSH)
                 await self.alerter.aclose()
         log.info("daemon stopped")

@@ -23,8 +23,9 @@ import datetime as dt
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..alerts import messages as alert_messages
 from ..config import Settings
@@ -54,6 +55,9 @@ from ..publishers import (
 )
 from ..publishers.base import delivery_identity
 from .plan import PlanResult, plan, valid_posts
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger("postscheduler")
 LEDGER_RETRY_FIRST = 1.0  # seconds, doubling: writing an answer the ledger refused
@@ -97,8 +101,10 @@ class Engine:
         redact: Callable[[str], str] = str,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         notify: Callable[[Alert], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         # Raises an alert without waiting (the alerter records it on its own task); failed,
         # unconfirmed and skipped deliveries reach it through the ledger's history instead.
         self.notify = notify or (lambda alert: None)
@@ -486,6 +492,33 @@ class Engine:
                 await self.sleep(wait)
 
     async def _attempt(
+        self,
+        publisher: Publisher,
+        rendering: Rendering,
+        part: RenderedPart,
+        row: Delivery,
+        previous: list[Published],
+    ) -> Published | dt.datetime | None:
+        if self.metrics is None:
+            return await self._attempt_once(publisher, rendering, part, row, previous)
+        started = time.monotonic()
+        result = await self._attempt_once(publisher, rendering, part, row, previous)
+        if isinstance(result, Published):
+            outcome = "published"
+        elif result is not None:
+            outcome = "retry"
+        else:
+            outcome = self.outcomes.get(row.key, DeliveryState.FAILED).value
+        self.metrics.attempt(
+            publisher.platform,
+            row.key.account,
+            outcome,
+            time.monotonic() - started,
+            self.clock() - row.due_at,
+        )
+        return result
+
+    async def _attempt_once(
         self,
         publisher: Publisher,
         rendering: Rendering,

@@ -315,6 +315,18 @@ class Ledger(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def counts_by_account(self) -> dict[tuple[str, DeliveryState], int]:
+        """Deliveries per (account, state), for the metrics."""
+        counts: dict[tuple[str, DeliveryState], int] = {}
+        for row in self.deliveries():
+            key = (row.key.account, row.state)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def writable(self) -> str | None:
+        """None when a write would be taken now; else why not (for ``/healthz``)."""
+        return None
+
     def replaced(self) -> bool:
         """Whether the ledger's storage was removed or replaced under this process."""
         return False

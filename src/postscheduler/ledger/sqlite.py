@@ -131,6 +131,8 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 
+MIN_FREE_BYTES = 10_000_000  # below this, /healthz says the ledger's disk is full
+
 # Skips that end when the post is seen again (the file is back, the draft is ready).
 REVIVING_SKIPS = frozenset({"deleted", "draft"})
 
@@ -787,6 +789,38 @@ class SqliteLedger(Ledger):
         for state, n in rows:
             counts[DeliveryState(state)] = n
         return counts
+
+    def counts_by_account(self) -> dict[tuple[str, DeliveryState], int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT account, state, COUNT(*) FROM deliveries GROUP BY account, state"
+            ).fetchall()
+        return {(account, DeliveryState(state)): n for account, state, n in rows}
+
+    def writable(self) -> str | None:
+        if self.replaced():
+            return f"the ledger {self.path} was removed or replaced"
+        # Asked from the metrics thread: it must not wait behind a commit, or a slow disk
+        # would hang the health check instead of failing it.
+        if not self._lock.acquire(timeout=5):
+            return "the ledger is busy for more than 5 s"
+        try:
+            if self._depth:
+                return None  # a transaction is open right now: it takes writes
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return f"the ledger {self.path} takes no writes: {exc}"
+        finally:
+            self._lock.release()
+        if self.path != ":memory:":
+            try:
+                free = os.statvfs(Path(self.path).parent)
+            except OSError as exc:
+                return f"the ledger's folder cannot be read: {exc.strerror}"
+            if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+                return f"less than {MIN_FREE_BYTES // 1_000_000} MB free beside the ledger"
+        return None
 
     @contextlib.contextmanager
     def acquire_daemon_lock(self) -> Iterator[None]:
