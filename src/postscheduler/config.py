@@ -133,6 +133,42 @@ class Alerts(BaseModel):
         return bool(self.accounts or self.smtp)
 
 
+class PostsRepo(BaseModel):
+    """The posts live in a git repository: the daemon keeps a clone of its own up to date
+    (fast-forward only) and reads ``posts_dir`` inside it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str  # anything `git clone` takes: https://…, git@host:org/repo.git, a path
+    branch: str = "main"
+    every: Duration = dt.timedelta(seconds=60)
+    checkout: str = ".postscheduler/posts-repo"  # relative to the configuration's folder
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", value, re.IGNORECASE):
+            raise ValueError(
+                "the URL holds a password, which would be written to the checkout's "
+                ".git/config and shown in logs: use an SSH deploy key, or a git credential "
+                "helper for https"
+            )
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _often_enough(cls, value: dt.timedelta) -> dt.timedelta:
+        if value < dt.timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._/-]+", value) or value.startswith("-"):
+            raise ValueError(f"{value!r} is not a branch name")
+        return value
+
+
 class Config(BaseModel):
     """The whole of ``scheduler.yaml``."""
 
@@ -150,6 +186,7 @@ class Config(BaseModel):
     publishing: Publishing = Publishing()
     link_cards: LinkCards = LinkCards()
     alerts: Alerts = Alerts()
+    posts_repo: PostsRepo | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -227,7 +264,15 @@ class Settings:
 
     @property
     def posts_dir(self) -> Path:
-        return (self.base_dir / self.config.posts_dir).resolve()
+        repo = self.config.posts_repo
+        base = self.base_dir if repo is None else self.base_dir / repo.checkout
+        return (base / self.config.posts_dir).resolve()
+
+    @property
+    def checkout(self) -> Path | None:
+        """The daemon's own clone of ``posts_repo``, if there is one."""
+        repo = self.config.posts_repo
+        return None if repo is None else (self.base_dir / repo.checkout).resolve()
 
     @property
     def ledger_path(self) -> Path:

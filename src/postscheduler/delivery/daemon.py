@@ -86,6 +86,40 @@ def _log_findings(catalog: Any) -> int:
     return errors
 
 
+def sync_posts_repo(settings: Settings, alerter: Alerter | None) -> None:
+    """Bring the daemon's clone of ``posts_repo`` up to date, if there is one. A clone that
+    cannot be made raises (there is nothing to publish from); a fetch or fast-forward that
+    fails is logged and alerted, and the checkout is used as it is."""
+    repo, checkout = settings.config.posts_repo, settings.checkout
+    if repo is None or checkout is None:
+        return
+    from .gitsource import GitSource, GitSourceError
+
+    source = GitSource(repo, checkout)
+    try:
+        synced = source.sync()
+    except GitSourceError as exc:
+        if source.head() is None:
+            raise GitSourceError(f"posts_repo {repo.url}: {exc!s}") from None
+        log.error("posts_repo %s not updated: %s", repo.url, str(exc))
+        if alerter is not None:
+            alerter.notify(
+                alert_messages.trouble_alert(
+                    "git",
+                    f"POSTS REPO not updated: {repo.branch}",
+                    f"The daemon could not bring its clone of {repo.url} ({repo.branch}) up "
+                    f"to date:\n\n{exc!s}\n\nIt goes on publishing what it has; "
+                    "merged changes wait until this is fixed.",
+                    scope=utc_now().date().isoformat(),  # once a day while it lasts
+                )
+            )
+        return
+    if synced.before is None:
+        log.info("posts_repo: cloned %s (%s) at %s", repo.url, repo.branch, synced.after[:12])
+    elif synced.changed:
+        log.info("posts_repo: %s moved %s → %s", repo.branch, synced.before[:12], synced.after[:12])
+
+
 async def run_once(
     settings: Settings,
     *,
@@ -100,6 +134,7 @@ async def run_once(
         alerter = Alerter(settings, ledger, clock=clock, redact=redactor)
         alerter.begin()
         _log_missing_secrets(settings, alerter)
+        await asyncio.to_thread(sync_posts_repo, settings, alerter)
         catalog = posts_to_publish(settings, clock())
         errors = _log_findings(catalog)
         alerter.see_catalog(catalog)
@@ -488,6 +523,50 @@ class Daemon:
                     "reloading the posts", self.reload(config_changed=config_changed)
                 )
 
+    async def _first_clone(self) -> bool:
+        """Sync ``posts_repo`` before anything is read; a clone that fails (the network not
+        up yet after a reboot, a deploy key not yet added) is tried again every ``every``
+        rather than ending the daemon. False: stopped meanwhile."""
+        from .gitsource import GitSourceError
+
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(sync_posts_repo, self.settings, self.alerter)
+            except GitSourceError as exc:
+                repo = self.settings.config.posts_repo
+                assert repo is not None and self.alerter is not None
+                log.error("%s; trying again in %g s", exc, repo.every.total_seconds())
+                self.alerter.notify(
+                    alert_messages.trouble_alert(
+                        "git",
+                        "POSTS REPO cannot be cloned: nothing is published",
+                        f"{exc}\n\nThe daemon has no posts to publish until it can clone "
+                        "the repository; it tries again every "
+                        f"{repo.every}. What to do: check the URL, the branch, and the "
+                        "server's access (its SSH deploy key or credential helper).",
+                    )
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), repo.every.total_seconds())
+                continue
+            return True
+        return False
+
+    async def _follow_repo(self) -> None:
+        """Fetch ``posts_repo`` every ``every``; the watcher sees what a fast-forward
+        changes and reloads it like any edit."""
+        while not self._stop.is_set():
+            repo = self.settings.config.posts_repo
+            every = repo.every.total_seconds() if repo else RESCAN_INTERVAL
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every)
+            if self._stop.is_set() or repo is None:
+                continue
+            await self._survive(
+                "updating posts_repo",
+                asyncio.to_thread(sync_posts_repo, self.settings, self.alerter),
+            )
+
     # --- health -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -558,6 +637,8 @@ class Daemon:
             heart = asyncio.create_task(self._heartbeat())
             try:
                 _log_missing_secrets(self.settings, self.alerter)
+                if not await self._first_clone():
+                    return
                 posts_dir = self.settings.posts_dir
                 if not posts_dir.is_dir():
                     posts_dir.mkdir(parents=True)
@@ -578,10 +659,12 @@ class Daemon:
                 self._schedule_all()
                 log.info("daemon started: watching %s", posts_dir)
                 rescan = asyncio.create_task(self._rescan())
+                follow = asyncio.create_task(self._follow_repo())
                 again = asyncio.create_task(self._recover_later(in_doubt))
                 await self._stop.wait()
                 await rescan
                 await again
+                await follow
                 log.info(
                     "stopping: no new deliveries; waiting for %d in flight", len(self._in_flight)
                 )
