@@ -19,7 +19,10 @@ from .conftest import Project
 from .test_daemon import Daemon, at, wait_for
 from .test_daemon import cli as run_cli
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+if shutil.which("git") is None:
+    if os.environ.get("POSTSCHEDULER_REQUIRE_TOOLS") == "1":  # .ci/run installed it
+        raise RuntimeError("POSTSCHEDULER_REQUIRE_TOOLS=1 but git is not installed")
+    pytest.skip("git is not installed (apt-get install git)", allow_module_level=True)
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Volunteer",
@@ -191,3 +194,14 @@ def test_a_daemon_whose_first_clone_fails_tries_again(
     finally:
         daemon.terminate()
         daemon.communicate(timeout=30)
+
+
+def test_the_readme_posts_repo_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    from .conftest import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    block = readme.split("```yaml\nposts_repo:\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "scheduler.yaml").write_text("posts_repo:\n" + block)
+    settings = load_settings(tmp_path / "scheduler.yaml", environ={})
+    assert settings.config.posts_repo is not None
+    assert settings.posts_dir == tmp_path / ".postscheduler" / "posts-repo" / "posts"
