@@ -190,7 +190,8 @@ def test_resume_skips_what_was_held_too_long_or_sends_it_with_send_held(
     assert cli(project, "pause", "--reason", "mourning").returncode == 0
     project.write("old.yaml", f"id: old\nat: {at(-7200)}\ntext: Two hours ago.\n")
     project.write("new.yaml", f"id: new\nat: {at(-60)}\ntext: A minute ago.\n")
-    cli(project, "run", "--once")  # holds both
+    held = cli(project, "run", "--once")
+    assert "PAUSED: all accounts: mourning; holding 2 due deliveries" in held.stdout, held.stdout
     assert not (project.root / "outbox").exists()
     resumed = cli(project, "resume")
     assert "skipped as late (due" in resumed.stdout and "old → outbox" in resumed.stdout

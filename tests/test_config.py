@@ -96,6 +96,26 @@ def test_the_example_configuration_is_a_copy_of_the_embedded_default() -> None:
     assert example.read_text(encoding="utf-8") == embedded_default_text()
 
 
+def test_the_commented_alerts_blackout_and_posts_repo_examples_are_valid(tmp_path: Path) -> None:
+    import re
+
+    from postscheduler.config import load_settings
+
+    text = (Path(__file__).parent.parent / "scheduler.yaml").read_text(encoding="utf-8")
+    head, tail = text.split("# Running it for months", 1)
+    accounts = re.sub(r"^  # (?=[a-z]+:)", "  ", head, flags=re.M)
+    accounts = re.sub(r"^  #   ", "    ", accounts, flags=re.M)
+    examples = re.sub(r"^# (?=[a-z_]+:)", "", tail, flags=re.M)
+    examples = re.sub(r"^#(  +)", r"\1", examples, flags=re.M)
+    examples = re.sub(r"^  # (?=max_per_hour)", "  ", accounts + "\n#" + examples, flags=re.M)
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(examples, encoding="utf-8")
+    cfg = load_settings(config, environ={}).config
+    assert cfg.alerts.accounts == ["telegram"] and cfg.alerts.smtp is not None
+    assert [w.name for w in cfg.blackout] == ["nights", "day of mourning"]
+    assert cfg.posts_repo is not None and cfg.publishing.max_per_hour == 6
+
+
 def test_the_commented_example_accounts_in_scheduler_yaml_are_valid(tmp_path: Path) -> None:
     """A newcomer uncomments an example account: it must load as written."""
     import re

@@ -520,6 +520,13 @@ def run(
             for key, state in sorted(report.done.items()):
                 reason = report.reasons.get(key)
                 typer.echo(f"{state.value}: {key}" + (f": {_shown(reason)}" if reason else ""))
+            for pause, held in report.paused:
+                why = f": {_shown(pause.reason)}" if pause.reason else ""
+                typer.echo(
+                    f"PAUSED: {pause.account or 'all accounts'}{why}; holding "
+                    + ("1 due delivery" if held == 1 else f"{held} due deliveries")
+                    + " (`postscheduler resume` sends them)"
+                )
             tally = collections.Counter(report.done.values())
             summary = ", ".join(f"{n} {s.value}" for s, n in sorted(tally.items()))
             _echo_err(f"this run: {summary or 'nothing was due'}")

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -31,7 +31,7 @@ from pydantic import (
 from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
 from .platforms import PLATFORMS
 from .platforms.base import AccountConfig, Duration, EnvRef, HttpUrl, Secret
-from .posts.times import get_zone
+from .posts.times import get_zone, parse_time
 from .posts.validation import findings_from_validation_error
 from .posts.yamlsource import Document, parse_yaml, read_yaml
 
@@ -76,6 +76,9 @@ class Publishing(BaseModel):
     late_grace: Duration = dt.timedelta(minutes=30)
     retry: RetryPolicy = RetryPolicy()
     min_gap: Duration = dt.timedelta(0)
+    # The burst guard: at most this many posts (threads count once) per account per hour, so
+    # a mistaken mass edit cannot flood an account; the rest wait, and a person is alerted.
+    max_per_hour: int | None = Field(default=None, gt=0)
 
 
 class LinkCards(BaseModel):
@@ -133,6 +136,64 @@ class Alerts(BaseModel):
         return bool(self.accounts or self.smtp)
 
 
+_CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class Blackout(BaseModel):
+    """A window in which nothing is published: every night (``from: "22:00"``,
+    ``until: "07:00"``, in the configuration's time zone), or once (``from: 2027-01-20``,
+    ``until: 2027-01-21``: a day of mourning). A post due inside one is held to its end, or
+    (``action: refuse``) refused by ``validate`` and not sent until it is moved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="until")
+    accounts: list[str] | None = None  # None: every account
+    action: Literal["hold", "refuse"] = "hold"
+
+    @property
+    def daily(self) -> bool:
+        return bool(_CLOCK_TIME.match(self.start))
+
+    @model_validator(mode="after")
+    def _same_kind(self) -> Blackout:
+        daily_start, daily_end = (
+            bool(_CLOCK_TIME.match(self.start)),
+            bool(_CLOCK_TIME.match(self.end)),
+        )
+        if daily_start != daily_end:
+            raise ValueError(
+                'from and until must both be times of day ("22:00") or both dates and '
+                'times ("2027-01-20 00:00")'
+            )
+        if daily_start and self.start == self.end:
+            raise ValueError("from and until are the same time of day: the window is empty")
+        return self
+
+    def occurrence(
+        self, when: dt.datetime, zone: ZoneInfo
+    ) -> tuple[dt.datetime, dt.datetime] | None:
+        """The window (start, end) that holds ``when``, if one does."""
+        if not self.daily:
+            start, end = parse_time(self.start, zone), parse_time(self.end, zone)
+            return (start, end) if start <= when < end else None
+        local = when.astimezone(zone)
+        h1, m1 = (int(x) for x in self.start.split(":"))
+        h2, m2 = (int(x) for x in self.end.split(":"))
+        for days_back in (0, 1):  # tonight's window, or last night's reaching into today
+            day = local.date() - dt.timedelta(days=days_back)
+            start = dt.datetime.combine(day, dt.time(h1, m1), tzinfo=zone)
+            end_day = day if (h2, m2) > (h1, m1) else day + dt.timedelta(days=1)
+            end = dt.datetime.combine(end_day, dt.time(h2, m2), tzinfo=zone)
+            if start <= when < end:
+                return start, end
+        return None
+
+    def covers(self, account: str) -> bool:
+        return self.accounts is None or account in self.accounts
+
+
 class PostsRepo(BaseModel):
     """The posts live in a git repository: the daemon keeps a clone of its own up to date
     (fast-forward only) and reads ``posts_dir`` inside it."""
@@ -187,6 +248,7 @@ class Config(BaseModel):
     link_cards: LinkCards = LinkCards()
     alerts: Alerts = Alerts()
     posts_repo: PostsRepo | None = None
+    blackout: list[Blackout] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -247,6 +309,55 @@ class Config(BaseModel):
                     "name it)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _blackouts(self) -> Config:
+        for window in self.blackout:
+            for name in window.accounts or []:
+                if name not in self.accounts:
+                    raise ValueError(
+                        f"blackout {window.name!r} names account {name!r}, which is not in "
+                        f"accounts (known: {', '.join(self.accounts) or 'none'})"
+                    )
+            if not window.daily:
+                try:
+                    start, end = (
+                        parse_time(window.start, self.zone),
+                        parse_time(window.end, self.zone),
+                    )
+                except TimeError as exc:
+                    raise ValueError(f"blackout {window.name!r}: {exc}") from None
+                if end <= start:
+                    raise ValueError(f"blackout {window.name!r}: until is not after from")
+        return self
+
+    def _windows_at(self, when: dt.datetime, account: str) -> list[tuple[Blackout, dt.datetime]]:
+        return [
+            (w, span[1])
+            for w in self.blackout
+            if w.covers(account) and (span := w.occurrence(when, self.zone))
+        ]
+
+    def blackout_at(self, when: dt.datetime, account: str) -> tuple[Blackout, dt.datetime] | None:
+        """The blackout ``when`` falls in for ``account`` (a refusing one first), and when
+        publishing is allowed again (after windows back to back); None: allowed now."""
+        hits = self._windows_at(when, account)
+        if not hits:
+            return None
+        refusing = [w for w, _ in hits if w.action == "refuse"]
+        window = refusing[0] if refusing else hits[0][0]
+        end = max(e for _, e in hits)
+        for _ in self.blackout:
+            more = self._windows_at(end, account)
+            if not more:
+                break
+            end = max(e for _, e in more)
+        return window, end
+
+    def release_time(self, when: dt.datetime, account: str) -> dt.datetime:
+        """When a post due at ``when`` may go to ``account``: at once, or a hold window's end."""
+        hit = self.blackout_at(when, account)
+        return when if hit is None or hit[0].action == "refuse" else hit[1]
 
     @property
     def zone(self) -> ZoneInfo:

@@ -27,7 +27,15 @@ from ..alerts import Alerter
 from ..alerts import messages as alert_messages
 from ..config import Settings, load_settings
 from ..errors import ConfigError, LedgerError
-from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Ledger, open_ledger
+from ..ledger import (
+    CLAIMABLE_STATES,
+    Delivery,
+    DeliveryKey,
+    DeliveryState,
+    Ledger,
+    Pause,
+    open_ledger,
+)
 from ..redact import Redactor
 from .checks import posts_to_publish
 from .engine import Engine, utc_now
@@ -59,6 +67,8 @@ class RunReport:
     errors: int  # findings that hold posts back
     done: dict[DeliveryKey, DeliveryState]  # what this run did to each delivery it touched
     reasons: dict[DeliveryKey, str]  # why, for those that failed or are unconfirmed
+    # Pauses in force at the end, with how many due deliveries each holds back.
+    paused: tuple[tuple[Pause, int], ...] = ()
 
     @property
     def left_problems(self) -> bool:
@@ -162,7 +172,12 @@ async def run_once(
             for key, state in engine.outcomes.items()
             if state in NEEDS_A_PERSON and (row := ledger.get(key)) is not None and row.reason
         }
-        return RunReport(ledger.counts(), errors, dict(engine.outcomes), reasons)
+        now = clock()
+        due = list(ledger.iter_due(now))
+        paused = tuple(
+            (p, sum(1 for row in due if p.covers(row.key.account, now))) for p in ledger.pauses(now)
+        )
+        return RunReport(ledger.counts(), errors, dict(engine.outcomes), reasons, paused)
 
 
 async def rehearse(

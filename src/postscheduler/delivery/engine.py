@@ -126,6 +126,9 @@ class Engine:
         self._last_sent: dict[str, dt.datetime] = {}
         self._paused_seen: set[DeliveryKey] = set()  # held deliveries already logged
         self._was_paused: set[DeliveryKey] = set()  # held at some point: why one is late
+        self._blackout_seen: set[tuple[DeliveryKey, dt.datetime]] = set()
+        # When each account's recent posts went out (first parts), for the burst guard.
+        self._recent: dict[str, collections.deque[dt.datetime]] = {}
 
     # --- posts and publishers ---------------------------------------------------------------
 
@@ -391,6 +394,10 @@ class Engine:
             # Held, not late, while paused: what resume finds late is skipped then, or sent
             # (resume --send-held).
             held = await self._held_by_pause(key)
+            if held is None:
+                held = self._held_by_blackout(key, now)
+            if held is None:
+                held = await self._held_by_burst_guard(row, now)
             if held is not None:
                 return held
             if await self._skip_if_stale(sp, rendering, part.index, row, now):
@@ -442,6 +449,76 @@ class Engine:
             )
         again = now + PAUSE_POLL
         return min(again, pause.until) if pause.until is not None else again
+
+    def _held_by_blackout(self, key: DeliveryKey, now: dt.datetime) -> dt.datetime | None:
+        """The end of the blackout ``now`` falls in for the account (a retry, a post whose
+        window was added since it was planned), else None."""
+        hit = self.settings.config.blackout_at(now, key.account)
+        if hit is None:
+            return None
+        window, end = hit
+        if (key, end) not in self._blackout_seen:
+            self._blackout_seen.add((key, end))
+            log.warning(
+                "BLACKOUT %s: held by %r until %s",
+                key,
+                window.name,
+                end.isoformat(timespec="minutes"),
+            )
+        return end
+
+    def _sent(self, key: DeliveryKey, now: dt.datetime) -> None:
+        self._last_sent[key.account] = now
+        recent = self._recent.get(key.account)
+        if recent is not None and key.part == 0:
+            recent.append(now)
+
+    async def _held_by_burst_guard(self, row: Delivery, now: dt.datetime) -> dt.datetime | None:
+        """With ``max_per_hour`` posts already out on the account in the last hour, move
+        the delivery to when the oldest of them is an hour old, say so, and return that."""
+        key = row.key
+        cfg = self.settings.config
+        limit = cfg.accounts[key.account].max_per_hour or cfg.publishing.max_per_hour
+        if limit is None or key.part != 0:  # a thread's later parts follow their first
+            return None
+        hour = dt.timedelta(hours=1)
+        recent = self._recent.get(key.account)
+        if recent is None:  # what went out before this process started counts too
+            account = key.account
+            rows = await self._db(lambda: self.ledger.deliveries(account=account))
+            recent = collections.deque(
+                sorted(
+                    r.updated_at
+                    for r in rows
+                    if r.key.part == 0
+                    and r.updated_at is not None
+                    and r.state in (DeliveryState.PUBLISHED, DeliveryState.SENDING)
+                    and r.updated_at > now - hour
+                )
+            )
+            self._recent[key.account] = recent
+        while recent and recent[0] <= now - hour:
+            recent.popleft()
+        if len(recent) < limit:
+            return None
+        release = recent[0] + hour
+        reason = f"held by the burst guard: {limit} posts in the last hour on {key.account}"
+        await self._record(self.ledger.requeue, key, release, reason, now)
+        log.warning("BURST GUARD %s: %s; due again at %s", key, reason, release.isoformat())
+        self.notify(
+            alert_messages.trouble_alert(
+                "burst",
+                f"BURST GUARD: {key.account} is holding posts back",
+                f"{key.account} already had {limit} posts in the last hour (publishing."
+                "max_per_hour), so the next ones wait: the first goes at "
+                f"{release.astimezone(cfg.zone).strftime('%H:%M %Z')}.\n\nIf this is a "
+                "mistaken mass edit, `postscheduler pause --account "
+                f"{key.account}` now and check the queue (`postscheduler queue --account "
+                f"{key.account}`); if the posts are meant, raise max_per_hour.",
+                scope=f"{key.account}:{now.strftime('%Y-%m-%dT%H')}",  # once an hour at most
+            )
+        )
+        return release
 
     async def _skip_if_stale(
         self,
@@ -555,7 +632,7 @@ class Engine:
         await self._record(
             self.ledger.record_published, key, published.remote_id, published.url, now
         )
-        self._last_sent[key.account] = now
+        self._sent(key, now)
         log.info("published %s attempt %d: %s", key, attempt, published.url or published.remote_id)
         return published
 
@@ -620,7 +697,7 @@ class Engine:
                 now,
                 f"found on {key.account} after: {message}",
             )
-            self._last_sent[key.account] = now
+            self._sent(key, now)
             log.info("published %s attempt %d (found after %s)", key, attempt, message)
             return outcome
         if outcome is Resolution.NOT_SENT:

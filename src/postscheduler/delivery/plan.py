@@ -78,7 +78,9 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
                         ledger.record_skipped(key, "draft", now)
                     continue
                 assert post.at is not None  # only drafts may go without a time
-                row = ledger.plan(key, post.at, content_hash(part), now)
+                # Due inside a blackout that holds: its time is the window's end.
+                when = settings.config.release_time(post.at, account)
+                row = ledger.plan(key, when, content_hash(part), now)
                 if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
                     changed.append((key, content_hash(part)))
                 elif row.state is DeliveryState.PLANNED:

@@ -111,6 +111,11 @@ class AccountConfig(BaseModel):
     min_gap: Duration | None = Field(
         default=None, description="Minimum time between two posts on this account."
     )
+    max_per_hour: int | None = Field(
+        default=None,
+        gt=0,
+        description="The burst guard: at most this many posts an hour on this account.",
+    )
 
     def secrets(self) -> dict[str, EnvRef]:
         return {k: v for k, v in self if isinstance(v, EnvRef)}

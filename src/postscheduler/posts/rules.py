@@ -129,12 +129,46 @@ def check_post(
                     **sp.where("at"),
                 )
             )
+    if post.at is not None and not post.is_draft:
+        findings.extend(_blackout_findings(sp, known_targets, settings))
     image_cache: dict[str, ImageInfo | str] = {}
     for account in known_targets:
         findings.extend(
             _check_rendering(sp, render_post(post, account, settings), settings, image_cache)
         )
     return _dedupe(findings)
+
+
+def _blackout_findings(sp: SourcedPost, accounts: list[str], settings: Settings) -> list[Finding]:
+    cfg = settings.config
+    assert sp.post.at is not None
+    findings = []
+    for account in accounts:
+        hit = cfg.blackout_at(sp.post.at, account)
+        if hit is None:
+            continue
+        window, end = hit
+        until = end.astimezone(cfg.zone).strftime("%Y-%m-%d %H:%M")
+        if window.action == "refuse":
+            findings.append(
+                error(
+                    "in-blackout",
+                    f"at: falls in the blackout {window.name!r} for {account} ({window.start} "
+                    f"– {window.end}): it will not be sent",
+                    hint="move the post out of the window, or take the account out of it",
+                    **sp.where("at", account=account),
+                )
+            )
+        else:
+            findings.append(
+                warning(
+                    "blackout-hold",
+                    f"at: falls in the blackout {window.name!r}: it goes to {account} at "
+                    f"{until}, when the window ends",
+                    **sp.where("at", account=account),
+                )
+            )
+    return findings
 
 
 def _field_location(sp: SourcedPost, rendering: Rendering, field: str) -> tuple[str, ...]:
