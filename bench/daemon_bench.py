@@ -1,12 +1,16 @@
 """Daemon benchmarks against a loopback fake API (bench/fake_api.py).
 
     python bench/daemon_bench.py lateness   [--deliveries 10000] [--accounts 50] [--rate 100]
+                                            [--alerts none|dead] [--failing 10]
     python bench/daemon_bench.py fanout     [--accounts 100] [--latency 0.2]
     python bench/daemon_bench.py memory     [--deliveries 10000]
     python bench/daemon_bench.py reschedule [--files 1000] [--edits 15]
 
 lateness: posts due at a steady rate, each to one of the accounts (signed webhooks); the
-  fake API records when each arrives; lateness = arrival - due.
+  fake API records when each arrives; lateness = arrival - due. With --alerts dead, every
+  --failing-th post goes to an account whose server refuses it (one attempt: failed, an
+  alert each), and alerts go by e-mail to an SMTP server that accepts the connection and
+  never answers: the alerts pile up and time out while the other posts are measured.
 fanout: one post to N accounts at one instant, the API answering after --latency; the time
   from the due time until the last arrival, against one request's latency.
 memory: the daemon's resident memory with N deliveries queued for later (from /proc).
@@ -31,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def config(url: str, accounts: int, retries: int = 5) -> str:
+def config(url: str, accounts: int, retries: int = 5, extra: str = "") -> str:
     lines = [
         "timezone: UTC",
         "posts_dir: posts",
@@ -48,7 +52,40 @@ def config(url: str, accounts: int, retries: int = 5) -> str:
         "  late_grace: 1h",
         f"  retry: {{attempts: {retries}, first_delay: 1s, max_delay: 5s}}",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + extra
+
+
+class Blackhole:
+    """An SMTP server gone silent: it accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(100)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[object] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept())
+            except OSError:
+                return
+
+
+def dead_alerts(port: int) -> str:
+    return (
+        '  bad: {platform: webhook, url: "http://127.0.0.1:9/refused",'
+        ' secret: "${BENCH_SECRET}"}\n'
+        "alerts:\n"
+        f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, from: a@bench.test, "
+        "to: [b@bench.test], timeout: 30s}\n"
+        "  gather: 1s\n"
+    )
 
 
 class Api:
@@ -119,15 +156,24 @@ def lateness(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         api = Api(root)
-        (root / "scheduler.yaml").write_text(config(api.url, args.accounts))
+        text = config(api.url, args.accounts, retries=1)
+        if args.alerts == "dead":
+            hole = Blackhole()
+            head, tail = text.split("defaults:", 1)
+            alerts = dead_alerts(hole.port)
+            bad, alerts = alerts.split("alerts:", 1)
+            text = head + bad + "defaults:" + tail + "alerts:" + alerts
+        (root / "scheduler.yaml").write_text(text)
         start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=args.lead)
         step = dt.timedelta(seconds=1 / args.rate)
+
+        def account(i: int) -> str:
+            failing = args.alerts == "dead" and i % args.failing == 0
+            return "bad" if failing else f"a{i % args.accounts}"
+
         write_posts(
             root,
-            [
-                (f"p{i:05d}", start + i * step, f"a{i % args.accounts}")
-                for i in range(args.deliveries)
-            ],
+            [(f"p{i:05d}", start + i * step, account(i)) for i in range(args.deliveries)],
         )
         daemon = Daemon(root)
         daemon.wait_for_log("daemon started")
@@ -142,9 +188,11 @@ def lateness(args: argparse.Namespace) -> None:
         for r in records  # type: ignore[operator]
     ]
     lead = (ready - start).total_seconds()
+    failing = args.deliveries // args.failing if args.alerts == "dead" else 0
     print(
-        f"{len(records)} of {args.deliveries} deliveries over {args.accounts} accounts, "
-        f"{args.rate}/s; daemon ready {lead:+.1f} s from the first due time"
+        f"{len(records)} of {args.deliveries - failing} deliveries over {args.accounts} "
+        f"accounts, {args.rate}/s; daemon ready {lead:+.1f} s from the first due time"
+        + (f"; {failing} failing, alerts to a dead SMTP server" if failing else "")
     )
     p50, p99 = percentile(late, 0.5) * 1000, percentile(late, 0.99) * 1000
     print(f"lateness: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(late) * 1000:.1f} ms")
@@ -242,6 +290,8 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=50)
     p.add_argument("--rate", type=float, default=100.0, help="deliveries due per second")
     p.add_argument("--lead", type=float, default=30.0, help="seconds before the first is due")
+    p.add_argument("--alerts", choices=["none", "dead"], default="none")
+    p.add_argument("--failing", type=int, default=10, help="with --alerts dead: 1 in N fails")
     p = sub.add_parser("fanout")
     p.add_argument("--accounts", type=int, default=100)
     p.add_argument("--latency", type=float, default=0.2)

@@ -319,3 +319,45 @@ def test_the_readme_alerts_example_is_a_valid_configuration(project: Project) ->
     alerts = load_settings(project.config_path).config.alerts
     assert alerts.accounts == ["team-chat"] and alerts.smtp is not None
     assert alerts.smtp.sender == "alerts@example.org" and alerts.digest == "08:00"
+
+
+def test_a_failed_thread_part_links_what_was_published(project: Project) -> None:
+    project.write("t.yaml", "id: t\nat: 2027-01-14 10:00\ntext: One.\nthread: [Two.]\n")
+    rig = Rig(project, outbox=Scripted([None, PermanentError("422: too long")]))
+    asyncio.run(rig.engine.run_due())
+    rig.step()
+    [(subject, body)] = rig.channel.sent
+    assert subject == "FAILED: t → outbox part 2"
+    assert "Published so far: https://example.test/1" in body
+
+
+def test_the_daily_digest_lists_tomorrow_and_what_needs_a_person(
+    make_project: Callable[[str], Project],
+) -> None:
+    project = make_project(CONFIG.replace("gather: 10s", 'gather: 10s\n  digest: "08:00"'))
+    project.write("p.yaml", "id: p\nat: 2027-01-14 20:00\ntext: Tonight.\n")
+    project.write("q.yaml", "id: q\nat: 2027-01-16 20:00\ntext: Later.\n")
+    project.write("bad.yaml", "id: bad\nat: 2027-01-14 21:00\ntext: [not, text]\n")
+    rig = Rig(project)
+    rig.clock.now = dt.datetime(2027, 1, 14, 7, 5, tzinfo=dt.UTC)  # 08:05 in Madrid
+    digest = rig.alerter.digest(rig.clock())
+    assert digest is not None and digest.dedupe == "digest:2027-01-14"
+    assert "Thu 20:00  p → outbox" in digest.body and "q →" not in digest.body
+    assert "HELD: posts/bad.yaml:3:7: text: input should be a valid string" in digest.body
+    assert digest.subject == "Digest for Thursday 14 January: 1 delivery, 1 needing a person"
+    rig.clock.now = dt.datetime(2027, 1, 14, 9, 30, tzinfo=dt.UTC)  # past its hour: none
+    assert rig.alerter.digest(rig.clock()) is None
+
+
+def test_a_token_about_to_expire_is_an_alert_at_start_up(project: Project) -> None:
+    class Expiring(Scripted):
+        def credential_warnings(self, now: dt.datetime) -> list[str]:
+            return ["outbox: the access token expires on 2027-01-20 (in 6 days): re-authorize"]
+
+    rig = Rig(project, outbox=Expiring())
+    rig.engine.prepare()
+    rig.engine.prepare()  # a configuration reload prepares again: still one alert
+    rig.step()
+    [(subject, body)] = rig.channel.sent
+    assert subject == "CREDENTIALS: outbox" and "expires on 2027-01-20" in body
+    assert "postscheduler accounts check outbox" in body

@@ -220,3 +220,27 @@ def test_resume_skips_what_was_held_too_long_or_sends_it_with_send_held(
     assert (outbox / "a.outbox.1.json").stat().st_mtime_ns <= (
         outbox / "b.outbox.1.json"
     ).stat().st_mtime_ns
+
+
+def test_a_restart_after_a_crash_says_what_it_found(
+    make_project: Callable[[str], Project], box: Mailbox, site: FakeWebhook, telegram: FakeTelegram
+) -> None:
+    import datetime as dt
+
+    from postscheduler.ledger import DeliveryKey
+    from postscheduler.ledger.sqlite import SqliteLedger
+
+    project = make_project(config(box, site.url, telegram.base))
+    project.write("p.yaml", f"id: p\nat: {at(-5)}\ntext: In flight.\n")
+    cli(project, "pause")  # plan it, send nothing
+    cli(project, "run", "--once")
+    cli(project, "resume")
+    ledger = SqliteLedger(project.root / "state" / "ledger.db")
+    ledger.claim(DeliveryKey("p", "outbox"), "postscheduler-x", dt.datetime.now(dt.UTC))
+    ledger.close()  # as a kill -9 leaves it: sending, nobody knows
+    done = cli(project, "run", "--once")
+    assert done.returncode == 0, done.stderr
+    subjects = [m["Subject"] for m in box.messages]
+    assert "[postscheduler] RESTARTED after a crash: 1 delivery was in flight" in subjects
+    [mail] = [m for m in box.messages if "RESTARTED" in m["Subject"]]
+    assert "p → outbox: it was not sent: sending it now" in mail.get_content()

@@ -27,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
-from ..errors import LedgerError, PublishError
+from ..errors import Finding, LedgerError, PublishError
 from ..ledger import (
     CLAIMABLE_STATES,
     Alert,
@@ -139,15 +140,21 @@ class Alerter:
         for finding in catalog.findings:
             if not finding.is_error:
                 continue
-            file = finding.file
-            if file is not None and file.is_relative_to(self.settings.base_dir):
-                file = file.relative_to(self.settings.base_dir)
+            file = self._relative(finding).file
             where = f"line {finding.line}: " if finding.line else ""
             hint = f" ({finding.hint})" if finding.hint else ""
             errors = held.setdefault((str(file or "scheduler.yaml"), finding.post_id), [])
             errors.append(f"{where}{finding.message}{hint}")
         for (file_name, post_id), errors in held.items():
             self.notify(messages.held_alert(post_id, file_name, errors))
+
+    def _relative(self, finding: Finding) -> Finding:
+        """The finding with its file relative to the configuration's folder, as people
+        see it in their checkout."""
+        file = finding.file
+        if file is not None and file.is_relative_to(self.settings.base_dir):
+            return dataclasses.replace(finding, file=file.relative_to(self.settings.base_dir))
+        return finding
 
     def _context(self) -> messages.Context:
         sites: dict[str, str] = {}
@@ -227,9 +234,11 @@ class Alerter:
             r for r in self.ledger.deliveries(states=CLAIMABLE_STATES) if r.next_attempt_at <= day
         ]
         problems = self.ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
-        held = [f for f in (self.catalog.findings if self.catalog else []) if f.is_error]
+        held = [
+            self._relative(f) for f in (self.catalog.findings if self.catalog else []) if f.is_error
+        ]
         pauses = self.ledger.pauses(now)
-        lines = [f"The next 24 hours: {len(upcoming)} deliveries."]
+        lines = [f"The next 24 hours: {_count(len(upcoming), 'delivery', 'deliveries')}."]
         lines += [
             f"  {r.next_attempt_at.astimezone(zone).strftime('%a %H:%M')}  {r.key}"
             for r in upcoming[: messages.SUMMARY_LINES]
@@ -252,8 +261,9 @@ class Alerter:
         return Alert(
             "digest",
             f"digest:{local.date().isoformat()}",
-            f"Digest for {local.strftime('%A %d %B')}: {len(upcoming)} posts, "
-            f"{len(problems) + len(held)} need a person",
+            f"Digest for {local.strftime('%A %d %B')}: "
+            f"{_count(len(upcoming), 'delivery', 'deliveries')}, "
+            f"{len(problems) + len(held)} needing a person",
             "\n".join(lines),
         )
 
@@ -421,6 +431,10 @@ class Alerter:
             await channel.aclose()
         if self._owns_http and self._http is not None:
             await self._http.aclose()
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"1 {one}" if n == 1 else f"{n} {many}"
 
 
 def _why(exc: BaseException) -> str:

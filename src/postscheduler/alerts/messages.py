@@ -170,7 +170,9 @@ def recovery_alert(started: dt.datetime, outcomes: Sequence[tuple[DeliveryKey, s
     return Alert(
         "recovered",
         f"recovered:{started.isoformat()}",
-        f"RESTARTED after a crash: {len(outcomes)} deliveries were in flight",
+        "RESTARTED after a crash: "
+        + ("1 delivery was" if len(outcomes) == 1 else f"{len(outcomes)} deliveries were")
+        + " in flight",
         "\n".join(lines),
     )
 
