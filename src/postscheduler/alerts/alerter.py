@@ -87,6 +87,7 @@ class Alerter:
         self._inbox: collections.deque[Alert] = collections.deque()
         self._unrecorded: list[Alert] = []  # the ledger refused them: sent straight away
         self._unrecorded_seen: set[str] = set()
+        self._sites: tuple[Catalog | None, dict[str, str]] | None = None
 
     async def reconfigure(self, settings: Settings, redact: Callable[[str], str]) -> None:
         """A new configuration: its channels from now on (the old ones are closed)."""
@@ -157,14 +158,17 @@ class Alerter:
         return finding
 
     def _context(self) -> messages.Context:
-        sites: dict[str, str] = {}
-        if self.catalog is not None:
-            for sp in self.catalog.posts:
+        catalog = self.catalog
+        if self._sites is None or self._sites[0] is not catalog:
+            sites: dict[str, str] = {}
+            for sp in catalog.posts if catalog is not None else []:
                 file = sp.file
                 with contextlib.suppress(ValueError):
                     file = file.relative_to(self.settings.base_dir)
                 line = sp.doc.mark_of(sp.base).line
                 sites[sp.id] = f"{file}:{line}" if line else str(file)
+            self._sites = (catalog, sites)  # worked out once per reload, not per scan
+        sites = self._sites[1]
 
         def published(post_id: str, account: str) -> list[str]:
             return [
@@ -326,11 +330,6 @@ class Alerter:
         if not due:
             return 0
         sent = 0
-        for test in [s for s in due if s.alert.kind == "test"]:
-            sent += await self._send(name, channel, [test], test.alert.subject, test.alert.body)
-        due = [s for s in due if s.alert.kind != "test"]
-        if not due:
-            return sent
         gather = self.settings.config.alerts.gather
         newest = max(s.created_at for s in due)
         oldest = min(s.created_at for s in due)
