@@ -244,3 +244,41 @@ def test_a_restart_after_a_crash_says_what_it_found(
     assert "[postscheduler] RESTARTED after a crash: 1 delivery was in flight" in subjects
     [mail] = [m for m in box.messages if "RESTARTED" in m["Subject"]]
     assert "p → outbox: it was not sent: sending it now" in mail.get_content()
+
+
+def test_held_files_missing_credentials_and_the_burst_guard_reach_the_mailbox(
+    make_project: Callable[[str], Project], box: Mailbox, site: FakeWebhook, telegram: FakeTelegram
+) -> None:
+    extra = "publishing: {max_per_hour: 1}\n"
+    text = config(box, site.url, telegram.base, extra=extra)
+    text = text.replace(
+        "  outbox: {platform: outbox, path: outbox}\n",
+        (
+            "  outbox: {platform: outbox, path: outbox}\n"
+            '  later: {platform: discord, webhook_url: "${NOT_SET_ANYWHERE}"}\n'
+        ),
+    )
+    project = make_project(text)
+    project.write("bad.yaml", f"id: bad\nat: {at(60)}\ntext: [not, text]\n")
+    project.write("one.yaml", f"id: one\nat: {at(-2)}\ntext: First.\n")
+    project.write("two.yaml", f"id: two\nat: {at(-1)}\ntext: Second.\n")
+    cli(project, "run", "--once")
+    subjects = sorted(m["Subject"].removeprefix("[postscheduler] ") for m in box.messages)
+    assert subjects == [
+        "BURST GUARD: outbox is holding posts back",
+        "CREDENTIALS: later",
+        "HELD: bad: its file has errors",
+    ], subjects
+    by_subject = {m["Subject"]: m.get_content() for m in box.messages}
+    assert (
+        "line 3: text: input should be a valid string"
+        in by_subject["[postscheduler] HELD: bad: its file has errors"]
+    )
+    assert "NOT_SET_ANYWHERE" in by_subject["[postscheduler] CREDENTIALS: later"]
+    assert (
+        "postscheduler pause --account outbox"
+        in by_subject["[postscheduler] BURST GUARD: outbox is holding posts back"]
+    )
+    assert len(messages(telegram)) == 3  # three alerts (a summary is for more than three)
+    cli(project, "run", "--once")  # seen again: nothing new
+    assert len(box.messages) == 3
