@@ -330,7 +330,8 @@ def test_preview_html_page(project: Project, tmp_path: Path) -> None:
     assert 'alt="Marchers &quot;with&quot; a banner."' in page
     assert 'src="data:image/jpeg;base64,' in page  # self-contained
     assert "credit: Jane Doe" in page and "weighted characters" in page
-    assert page.count('<section class="account">') == 2
+    assert page.count('<article class="mock"') == 2
+    assert "Content-Security-Policy" in page and "<script" not in page
 
 
 def test_status_and_history_never_pass_control_sequences_to_the_terminal(

@@ -426,6 +426,51 @@ def preview(
         raise typer.Exit(EXIT_FINDINGS)
 
 
+@app.command()
+def calendar(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "calendar.html"
+    ),
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="How many days.")] = 28,
+    start: Annotated[
+        str | None, typer.Option("--from", metavar="TIME", help="From this day (default: now).")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a calendar of what goes out, week by week, with each account's mock-up of every
+    post, as one self-contained HTML page (no script, no network requests).
+
+    Example: postscheduler calendar -o calendar.html --days 28
+    """
+    from .config import unknown_account_finding
+    from .delivery.calendar import build_calendar
+    from .posts.calendar_html import calendar_page
+
+    with _reported():
+        settings = _settings(config)
+        if account is not None and account not in settings.config.accounts:
+            raise PostschedulerError(unknown_account_finding(account, settings).as_text())
+        now = dt.datetime.now(dt.UTC)
+        cal = build_calendar(
+            settings, start=_now(start, settings), days=days, account=account, now=now
+        )
+        title = f"Calendar · {settings.base_dir.name or 'postscheduler'}"
+        page = calendar_page(cal, title=title, today=now.astimezone(settings.config.zone).date())
+    try:
+        output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        _echo_err(f"error: cannot write {output}: {exc.strerror}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    held = sum(1 for e in cal.entries if e.preview is None) + len(cal.held)
+    _echo_err(
+        f"wrote {output}: {len(cal.entries)} posts over {cal.days // 7} weeks"
+        + (f", {held} held by errors" if held else "")
+    )
+
+
 def _describe_image(view: Any) -> str:
     image = view.image
     lines = []

@@ -13,6 +13,7 @@ from ..config import Settings, unknown_account_finding
 from ..errors import Finding, ImageError, PostschedulerError
 from ..platforms import Message
 from .images import ImageInfo, inspect_image, resolve_image_path
+from .loader import Catalog, SourcedPost
 from .models import Image, Post
 from .render import RenderedPart, Rendering, render_post, target_accounts
 from .rules import validate
@@ -96,10 +97,22 @@ def preview_post(
     for name in targets:
         if name not in settings.config.accounts:
             raise PostschedulerError(unknown_account_finding(name, settings).as_text())
-    findings = tuple(f for f in catalog.findings if f.post_id == post_id)
-    images: dict[str, ImageView] = {}
+    return preview_sourced(sp, catalog, settings, targets)
+
+
+def preview_sourced(
+    sp: SourcedPost,
+    catalog: Catalog,
+    settings: Settings,
+    accounts: list[str],
+    images: dict[str, ImageView] | None = None,
+) -> Preview:
+    """A valid post of ``catalog`` rendered for ``accounts`` (configured ones); ``images``
+    shares image checks across posts (the calendar previews them all)."""
+    findings = tuple(f for f in catalog.findings if f.post_id == sp.id)
+    images = {} if images is None else images
     views = []
-    for name in targets:
+    for name in accounts:
         rendering = render_post(sp.post, name, settings)
         parts = tuple(
             PartView(p, _image_view(p.image, settings, images) if p.image else None)
