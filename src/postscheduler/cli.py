@@ -466,7 +466,7 @@ def calendar(
         raise typer.Exit(EXIT_UNUSABLE) from None
     held = sum(1 for e in cal.entries if e.preview is None) + len(cal.held)
     _echo_err(
-        f"wrote {output}: {len(cal.entries)} posts over {cal.days // 7} weeks"
+        f"wrote {output}: {_n(len(cal.entries), 'post')} over {_n(cal.days // 7, 'week')}"
         + (f", {held} held by errors" if held else "")
     )
 

@@ -157,6 +157,12 @@ def build_calendar(
             )
         )
     held_apart += [f for f in catalog.findings if f.is_error and f.post_id is None]
+    held_apart = [
+        dataclasses.replace(f, file=f.file.relative_to(settings.base_dir))
+        if f.file is not None and f.file.is_relative_to(settings.base_dir)
+        else f
+        for f in held_apart
+    ]
     entries.sort(key=lambda e: (e.when, e.post_id))
     return Calendar(
         first,

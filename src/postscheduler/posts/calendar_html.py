@@ -124,7 +124,10 @@ def calendar_page(cal: Calendar, *, title: str, today: dt.date) -> str:
         out.append("</section>")
     if cal.held:
         out.append("<h2>Held: files with errors</h2>")
-        out.append(findings_html(cal.held))
+        out += [
+            f'<p class="finding">{html.escape(f.location())}: {html.escape(f.message)}</p>'
+            for f in cal.held
+        ]
     if cal.drafts:
         drafts = ", ".join(html.escape(d) for d in cal.drafts)
         out.append(f'<h2>Drafts</h2><p class="muted">never published: {drafts}</p>')

@@ -56,6 +56,7 @@ STYLE = (
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--ink);
 background:var(--bg);margin:0 auto;max-width:72rem;padding:1rem}
 h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.15rem;margin:1.4rem 0 .4rem}
+h1,h2{overflow-wrap:anywhere}
 .muted,small{color:var(--muted)}
 .mock{border:1px solid var(--line);border-radius:12px;margin:.8rem 0;padding:.7rem .9rem;
 max-width:36rem;background:#fff}
