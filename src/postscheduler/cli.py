@@ -471,6 +471,48 @@ def calendar(
     )
 
 
+class DiffFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command()
+def diff(
+    base: Annotated[str, typer.Argument(help="The git revision to compare with (main, HEAD~1).")],
+    head: Annotated[
+        str | None,
+        typer.Argument(help="The revision with the change (default: the working tree)."),
+    ] = None,
+    fmt: Annotated[
+        DiffFormat,
+        typer.Option("--format", "-f", help="text, markdown (a pull-request comment) or json."),
+    ] = DiffFormat.text,
+    config: ConfigOption = None,
+) -> None:
+    """Say what a change does to the schedule: posts added, removed, moved and edited (each
+    account's final text before and after), and validation errors it brings.
+
+    Exit status 1 when the change brings errors.
+
+    Example: postscheduler diff origin/main --format markdown
+    """
+    from .delivery.schedule_diff import as_data, as_markdown, as_text, schedule_diff
+
+    with _reported():
+        settings = _settings(config)
+        result = schedule_diff(settings, base, head, now=dt.datetime.now(dt.UTC))
+    zone = settings.config.zone
+    if fmt is DiffFormat.json:
+        typer.echo(json.dumps(as_data(result), ensure_ascii=False, indent=2))
+    elif fmt is DiffFormat.markdown:
+        typer.echo(as_markdown(result, zone), nl=False)
+    else:
+        typer.echo(_shown(as_text(result, zone)), nl=False)
+    if result.new_errors:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
 def _describe_image(view: Any) -> str:
     image = view.image
     lines = []
