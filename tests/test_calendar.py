@@ -107,7 +107,8 @@ def test_only_one_account_and_an_unknown_one_refused(project: Project) -> None:
 
 
 def test_the_example_campaign_shows_its_january_posts(tmp_path: Path) -> None:
-    """The issue's newcomer: the example campaign, `calendar -o calendar.html`."""
+    """The issue's newcomer: the example campaign, `calendar -o calendar.html` (from the week
+    it starts, whatever today's date)."""
     from .conftest import PROJECT_ROOT
 
     out = tmp_path / "calendar.html"
@@ -134,3 +135,10 @@ def test_the_example_campaign_shows_its_january_posts(tmp_path: Path) -> None:
     for post in ("peru-article", "peru-watch", "peru-thread"):
         assert f'id="post-{post}"' in page
     assert "Kawsachun News" in page  # the credit
+
+
+def test_by_default_the_page_runs_on_to_the_last_post(project: Project) -> None:
+    project.write("a.yaml", "id: a\nat: 2027-01-14 10:00\ntext: One.\n")
+    project.write("z.yaml", "id: z\nat: 2027-04-30 10:00\ntext: Months later.\n")
+    done, page = calendar(project, "--from", "2027-01-13")
+    assert done.returncode == 0 and 'id="post-z"' in page and "over 16 weeks" in done.stderr

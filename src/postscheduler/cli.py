@@ -431,7 +431,15 @@ def calendar(
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
         "calendar.html"
     ),
-    days: Annotated[int, typer.Option("--days", min=1, max=366, help="How many days.")] = 28,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            min=1,
+            max=366,
+            help="How many days (default: four weeks, or to the last post).",
+        ),
+    ] = None,
     start: Annotated[
         str | None, typer.Option("--from", metavar="TIME", help="From this day (default: now).")
     ] = None,

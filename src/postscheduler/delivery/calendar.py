@@ -21,6 +21,9 @@ from ..posts.render import target_accounts
 from ..posts.rules import validate
 from .queue import _label
 
+DEFAULT_DAYS = 28
+MAX_DAYS = 366
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AccountDay:
@@ -66,18 +69,24 @@ def build_calendar(
     settings: Settings,
     *,
     start: dt.datetime,
-    days: int,
+    days: int | None = None,
     account: str | None = None,
     now: dt.datetime,
 ) -> Calendar:
+    """``days`` None: at least four weeks, and on to the last post due (a campaign planned
+    months ahead shows all of it; at most a year)."""
     zone = settings.config.zone
+    catalog = validate(settings, now=now)
+    if days is None:
+        times = [sp.post.at for sp in catalog.posts if sp.post.at and sp.post.at >= start]
+        last = max(times, default=start)
+        days = min(max(DEFAULT_DAYS, (last - start).days + 1), MAX_DAYS)
     asked = start.astimezone(zone).date()
     first = asked - dt.timedelta(days=asked.weekday())  # whole weeks, from a Monday
     weeks = -(-((asked - first).days + days) // 7)
     days = weeks * 7
     begin = dt.datetime.combine(first, dt.time(0), tzinfo=zone)
     end = dt.datetime.combine(first + dt.timedelta(days=days), dt.time(0), tzinfo=zone)
-    catalog = validate(settings, now=now)
     rows: dict[tuple[str, str], list[Delivery]] = {}
     pauses: list[Pause] = []
     has_ledger = settings.ledger_path.is_file()
