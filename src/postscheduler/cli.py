@@ -455,7 +455,7 @@ def calendar(
     """
     from .config import unknown_account_finding
     from .delivery.calendar import build_calendar
-    from .posts.calendar_html import calendar_page
+    from .delivery.calendar_html import calendar_page
 
     with _reported():
         settings = _settings(config)

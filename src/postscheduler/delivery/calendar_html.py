@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 
-from ..delivery.calendar import AccountDay, Calendar, CalendarEntry
-from .mockup import findings_html, mockup, page_head
+from ..posts.mockup import findings_html, mockup, page_head
+from .calendar import AccountDay, Calendar, CalendarEntry
 
 CSS = """
 .banner{background:#fff4e5;border:1px solid #f0b35b;border-radius:8px;padding:.5rem .8rem}
