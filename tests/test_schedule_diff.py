@@ -84,6 +84,7 @@ def test_the_working_tree_against_main(repo: Project) -> None:
     assert "outbox part 1:" in out and "x part 1:" in out  # per account
     assert "! error   posts/bad.yaml:3:7: text: input should be a valid string" in out
     assert "posts/a.yaml" not in out  # unchanged: not listed
+    assert "+ added   bad, held: its file has errors (posts/bad.yaml:1)" in out
 
 
 def test_two_revisions_as_markdown_and_json(repo: Project) -> None:

@@ -47,6 +47,7 @@ class PostChange:
     before: dt.datetime | None = None  # its time at BASE
     after: dt.datetime | None = None  # its time at HEAD
     edits: tuple[Edit, ...] = ()
+    held: bool = False  # at HEAD its file has errors: it will not be sent as it is
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -151,6 +152,7 @@ def schedule_diff(
                         post_id,
                         where(after, head_dir, post_id),
                         after=head_times.get(post_id),
+                        held=post_id in after.blocked_ids,
                     )
                 )
             for post_id in sorted(ids_before - ids_after):
@@ -206,6 +208,7 @@ def as_data(diff: ScheduleDiff) -> dict[str, object]:
                 "where": c.where,
                 "before": c.before.isoformat() if c.before else None,
                 "after": c.after.isoformat() if c.after else None,
+                "held": c.held,
                 "edits": [
                     {"account": e.account, "before": list(e.before), "after": list(e.after)}
                     for e in c.edits
@@ -231,7 +234,9 @@ def as_text(diff: ScheduleDiff, zone: dt.tzinfo) -> str:
         return f"{diff.base} → {diff.head}: the schedule does not change\n"
     lines = [f"{diff.base} → {diff.head}:"]
     for c in diff.changes:
-        if c.kind == "added":
+        if c.kind == "added" and c.held:
+            lines.append(f"+ added   {c.post_id}, held: its file has errors ({c.where})")
+        elif c.kind == "added":
             lines.append(f"+ added   {c.post_id} at {_when(c.after, zone)} ({c.where})")
         elif c.kind == "removed":
             lines.append(f"- removed {c.post_id}, was at {_when(c.before, zone)} ({c.where})")
@@ -284,7 +289,9 @@ def as_markdown(diff: ScheduleDiff, zone: dt.tzinfo) -> str:
         return "\n".join([*out, "The schedule does not change."]) + "\n"
     rows = []
     for c in diff.changes:
-        if c.kind == "added":
+        if c.kind == "added" and c.held:
+            what = "added, **held**: its file has errors"
+        elif c.kind == "added":
             what = f"added, at {_when(c.after, zone)}"
         elif c.kind == "removed":
             what = f"removed (was at {_when(c.before, zone)})"
