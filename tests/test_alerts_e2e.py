@@ -282,3 +282,39 @@ def test_held_files_missing_credentials_and_the_burst_guard_reach_the_mailbox(
     assert len(messages(telegram)) == 3  # three alerts (a summary is for more than three)
     cli(project, "run", "--once")  # seen again: nothing new
     assert len(box.messages) == 3
+
+
+def test_a_daemon_stops_promptly_while_its_mail_server_hangs(
+    make_project: Callable[[str], Project], site: FakeWebhook, telegram: FakeTelegram
+) -> None:
+    import os
+    import socket
+    import threading
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(10)
+    held: list[object] = []
+    threading.Thread(target=lambda: held.append(hole.accept()), daemon=True).start()
+    dead = Mailbox()
+    dead.port = hole.getsockname()[1]
+    project = make_project(
+        config(dead, site.url, telegram.base).replace("  accounts: [team]\n", "")
+    )
+    site.faults.append((403, {"Content-Type": "application/json"}, b'{"error": "no"}'))
+    project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Hi.\naccounts: [site]\n")
+    daemon = Daemon(
+        [sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)],
+        env={**os.environ, **ENV},
+    )
+    try:
+        assert wait_for(lambda: bool(held)), daemon.lines  # the alert is stuck in SMTP
+        daemon.terminate()
+        log, _ = daemon.communicate(timeout=60)  # well before the 60 s SMTP send limit ends
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        for connection, _ in held:  # type: ignore[misc]
+            connection.close()
+        hole.close()
+    assert daemon.returncode == 0 and "daemon stopped" in log

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import datetime as dt
 import email.utils
 import smtplib
 import ssl
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Smtp
 from ..errors import PublishError
@@ -91,12 +93,40 @@ class SmtpChannel(Channel):
     async def send(self, subject: str, body: str) -> None:
         msg = self.message(subject, body)
         try:
-            await asyncio.to_thread(self._send, msg)
+            await _on_daemon_thread(self._send, msg)
         except ChannelError:
             raise
         except (smtplib.SMTPException, OSError) as exc:
             # smtplib's words may quote the server, never our password; masked all the same.
             raise ChannelError(self.redact(f"e-mail via {self.smtp.host}: {exc}")) from None
+
+
+def _on_daemon_thread(fn: Callable[[EmailMessage], None], msg: EmailMessage) -> Any:
+    """Run ``fn`` on a thread of its own that does not hold the process up: a mail server
+    that never answers must not keep a stopping daemon waiting for its socket timeout (the
+    default executor's threads are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def run() -> None:
+        try:
+            fn(msg)
+        except BaseException as exc:  # handed to the awaiting task, whatever it is
+            outcome: BaseException | None = exc
+        else:
+            outcome = None
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="smtp", daemon=True).start()
+    return future
 
 
 class ChatChannel(Channel):

@@ -697,7 +697,11 @@ class Daemon:
                 if self._retiring:
                     await asyncio.wait(self._retiring)
                 await self.engine.aclose()
-                with contextlib.suppress(Exception):
+                # The alerter's round may be waiting on a dead channel (a send has a minute):
+                # it gets a moment, then the flush below has its own bound.
+                await asyncio.wait({alerts}, timeout=ALERT_FLUSH / 2)
+                alerts.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await alerts
                 heart.cancel()
                 await self.alerter.flush(ALERT_FLUSH)
