@@ -881,6 +881,38 @@ def resolve(
 
 accounts_app = typer.Typer(help="Configured accounts.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+ledger_app = typer.Typer(help="The ledger itself: backups.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("export")
+def ledger_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: standard output).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the whole ledger as JSON lines: every delivery with its history, the pauses and
+    the alerts; for backups (the daemon may keep running).
+
+    Example: postscheduler ledger export -o ledger-backup.jsonl
+    """
+    from .delivery.status import export_ledger
+
+    with _reported():
+        settings = _settings(config)
+        lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in export_ledger(settings)]
+    if output is None:
+        sys.stdout.write("".join(lines))
+        return
+    try:
+        output.write_text("".join(lines), encoding="utf-8")
+    except OSError as exc:
+        _echo_err(f"error: cannot write {output}: {exc.strerror}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    _echo_err(f"wrote {output}: {len(lines)} records")
+
+
 alerts_app = typer.Typer(help="Alerts to the people who run the campaign.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
+from collections.abc import Iterator
 
 from ..config import Settings
 from ..errors import Finding, PostschedulerError
-from ..ledger import Delivery, DeliveryState, Event, Ledger, Pause, open_ledger
+from ..ledger import Delivery, DeliveryKey, DeliveryState, Event, Ledger, Pause, open_ledger
 from ..redact import Redactor
 
 
@@ -91,3 +93,54 @@ def delivery_history(
         (dataclasses.replace(e, detail=redact(e.detail)) if e.detail else e, rows.get(e.key))
         for e in events
     ]
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, DeliveryKey):
+        return {"post_id": value.post_id, "account": value.account, "part": value.part}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def export_ledger(settings: Settings) -> Iterator[dict[str, object]]:
+    """The whole ledger as JSON-ready records, for backups and moving it: every delivery with
+    its history (oldest first), the pauses, the alerts and where each was sent. Reasons are
+    masked again with the secrets known now."""
+    redact = Redactor.for_settings(settings)
+    now = dt.datetime.now(dt.UTC)
+    with open_existing_ledger(settings) as ledger:
+        history: dict[DeliveryKey, list[Event]] = {}
+        for event in ledger.events():
+            history.setdefault(event.key, []).append(event)
+        rows = ledger.deliveries()
+        pauses = ledger.pauses(now)
+        sends = ledger.alert_sends(limit=1_000_000)
+    for row in rows:
+        record = _jsonable(dataclasses.replace(row, reason=redact(row.reason or "") or None))
+        assert isinstance(record, dict)
+        record["events"] = [
+            {**_event_record(e), "detail": redact(e.detail) if e.detail else None}
+            for e in history.get(row.key, [])
+        ]
+        yield {"type": "delivery", **record}
+    for pause in pauses:
+        yield {"type": "pause", **_record(pause)}
+    for send in reversed(sends):  # oldest first, as the rest
+        yield {"type": "alert", **_record(send)}
+
+
+def _record(value: object) -> dict[str, object]:
+    record = _jsonable(value)
+    assert isinstance(record, dict)
+    return record
+
+
+def _event_record(event: Event) -> dict[str, object]:
+    record = _record(event)
+    record.pop("key", None)  # the delivery it belongs to says it
+    return record

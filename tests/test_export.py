@@ -1,0 +1,58 @@
+"""`postscheduler ledger export`: the whole ledger as JSON lines, for backups."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+from .conftest import Project
+from .fakes.platforms import FakeWebhook
+from .test_daemon import CONFIG, at
+
+CANARY = "canary-export-SECRET-4711"
+
+
+def cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postscheduler", *args, "-c", str(project.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "S": CANARY},
+    )
+
+
+def test_every_delivery_with_its_history_pauses_and_no_secret(
+    make_project: Callable[[str], Project],
+) -> None:
+    with FakeWebhook(secret=CANARY) as site:
+        project = make_project(
+            CONFIG.replace(
+                "accounts:\n",
+                f'accounts:\n  site: {{platform: webhook, url: "{site.url}", secret: "${{S}}"}}\n',
+            )
+        )
+        body = json.dumps({"error": f"denied for {CANARY}"}).encode()
+        site.faults.append((403, {"Content-Type": "application/json"}, body))
+        project.write("a.yaml", f"id: a\nat: {at(-1)}\ntext: Out.\nthread: [Two.]\n")
+        project.write("b.yaml", f"id: b\nat: {at(-1)}\ntext: Refused.\naccounts: [site]\n")
+        project.write("c.yaml", f"id: c\nat: {at(3600)}\ntext: Later.\n")
+        cli(project, "run", "--once")
+    assert cli(project, "pause", "--reason", "review").returncode == 0
+    done = cli(project, "ledger", "export")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    deliveries = {
+        (r["key"]["post_id"], r["key"]["part"]): r for r in records if r["type"] == "delivery"
+    }
+    assert set(deliveries) == {("a", 0), ("a", 1), ("b", 0), ("c", 0)}
+    assert [e["state"] for e in deliveries["a", 0]["events"]] == ["planned", "sending", "published"]
+    assert deliveries["b", 0]["state"] == "failed" and "***" in deliveries["b", 0]["reason"]
+    assert deliveries["c", 0]["state"] == "planned"
+    assert [r["reason"] for r in records if r["type"] == "pause"] == ["review"]
+    assert CANARY not in done.stdout
+    written = cli(project, "ledger", "export", "-o", str(project.root / "backup.jsonl"))
+    assert "wrote" in written.stderr and "5 records" in written.stderr
