@@ -575,7 +575,9 @@ class SqliteLedger(Ledger):
     ) -> Pause:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO pauses VALUES (?, ?, ?, ?)",
+                "INSERT INTO pauses (account, since, until, reason) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account) DO UPDATE SET since=excluded.since, "
+                "until=excluded.until, reason=excluded.reason",
                 (account or "", _ts(now), _ts(until), reason),
             )
         return Pause(account, now, until, reason)
@@ -601,10 +603,10 @@ class SqliteLedger(Ledger):
 
     def raise_alert(self, alert: Alert, channels: Iterable[str], now: dt.datetime) -> bool:
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO alerts "
+            inserted = db.execute(
+                "INSERT INTO alerts "
                 "(dedupe, kind, subject, body, post_id, account, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING RETURNING id",
                 (
                     alert.dedupe,
                     alert.kind,
@@ -614,12 +616,12 @@ class SqliteLedger(Ledger):
                     alert.account,
                     _ts(now),
                 ),
-            )
-            if cursor.rowcount != 1:
+            ).fetchone()
+            if inserted is None:
                 return False
             db.executemany(
                 "INSERT INTO alert_sends (alert_id, channel, state, next_at) VALUES (?, ?, ?, ?)",
-                [(cursor.lastrowid, c, AlertState.PENDING.value, _ts(now)) for c in channels],
+                [(inserted[0], c, AlertState.PENDING.value, _ts(now)) for c in channels],
             )
             return True
 
@@ -714,7 +716,8 @@ class SqliteLedger(Ledger):
     def set_alert_cursor(self, event_id: int) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO alert_cursor (name, event_id) VALUES ('events', ?)",
+                "INSERT INTO alert_cursor (name, event_id) VALUES ('events', ?) "
+                "ON CONFLICT (name) DO UPDATE SET event_id=excluded.event_id",
                 (event_id,),
             )
 
@@ -726,7 +729,8 @@ class SqliteLedger(Ledger):
     def note_edit_reported(self, key: DeliveryKey, content_hash: str, now: dt.datetime) -> bool:
         with self._write() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO edits_reported VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO edits_reported (post_id, account, part, content_hash, at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (key.post_id, key.account, key.part, content_hash, _ts(now)),
             )
             return cursor.rowcount == 1
