@@ -126,6 +126,20 @@ def pytest_configure(config: pytest.Config) -> None:
         time_machine.travel(TEST_CLOCK, tick=True).start()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (tests/postgres_server.py)."""
+    from .postgres_server import UnavailableError, running
+
+    try:
+        with running() as server:
+            yield server
+    except UnavailableError as exc:
+        if os.environ.get("POSTSCHEDULER_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"POSTSCHEDULER_REQUIRE_TOOLS=1 but PostgreSQL cannot run: {exc}")
+        pytest.skip(str(exc))
+
+
 @pytest.fixture
 def before_the_examples() -> Iterator[None]:
     """The clock set to before the example campaign, still ticking."""

@@ -389,6 +389,29 @@ class Settings:
     def ledger_path(self) -> Path:
         return self.base_dir / self.config.ledger
 
+    @property
+    def ledger_is_url(self) -> bool:
+        return self.config.ledger.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def ledger_name(self) -> str:
+        """The ledger for messages: its file, or its URL without the password."""
+        if self.ledger_is_url:
+            from .urls import without_password
+
+            return without_password(self.config.ledger)
+        return str(self.ledger_path)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the sessions and caches kept beside the ledger live (a database ledger:
+        .postscheduler beside the configuration)."""
+        return self.base_dir / ".postscheduler" if self.ledger_is_url else self.ledger_path.parent
+
+    def ledger_exists(self) -> bool:
+        """Whether a ledger is there to read (a database is asked when opened)."""
+        return self.ledger_is_url or self.ledger_path.is_file()
+
     def describe(self) -> str:
         return str(self.path) if self.path else "the embedded default configuration"
 

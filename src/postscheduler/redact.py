@@ -94,7 +94,7 @@ class Redactor:
             spec = PLATFORMS.get(account.platform)
             if spec is not None:
                 values.extend(spec.secret_forms(account, settings.env))
-        values.extend(_kept_secrets(settings.ledger_path.parent))
+        values.extend(_kept_secrets(settings.state_dir))
         return cls(values)
 
     def __call__(self, text: str) -> str:

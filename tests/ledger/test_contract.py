@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,13 +31,22 @@ def later(minutes: float) -> dt.datetime:
     return T0 + dt.timedelta(minutes=minutes)
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
 def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Ledger]]:
     opened: list[Ledger] = []
+    database = None
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").new_database()
 
     def make() -> Ledger:
-        where = ":memory:" if request.param == "sqlite-memory" else str(tmp_path / "ledger.db")
-        ledger = SqliteLedger(where)
+        ledger: Ledger
+        if database is not None:
+            from postscheduler.ledger.postgres import PostgresLedger
+
+            ledger = PostgresLedger(database)  # the same database for each: reopened
+        else:
+            memory = request.param == "sqlite-memory"
+            ledger = SqliteLedger(":memory:" if memory else str(tmp_path / "ledger.db"))
         opened.append(ledger)
         return ledger
 
@@ -255,8 +265,21 @@ def test_open_ledger_paths(tmp_path: Path) -> None:
     ledger = open_ledger(".postscheduler/ledger.db", tmp_path)
     assert (tmp_path / ".postscheduler" / "ledger.db").exists()
     ledger.close()
-    with pytest.raises(LedgerError, match="PostgreSQL"):
-        open_ledger("postgresql://u@h/db", tmp_path)
+
+
+def test_a_postgresql_ledger_that_cannot_be_reached_says_so_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("psycopg", reason="psycopg is a test extra")
+    canary = "canary-pg-PASSWORD-31"
+    monkeypatch.setenv("PG_PASSWORD", canary)
+    with pytest.raises(LedgerError) as info:  # port 9 on loopback: nothing listens
+        open_ledger("postgresql://campaign:${PG_PASSWORD}@127.0.0.1:9/ledger", tmp_path)
+    assert "cannot open the ledger postgresql://campaign:***@127.0.0.1:9/ledger" in str(info.value)
+    assert canary not in str(info.value)
+    monkeypatch.delenv("PG_PASSWORD")
+    with pytest.raises(LedgerError, match=r"refers to \$\{PG_PASSWORD\}, which is not set"):
+        open_ledger("postgresql://campaign:${PG_PASSWORD}@127.0.0.1:9/ledger", tmp_path)
 
 
 def test_a_person_s_send_now_survives_replanning_until_the_post_time_changes(
@@ -315,3 +338,45 @@ def test_a_pause_holds_its_scope_until_its_time_or_a_resume(ledger: Ledger) -> N
     assert [p.account for p in ledger.pauses(later(4))] == [None]
     assert ledger.resume(None, now=later(5)) is True
     assert ledger.pauses(later(5)) == []
+
+
+def test_a_second_daemon_on_a_postgresql_ledger_is_refused(postgres: Any) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    first, second = PostgresLedger(url), PostgresLedger(url)
+    try:
+        refused = pytest.raises(LedgerLockedError, match="another postscheduler daemon")
+        with first.acquire_daemon_lock(), refused, second.acquire_daemon_lock():
+            pass
+        with second.acquire_daemon_lock():  # released with the first daemon
+            pass
+    finally:
+        first.close()
+        second.close()
+
+
+def test_run_once_and_status_on_a_postgresql_ledger(postgres: Any, tmp_path: Path) -> None:
+    url = postgres.new_database()
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "p.yaml").write_text("id: p\nat: 2020-01-01 09:00\ntext: Old.\n")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    (tmp_path / "posts" / "q.yaml").write_text(f"id: q\nat: {now}\ntext: Now.\n")
+    (tmp_path / "scheduler.yaml").write_text(
+        f'ledger: "{url}"\naccounts:\n  outbox: {{platform: outbox, path: outbox}}\n'
+        "defaults: {accounts: [outbox]}\n"
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        config = str(tmp_path / "scheduler.yaml")
+        return subprocess.run(
+            [sys.executable, "-m", "postscheduler", *args, "-c", config],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = cli("run", "--once")
+    assert "published: q → outbox" in done.stdout and "skipped: p → outbox" in done.stdout, done
+    status = cli("status")
+    assert "published: 1" in status.stdout and "skipped: 1" in status.stdout, status.stderr

@@ -89,7 +89,7 @@ def build_calendar(
     end = dt.datetime.combine(first + dt.timedelta(days=days), dt.time(0), tzinfo=zone)
     rows: dict[tuple[str, str], list[Delivery]] = {}
     pauses: list[Pause] = []
-    has_ledger = settings.ledger_path.is_file()
+    has_ledger = settings.ledger_exists()
     if has_ledger:
         with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
             for row in ledger.deliveries():

@@ -66,7 +66,7 @@ def validate_posts(
         catalog.findings.extend(asyncio.run(served_images(catalog, settings)))
     else:
         catalog = validate(settings, paths, now=now)
-    if against_ledger and settings.ledger_path.is_file():  # what was already published, if any
+    if against_ledger and settings.ledger_exists():  # what was already published, if any
         from ..ledger import open_ledger
         from .plan import edits_after_publishing
 

@@ -465,20 +465,20 @@ class Daemon:
                     "the ledger %s was removed or replaced while the daemon ran: stopping, so "
                     "that nothing is sent without a record (restore the ledger, then start "
                     "the daemon again)",
-                    self.settings.ledger_path,
+                    self.settings.ledger_name,
                 )
                 assert self.alerter is not None
                 self.alerter.notify(
                     alert_messages.trouble_alert(
                         "ledger",
                         "DAEMON STOPPED: its ledger was removed or replaced",
-                        f"The ledger {self.settings.ledger_path} was removed or replaced "
+                        f"The ledger {self.settings.ledger_name} was removed or replaced "
                         "while the daemon ran, so it stopped: sending on without a record "
                         "could post things twice. Nothing more is published.\n\nWhat to "
                         "do: restore the ledger from a backup, then start the daemon again.",
                     )
                 )
-                self.failure = LedgerError(f"the ledger {self.settings.ledger_path} was replaced")
+                self.failure = LedgerError(f"the ledger {self.settings.ledger_name} was replaced")
                 self.stop()
                 return
             now = self.clock()

@@ -209,13 +209,13 @@ class Engine:
                     "stop the daemon and check %s",
                     exc,
                     delay,
-                    self.settings.ledger_path,
+                    self.settings.ledger_name,
                 )
                 self.notify(
                     alert_messages.trouble_alert(
                         "ledger",
                         "LEDGER UNUSABLE: publishing waits",
-                        f"The daemon cannot write to its ledger {self.settings.ledger_path}: "
+                        f"The daemon cannot write to its ledger {self.settings.ledger_name}: "
                         f"{exc}\n\nNothing more is sent until it can (what a platform "
                         "answered is kept and written as soon as the ledger takes it). What "
                         "to do: free the disk, or fix the file's permissions; if the ledger "

@@ -44,7 +44,7 @@ def _client() -> Any:
 
 async def with_online_limits(settings: Settings) -> Settings:
     """``settings`` with each account's limits as its platform publishes them."""
-    cache_file = settings.ledger_path.parent / LIMITS_CACHE
+    cache_file = settings.state_dir / LIMITS_CACHE
     try:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):

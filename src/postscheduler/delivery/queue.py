@@ -32,7 +32,7 @@ def ledger_progress(
 ) -> dict[tuple[str, str], str]:
     """(post, account) → where its delivery stands; empty when nothing was planned yet.
     ``targets`` the ledger does not know yet are "queued", or "paused" under a pause."""
-    if not settings.ledger_path.is_file():
+    if not settings.ledger_exists():
         return {}
     by_target: dict[tuple[str, str], set[DeliveryState]] = {}
     now = dt.datetime.now(dt.UTC)

@@ -28,9 +28,9 @@ class Status:
 
 def open_existing_ledger(settings: Settings) -> Ledger:
     """The ledger, which must exist already (reading it must not create one)."""
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise PostschedulerError(
-            f"no ledger at {settings.ledger_path} yet: nothing has been planned or sent "
+            f"no ledger at {settings.ledger_name} yet: nothing has been planned or sent "
             "(`postscheduler run` creates it)"
         )
     return open_ledger(settings.config.ledger, settings.base_dir)

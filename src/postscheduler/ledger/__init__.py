@@ -35,13 +35,29 @@ __all__ = [
 ]
 
 
+def _expand(url: str) -> str:
+    """``${VAR}`` in a ledger URL (its password) from the environment, or a clear error."""
+    import os
+    import re
+
+    def value(m: re.Match[str]) -> str:
+        found = os.environ.get(m[1])
+        if not found:
+            raise LedgerError(f"the ledger URL refers to ${{{m[1]}}}, which is not set")
+        from urllib.parse import quote
+
+        return quote(found, safe="")
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, url)
+
+
 def open_ledger(location: str, base_dir: Path) -> Ledger:
     """Open the ledger named in the configuration: a SQLite file path (relative to the
     configuration's folder) or ``:memory:``."""
     if location.startswith(("postgresql://", "postgres://")):
-        raise LedgerError(
-            "a PostgreSQL ledger is not available yet: use a SQLite file path for `ledger:`"
-        )
+        from .postgres import PostgresLedger
+
+        return PostgresLedger(_expand(location))
     from .sqlite import SqliteLedger
 
     path = location if location == ":memory:" else base_dir / location

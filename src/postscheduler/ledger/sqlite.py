@@ -199,7 +199,7 @@ def _as_ledger_errors(cls: type[Ledger]) -> type[Ledger]:
         def wrapped(self: SqliteLedger, *args: Any, **kwargs: Any) -> Any:
             try:
                 return method(self, *args, **kwargs)
-            except (sqlite3.Error, OSError) as exc:
+            except self.DRIVER_ERRORS as exc:
                 raise LedgerError(f"the ledger {self.path}: {name} failed: {exc}") from None
 
         return wrapped
@@ -217,6 +217,10 @@ _NOT_WRAPPED = frozenset({"transaction", "acquire_daemon_lock"})
 @_as_ledger_errors
 class SqliteLedger(Ledger):
     """The default ledger. ``path`` may be ``:memory:`` for tests."""
+
+    # What the database driver raises: each becomes a LedgerError with its words.
+    DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+    MIGRATIONS = MIGRATIONS
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -308,14 +312,14 @@ class SqliteLedger(Ledger):
                 "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
             done = {r[0] for r in db.execute("SELECT name FROM schema_migrations")}
-            known = {name for name, _ in MIGRATIONS}
+            known = {name for name, _ in self.MIGRATIONS}
             unknown = done - known
             if unknown:
                 raise LedgerError(
                     f"the ledger {self.path} was written by a newer postscheduler "
                     f"(migrations {', '.join(sorted(unknown))}): upgrade postscheduler"
                 )
-            for name, sql in MIGRATIONS:
+            for name, sql in self.MIGRATIONS:
                 if name in done:
                     continue
                 for statement in sql.split(";"):

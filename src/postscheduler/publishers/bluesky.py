@@ -187,7 +187,7 @@ class BlueskyPublisher(Publisher):
 
     @property
     def _session_file(self) -> Path:
-        return self.settings.ledger_path.parent / f"bluesky-{self.account}.session"
+        return self.settings.state_dir / f"bluesky-{self.account}.session"
 
     def _stored(self) -> _Session | None:
         """The session kept on disk: the newest, whichever process renewed it last."""

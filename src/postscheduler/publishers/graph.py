@@ -181,7 +181,7 @@ class GraphPublisher(Publisher):
 
     @property
     def token_file(self) -> Path:
-        return self.settings.ledger_path.parent / f"{self.platform}-{self.account}.session"
+        return self.settings.state_dir / f"{self.platform}-{self.account}.session"
 
     def _read_kept(self, configured: str) -> dict[str, Any] | None:
         """The kept token, if it was refreshed from the token configured now (a new token in

@@ -105,7 +105,7 @@ class XPublisher(Publisher):
 
     @property
     def _token_file(self) -> Path:
-        return self.settings.ledger_path.parent / f"x-{self.account}.refresh-token"
+        return self.settings.state_dir / f"x-{self.account}.refresh-token"
 
     def _stored_refresh_token(self) -> str | None:
         try:
