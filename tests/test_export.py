@@ -56,3 +56,31 @@ def test_every_delivery_with_its_history_pauses_and_no_secret(
     assert CANARY not in done.stdout
     written = cli(project, "ledger", "export", "-o", str(project.root / "backup.jsonl"))
     assert "wrote" in written.stderr and "5 records" in written.stderr
+
+
+def test_migrate_moves_the_ledger_with_its_history_into_postgresql(
+    make_project: Callable[[str], Project], postgres: object
+) -> None:
+    project = make_project(CONFIG)
+    project.write("a.yaml", f"id: a\nat: {at(-1)}\ntext: Out.\nthread: [Two.]\n")
+    project.write("c.yaml", f"id: c\nat: {at(3600)}\ntext: Later.\n")
+    cli(project, "run", "--once")
+    cli(project, "pause", "--reason", "review")
+    before = cli(project, "ledger", "export").stdout
+    url = postgres.new_database()  # type: ignore[attr-defined]
+    moved = cli(project, "ledger", "migrate", "--to", url)
+    assert moved.returncode == 0, moved.stderr
+    assert "copied to" in moved.stdout and "3 deliveries" in moved.stdout
+    again = cli(project, "ledger", "migrate", "--to", url)
+    assert again.returncode == 2 and "already holds a ledger" in again.stderr
+    text = project.config_path.read_text().replace("ledger: state/ledger.db", f'ledger: "{url}"')
+    project.config_path.write_text(text)
+    after = cli(project, "ledger", "export").stdout
+    assert after == before  # every row and its history, as it was
+    project.write("d.yaml", f"id: d\nat: {at(-1)}\ntext: After the move.\n")
+    cli(project, "resume")
+    done = cli(project, "run", "--once")  # the history goes on in PostgreSQL
+    assert "published: d → outbox" in done.stdout, done.stderr
+    events = [json.loads(line) for line in cli(project, "ledger", "export").stdout.splitlines()]
+    d = next(r for r in events if r["type"] == "delivery" and r["key"]["post_id"] == "d")
+    assert [e["state"] for e in d["events"]] == ["planned", "sending", "published"]

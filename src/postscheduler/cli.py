@@ -885,6 +885,32 @@ ledger_app = typer.Typer(help="The ledger itself: backups.", no_args_is_help=Tru
 app.add_typer(ledger_app, name="ledger")
 
 
+@ledger_app.command("migrate")
+def ledger_migrate(
+    to: Annotated[
+        str,
+        typer.Option("--to", metavar="URL", help="An empty PostgreSQL database: postgresql://…"),
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Copy the SQLite ledger, every delivery with its whole history, the pauses and the
+    alerts, into an empty PostgreSQL database; then point `ledger:` at it. Stop the daemon
+    first (the copy refuses to run beside it).
+
+    Example: postscheduler ledger migrate --to 'postgresql://postscheduler:${PGPASSWORD}@db/ps'
+    """
+    from .delivery.status import migrate_ledger
+    from .ledger.sqlite import COPIED_TABLES
+
+    with _reported():
+        settings = _settings(config)
+        with typer.progressbar(length=len(COPIED_TABLES), label="copying", file=sys.stderr) as bar:
+            done = migrate_ledger(settings, to, lambda table, rows: bar.update(1))
+    counts = ", ".join(f"{n} {table}" for table, n in done.rows.items() if n)
+    typer.echo(f"copied to {done.target}: {counts or 'an empty ledger'}")
+    _echo_err(f"now set `ledger: {done.target}` in {settings.describe()} (the password as ${{…}})")
+
+
 @ledger_app.command("export")
 def ledger_export(
     output: Annotated[

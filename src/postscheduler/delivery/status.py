@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..config import Settings
 from ..errors import Finding, PostschedulerError
@@ -144,3 +144,51 @@ def _event_record(event: Event) -> dict[str, object]:
     record = _record(event)
     record.pop("key", None)  # the delivery it belongs to says it
     return record
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migrated:
+    target: str  # without its password
+    rows: dict[str, int]  # per table
+
+
+MIGRATE_CHUNK = 5000  # rows a transaction of the copy carries
+
+
+def migrate_ledger(
+    settings: Settings, target: str, progress: Callable[[int, int], None] | None = None
+) -> Migrated:
+    """Copy the configured SQLite ledger, every row and its whole history, into the empty
+    PostgreSQL database ``target`` (``${VAR}`` allowed), ids kept. ``progress(done, total)``
+    after each chunk of rows. The source is only read; it stays the ledger until the
+    configuration says otherwise."""
+    from ..ledger.sqlite import COPIED_TABLES, SqliteLedger
+    from ..urls import without_password
+
+    if settings.ledger_is_url:
+        raise PostschedulerError(
+            f"the configured ledger is already a database ({settings.ledger_name}): "
+            "ledger migrate copies a SQLite ledger"
+        )
+    if not target.startswith(("postgresql://", "postgres://")):
+        raise PostschedulerError(f"--to must be a postgresql:// URL, not {target!r}")
+    shown = without_password(target)
+    with open_existing_ledger(settings) as source, open_ledger(target, settings.base_dir) as dest:
+        assert isinstance(source, SqliteLedger) and isinstance(dest, SqliteLedger)
+        if not dest.is_empty():
+            raise PostschedulerError(
+                f"{shown} already holds a ledger: nothing was copied (a copy into a ledger in "
+                "use would mix two histories); give an empty database"
+            )
+        with source.acquire_daemon_lock():  # no daemon writes to it meanwhile
+            tables = {table: source.table_rows(table) for table in COPIED_TABLES}
+            total = sum(len(rows) for _, rows in tables.values())
+            done = 0
+            for table, (columns, rows) in tables.items():
+                for start in range(0, len(rows), MIGRATE_CHUNK):
+                    chunk = rows[start : start + MIGRATE_CHUNK]
+                    dest.load_rows(table, columns, chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+    return Migrated(shown, {table: len(rows) for table, (_, rows) in tables.items()})

@@ -67,6 +67,10 @@ class _Cursor:
         self._names = {column.name: i for i, column in enumerate(description)}
 
     @property
+    def description(self) -> list[tuple[str]]:
+        return [(name,) for name in self._names]
+
+    @property
     def rowcount(self) -> int:
         return int(self._cursor.rowcount)
 
@@ -123,6 +127,13 @@ class PostgresLedger(SqliteLedger):
             self._migrate()
         except psycopg.Error as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
+
+    def _after_load(self, db: Any, table: str) -> None:
+        if table in ("events", "alerts"):  # identity columns: go on after the copied ids
+            db.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+            )
 
     def writable(self) -> str | None:
         if not self._lock.acquire(timeout=5):

@@ -133,6 +133,17 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 MIN_FREE_BYTES = 10_000_000  # below this, /healthz says the ledger's disk is full
 
+# What a ledger holds, in the order a copy loads it (a table before those that refer to it).
+COPIED_TABLES = (
+    "deliveries",
+    "events",
+    "edits_reported",
+    "pauses",
+    "alerts",
+    "alert_sends",
+    "alert_cursor",
+)
+
 # Skips that end when the post is seen again (the file is back, the draft is ready).
 REVIVING_SKIPS = frozenset({"deleted", "draft"})
 
@@ -852,6 +863,36 @@ class SqliteLedger(Ledger):
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+    # --- moving a ledger ------------------------------------------------------------------
+
+    def table_rows(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A table's columns and every row, as stored (for ``ledger migrate``)."""
+        if table not in COPIED_TABLES:
+            raise LedgerError(f"no table {table} to copy")
+        with self._lock:
+            cursor = self._db.execute(f"SELECT * FROM {table} ORDER BY 1")
+            rows = [tuple(r) for r in cursor.fetchall()]
+            names = [d[0] for d in cursor.description] if cursor.description else []
+        return names, rows
+
+    def is_empty(self) -> bool:
+        with self._lock:
+            return not any(
+                self._db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in COPIED_TABLES
+            )
+
+    def load_rows(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows as they were stored elsewhere, ids kept, in one transaction."""
+        if table not in COPIED_TABLES:
+            raise LedgerError(f"no table {table} to copy into")
+        marks = ", ".join("?" * len(columns))
+        with self._write() as db:
+            db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            self._after_load(db, table)
+
+    def _after_load(self, db: Any, table: str) -> None:
+        """SQLite's AUTOINCREMENT follows the largest id by itself."""
 
     def close(self) -> None:
         self._db.close()
