@@ -19,8 +19,8 @@ from postscheduler.errors import PostschedulerError
 from postscheduler.ledger.sqlite import SqliteLedger
 
 from .conftest import Project
+from .fakes import free_port
 from .fakes.platforms import FakeTelegram
-from .fakes.smtp import free_port
 from .test_daemon import CONFIG, Daemon, at, outbox, wait_for
 from .test_daemon import cli as run_cli
 
@@ -114,10 +114,20 @@ def test_health_is_503_with_the_reason_when_something_is_wrong() -> None:
     assert b"postscheduler_reloads_total" in call("/metrics")
 
 
-def test_a_stale_heartbeat_is_a_stuck_loop() -> None:
-    metrics = Metrics()
-    metrics._heartbeat = time.monotonic() - 60
-    assert metrics.since_heartbeat() >= 60
+def test_health_says_when_the_loop_is_stuck_and_when_it_is_fine(project: Project) -> None:
+    from postscheduler.delivery.daemon import Daemon as Loop
+
+    loop = Loop(project.config_path)
+    loop.metrics = Metrics()
+    loop.ledger = SqliteLedger(":memory:")
+    loop.scheduler = type("Scheduler", (), {"running": True})()
+    loop.metrics._heartbeat = time.monotonic() - 60  # the event loop blocked for a minute
+    assert (loop.health() or "").startswith("the scheduler loop has not run for 6")
+    loop.metrics.beat()
+    assert loop.health() is None
+    loop.stop()
+    assert loop.health() == "stopping"
+    loop.ledger.close()
 
 
 def test_the_ledger_says_when_it_takes_no_writes(tmp_path: Path) -> None:

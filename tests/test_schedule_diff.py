@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from .conftest import Project
+from .test_gitsource import GIT_ENV
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -22,14 +23,6 @@ accounts:
       access_token_secret: "${D}"}
 defaults: {accounts: [outbox, x]}
 """
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "V",
-    "GIT_AUTHOR_EMAIL": "v@campaign.test",
-    "GIT_COMMITTER_NAME": "V",
-    "GIT_COMMITTER_EMAIL": "v@campaign.test",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def git(project: Project, *args: str) -> None:

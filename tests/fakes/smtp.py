@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,17 +12,13 @@ from typing import Any
 
 import pytest
 
+from . import free_port
+
 aiosmtpd = pytest.importorskip(
     "aiosmtpd", reason="aiosmtpd is a test extra: pip install -e .[test]"
 )
 from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mailbox:

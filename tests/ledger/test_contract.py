@@ -351,6 +351,7 @@ def test_a_second_daemon_on_a_postgresql_ledger_is_refused(postgres: Any) -> Non
             pass
         with second.acquire_daemon_lock():  # released with the first daemon
             pass
+        assert first.writable() is None  # /healthz: the database takes writes
     finally:
         first.close()
         second.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,21 +28,16 @@ from postscheduler.posts.rules import validate
 from postscheduler.publishers import Published, Resolution, make_publisher
 
 from ..conftest import Project
+from ..fakes import free_port
 from .test_mastodon import job
 
 TOKEN = "mock_token"  # the seeded testuser's token
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = shutil.which("mastodon_mock") or str(Path(sys.executable).parent / "mastodon_mock")
-    port = _free_port()
+    port = free_port()
     cwd = tmp_path_factory.mktemp("mastodon-mock")
     proc = subprocess.Popen(
         [

@@ -329,24 +329,24 @@ class Alerter:
         due = [s for s in pending if s.next_at <= now]
         if not due:
             return 0
-        sent = 0
         gather = self.settings.config.alerts.gather
         newest = max(s.created_at for s in due)
         oldest = min(s.created_at for s in due)
         if not flush and now - newest < gather and now - oldest < gather * STORM_WAIT:
-            return sent  # more may be coming: one summary instead of many messages
+            return 0  # more may be coming: one summary instead of many messages
         hour_ago = now - dt.timedelta(hours=1)
         used = await asyncio.to_thread(self.ledger.alert_messages_since, name, hour_ago)
         budget = self.settings.config.alerts.max_per_hour - used
         if budget <= 0:
-            return sent  # the next hour's first message is the summary of all of them
+            return 0  # the next hour's first message is the summary of all of them
         waited = now - oldest >= gather * STORM_WAIT  # held back by the budget, or retried
         if len(due) == 1 or (len(due) <= min(SUMMARY_OVER, budget) and not waited):
+            sent = 0
             for send in due:
                 sent += await self._send(name, channel, [send], send.alert.subject, send.alert.body)
             return sent
         subject, body = messages.summary(due)
-        return sent + await self._send(name, channel, due, subject, body)
+        return await self._send(name, channel, due, subject, body)
 
     async def _send(
         self, name: str, channel: Channel, sends: list[AlertSend], subject: str, body: str

@@ -19,7 +19,7 @@ from ..posts.loader import Catalog
 from ..posts.preview import ImageView, Preview, preview_sourced
 from ..posts.render import target_accounts
 from ..posts.rules import validate
-from .queue import _label
+from .queue import delivery_label
 
 DEFAULT_DAYS = 28
 MAX_DAYS = 366
@@ -98,7 +98,7 @@ def build_calendar(
 
     def account_day(post_id: str, name: str, held: bool) -> AccountDay:
         mine = sorted(rows.get((post_id, name), []), key=lambda r: r.key.part)
-        state = _label({r.state for r in mine}) if mine else "queued"
+        state = delivery_label({r.state for r in mine}) if mine else "queued"
         if held and state == "queued":
             state = "held"
         elif state in ("queued", "retry") and any(p.covers(name, now) for p in pauses):

@@ -413,6 +413,8 @@ class Engine:
                     await self._record(self.ledger.record_failed, key, exc.message, self.clock())
                     log.error("FAILED %s: %s", key, exc.message)
                 return None
+            # Again just before the claim: a pause recorded while min_gap was being waited
+            # out must hold this delivery too.
             held = await self._held_by_pause(key)
             if held is not None:
                 return held

@@ -41,7 +41,7 @@ def ledger_progress(
             by_target.setdefault((row.key.post_id, row.key.account), set()).add(row.state)
         pauses = ledger.pauses(now)
     labels = dict.fromkeys(targets, "queued")
-    labels.update({target: _label(states) for target, states in by_target.items()})
+    labels.update({target: delivery_label(states) for target, states in by_target.items()})
     for (post_id, account), label in labels.items():
         # What a pause holds says so: it will not go out at its time unless resumed.
         if label in ("queued", "retry") and any(p.covers(account, now) for p in pauses):
@@ -49,7 +49,7 @@ def ledger_progress(
     return labels
 
 
-def _label(states: set[DeliveryState]) -> str:
+def delivery_label(states: set[DeliveryState]) -> str:
     state = next((s for s in _PRECEDENCE if s in states), None)
     if state is DeliveryState.PLANNED:
         return "queued"

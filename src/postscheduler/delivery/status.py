@@ -119,7 +119,7 @@ def export_ledger(settings: Settings) -> Iterator[dict[str, object]]:
             history.setdefault(event.key, []).append(event)
         rows = ledger.deliveries()
         pauses = ledger.pauses(now)
-        sends = ledger.alert_sends(limit=1_000_000)
+        sends = ledger.alert_sends(limit=None)
     for row in rows:
         record = _jsonable(dataclasses.replace(row, reason=redact(row.reason or "") or None))
         assert isinstance(record, dict)

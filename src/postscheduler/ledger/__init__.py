@@ -55,8 +55,12 @@ def open_ledger(location: str, base_dir: Path) -> Ledger:
     """Open the ledger named in the configuration: a SQLite file path (relative to the
     configuration's folder) or ``:memory:``."""
     if location.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresLedger
-
+        try:
+            from .postgres import PostgresLedger
+        except ImportError:
+            raise LedgerError(
+                "a PostgreSQL ledger needs psycopg: pip install 'postscheduler[postgresql]'"
+            ) from None
         return PostgresLedger(_expand(location))
     from .sqlite import SqliteLedger
 

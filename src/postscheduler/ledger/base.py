@@ -252,8 +252,8 @@ class Ledger(abc.ABC):
         """How many messages ``channel`` was sent since ``since`` (a summary is one)."""
 
     @abc.abstractmethod
-    def alert_sends(self, limit: int = 50) -> list[AlertSend]:
-        """The newest alerts on every channel, newest first."""
+    def alert_sends(self, limit: int | None = 50) -> list[AlertSend]:
+        """The newest alerts on every channel, newest first (None: all of them)."""
 
     @abc.abstractmethod
     def events_after(self, event_id: int, limit: int = 1000) -> list[tuple[int, Event]]:

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import psycopg
+
 from ..errors import LedgerError, LedgerLockedError
 from ..urls import without_password
 from .sqlite import MIGRATIONS, SqliteLedger, _as_ledger_errors
@@ -102,28 +104,20 @@ class _Connection:
         self._connection.close()
 
 
-def _driver_errors() -> tuple[type[Exception], ...]:
-    import psycopg
-
-    return (psycopg.Error, OSError)
-
-
 @_as_ledger_errors
 class PostgresLedger(SqliteLedger):
     MIGRATIONS = PG_MIGRATIONS
+    DRIVER_ERRORS = (psycopg.Error, OSError)
 
     def __init__(self, url: str) -> None:
-        import psycopg
-
-        type(self).DRIVER_ERRORS = _driver_errors()
         self.path = without_password(url)
         self._lock = threading.RLock()
         self._depth = 0
         self._file_id = None  # nothing on disk to be replaced
-        self._locked = False
         try:
             # autocommit: every transaction is opened by _write (BEGIN … COMMIT), as on SQLite.
-            self._db = _Connection(psycopg.connect(url, autocommit=True, connect_timeout=10))  # type: ignore[assignment]
+            connection = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self._db = _Connection(connection)  # type: ignore[assignment]
             self._migrate()
         except psycopg.Error as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
@@ -135,19 +129,8 @@ class PostgresLedger(SqliteLedger):
                 f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
             )
 
-    def writable(self) -> str | None:
-        if not self._lock.acquire(timeout=5):
-            return "the ledger is busy for more than 5 s"
-        try:
-            if self._depth:
-                return None
-            self._db.execute("BEGIN")
-            self._db.execute("ROLLBACK")
-        except self.DRIVER_ERRORS as exc:
-            return f"the ledger {self.path} takes no writes: {exc}"
-        finally:
-            self._lock.release()
-        return None
+    def _disk_problem(self) -> str | None:
+        return None  # the database server's disk: PostgreSQL refuses the write itself
 
     @contextlib.contextmanager
     def acquire_daemon_lock(self) -> Iterator[None]:

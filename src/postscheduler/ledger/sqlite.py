@@ -709,7 +709,9 @@ class SqliteLedger(Ledger):
             ).fetchone()
         return int(row[0])
 
-    def alert_sends(self, limit: int = 50) -> list[AlertSend]:
+    def alert_sends(self, limit: int | None = 50) -> list[AlertSend]:
+        if limit is None:
+            return self._alert_sends("1=1", (), "ORDER BY a.id DESC, s.channel")
         return self._alert_sends("1=1", (limit,), "ORDER BY a.id DESC, s.channel LIMIT ?")
 
     def events_after(self, event_id: int, limit: int = 1000) -> list[tuple[int, Event]]:
@@ -828,17 +830,22 @@ class SqliteLedger(Ledger):
                 return None  # a transaction is open right now: it takes writes
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
+        except self.DRIVER_ERRORS as exc:
             return f"the ledger {self.path} takes no writes: {exc}"
         finally:
             self._lock.release()
-        if self.path != ":memory:":
-            try:
-                free = os.statvfs(Path(self.path).parent)
-            except OSError as exc:
-                return f"the ledger's folder cannot be read: {exc.strerror}"
-            if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
-                return f"less than {MIN_FREE_BYTES // 1_000_000} MB free beside the ledger"
+        return self._disk_problem()
+
+    def _disk_problem(self) -> str | None:
+        """Why the ledger's disk will not take writes soon (nearly full), if it will not."""
+        if self.path == ":memory:":
+            return None
+        try:
+            free = os.statvfs(Path(self.path).parent)
+        except OSError as exc:
+            return f"the ledger's folder cannot be read: {exc.strerror}"
+        if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+            return f"less than {MIN_FREE_BYTES // 1_000_000} MB free beside the ledger"
         return None
 
     @contextlib.contextmanager
