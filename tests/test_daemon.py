@@ -310,30 +310,6 @@ def test_sigterm_lets_a_delivery_in_flight_finish(make_project) -> None:  # type
         assert len(server.received) == 1
 
 
-def test_deliveries_still_in_doubt_are_asked_about_again_with_backoff(
-    project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from postscheduler.delivery import daemon as daemon_module
-
-    monkeypatch.setattr(daemon_module, "RECOVER_FIRST_DELAY", 0.01)
-    monkeypatch.setattr(daemon_module, "RECOVER_MAX_DELAY", 0.04)
-    daemon = daemon_module.Daemon(project.config_path, settings=project.settings())
-    answers = [2, 2, 1, 0]  # still in doubt after each round, until the platform answers
-    rounds: list[int] = []
-    scheduled: list[int] = []
-
-    class Engine:
-        async def recover(self) -> int:
-            rounds.append(len(rounds))
-            return answers[len(rounds) - 1]
-
-    daemon.engine = Engine()  # type: ignore[assignment]
-    monkeypatch.setattr(daemon, "_schedule_all", lambda: scheduled.append(len(rounds)))
-    asyncio.run(daemon._recover_later(3))
-    assert len(rounds) == 4
-    assert scheduled == [1, 3, 4]  # after each round that resolved something
-
-
 def test_a_failing_reload_is_logged_and_edits_are_still_followed(
     project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

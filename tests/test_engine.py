@@ -457,12 +457,19 @@ def test_an_in_doubt_delivery_whose_platform_cannot_be_asked_stays_in_doubt(
     engine = engine_for(project, clock)
     engine.ledger.claim(DeliveryKey("p", "b"), "id-b", clock())
     sent = Published("r-before-crash", "https://example.test/before")
-    b = Unreachable([TransientError("b: could not connect (ConnectError)"), sent])
+    down = TransientError("b: could not connect (ConnectError)")
+    b = Unreachable([down, down, sent])
     engine._publishers.update(b=b)
     assert run(engine.recover()) == 1  # the network is not up yet: neither sent nor lost
     assert state(engine, "p", "b").state is DeliveryState.SENDING
     run(engine.run_due())
     assert b.calls == []  # nothing is sent while it is in doubt
+    assert run(engine.recover()) == 1 and len(b.answers) == 2  # not asked again so soon
+    clock.advance(seconds=15)
+    assert run(engine.recover()) == 1 and len(b.answers) == 1  # asked: still down
+    clock.advance(seconds=15)
+    assert run(engine.recover()) == 1 and len(b.answers) == 1  # backing off: 30 s now
+    clock.advance(seconds=15)
     assert run(engine.recover()) == 0
     row = state(engine, "p", "b")
     assert (row.state, row.remote_id) == (DeliveryState.PUBLISHED, "r-before-crash")

@@ -71,6 +71,12 @@ class RetryPolicy(BaseModel):
     max_wait: Duration = dt.timedelta(hours=1)
 
 
+def _at_least(value: dt.timedelta, seconds: float, message: str) -> dt.timedelta:
+    if value < dt.timedelta(seconds=seconds):
+        raise ValueError(message)
+    return value
+
+
 class Publishing(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     late_grace: Duration = dt.timedelta(minutes=30)
@@ -79,6 +85,16 @@ class Publishing(BaseModel):
     # The burst guard: at most this many posts (threads count once) per account per hour, so
     # a mistaken mass edit cannot flood an account; the rest wait, and a person is alerted.
     max_per_hour: int | None = Field(default=None, gt=0)
+    # A daemon's registration on the ledger lasts this long unless renewed (a quarter of it
+    # apart): a daemon silent for longer is taken for dead, and another resolves what it had
+    # in flight. Longer than any one request may take (30 s read, 10 s connect), so a daemon
+    # cut off from the database has had its answer before another asks the platform.
+    lease: Duration = dt.timedelta(seconds=60)
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_long_enough(cls, value: dt.timedelta) -> dt.timedelta:
+        return _at_least(value, 2, "lease must be at least 2s (60s is the default)")
 
 
 class LinkCards(BaseModel):
@@ -218,9 +234,7 @@ class PostsRepo(BaseModel):
     @field_validator("every")
     @classmethod
     def _often_enough(cls, value: dt.timedelta) -> dt.timedelta:
-        if value < dt.timedelta(seconds=1):
-            raise ValueError("must be at least 1s")
-        return value
+        return _at_least(value, 1, "must be at least 1s")
 
     @field_validator("branch")
     @classmethod

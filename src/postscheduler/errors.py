@@ -170,6 +170,11 @@ class LedgerLockedError(LedgerError):
     """Another daemon is running on this ledger."""
 
 
+class LeaseLostError(LedgerError):
+    """This daemon's lease on the ledger ran out (it lost the database for longer than the
+    lease): it claims nothing until the lease is renewed."""
+
+
 class PublishError(PostschedulerError):
     def __init__(self, message: str) -> None:
         self.message = message

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from postscheduler.errors import LeaseLostError
 from postscheduler.ledger import (
     DeliveryKey,
     DeliveryState,
@@ -196,6 +197,7 @@ def test_migrations_are_named_and_a_newer_ledger_is_refused(tmp_path: Path) -> N
         "0003_progress",
         "0004_pauses",
         "0005_alerts",
+        "0006_daemons",
     ]
     ledger.close()
     db = sqlite3.connect(path)
@@ -340,21 +342,103 @@ def test_a_pause_holds_its_scope_until_its_time_or_a_resume(ledger: Ledger) -> N
     assert ledger.pauses(later(5)) == []
 
 
-def test_a_second_daemon_on_a_postgresql_ledger_is_refused(postgres: Any) -> None:
+LEASE = dt.timedelta(seconds=30)
+
+
+def test_a_claim_carries_its_daemon_and_needs_a_live_lease(ledger: Ledger) -> None:
+    ledger.register("d1", "host-a", 101, LEASE, T0)
+    ledger.plan(KEY, T0, "h", T0)
+    claimed = ledger.claim(KEY, "id-1", T0)
+    assert claimed is not None and claimed.owner == "d1"
+    (alive,) = ledger.daemons(T0)
+    assert (alive.id, alive.host, alive.pid, alive.in_flight) == ("d1", "host-a", 101, 1)
+    published = ledger.record_published(KEY, "r1", "https://x.test/1", later(0.1))
+    assert published.owner is None  # out of flight
+    other = DeliveryKey("other", "outbox")
+    ledger.plan(other, T0, "h", T0)
+    with pytest.raises(LeaseLostError, match="lease"):  # silent for longer than the lease
+        ledger.claim(other, "id-2", T0 + LEASE)
+    assert ledger.get(other).state is DeliveryState.PLANNED  # type: ignore[union-attr]
+    assert ledger.heartbeat(T0 + LEASE) is False  # it had run out: registered anew
+    assert ledger.claim(other, "id-2", T0 + LEASE) is not None
+    assert ledger.heartbeat(T0 + LEASE + dt.timedelta(seconds=5)) is True
+    ledger.unregister(later(2))
+    assert ledger.daemons(later(2)) == []
+
+
+def test_a_restarted_daemon_finds_what_it_left_in_flight_at_once(ledger: Ledger) -> None:
+    ledger.register("d1", "host-a", 101, LEASE, T0)
+    ledger.plan(KEY, T0, "h", T0)
+    ledger.claim(KEY, "id-1", T0)
+    # kill -9, and the same checkout's daemon starts again before the old lease ran out
+    ledger.register("d1", "host-a", 202, LEASE, later(0.1))
+    (adopted,) = ledger.adopt_in_doubt(later(0.1))
+    assert (adopted.key, adopted.owner) == (KEY, "d1")
+    assert ledger.adopt_in_doubt(later(0.1)) == []  # adopted once
+
+
+def test_a_live_daemons_deliveries_are_never_adopted(postgres: Any) -> None:
     from postscheduler.ledger.postgres import PostgresLedger
 
     url = postgres.new_database()
-    first, second = PostgresLedger(url), PostgresLedger(url)
+    a, b = PostgresLedger(url), PostgresLedger(url)
     try:
-        refused = pytest.raises(LedgerLockedError, match="another postscheduler daemon")
-        with first.acquire_daemon_lock(), refused, second.acquire_daemon_lock():
-            pass
-        with second.acquire_daemon_lock():  # released with the first daemon
-            pass
-        assert first.writable() is None  # /healthz: the database takes writes
+        with a.acquire_daemon_lock(), b.acquire_daemon_lock():  # shared: no lock
+            a.register("a", "host-a", 1, LEASE, T0)
+            b.register("b", "host-b", 2, LEASE, T0)
+            a.plan(KEY, T0, "h", T0)
+            assert a.claim(KEY, "id-1", T0) is not None
+            assert b.claim(KEY, "id-1", T0) is None  # exactly one wins
+            assert b.adopt_in_doubt(later(0.2)) == []  # a is alive: not b's to touch
+            # b may not move a's delivery either (a late answer after a takeover)
+            assert b.record_unconfirmed(KEY, "?", later(0.2)).state is DeliveryState.SENDING
+            assert [d.id for d in b.daemons(later(0.2))] == ["a", "b"]
+            b.heartbeat(T0 + LEASE)
+            (adopted,) = b.adopt_in_doubt(T0 + LEASE)  # a silent for its whole lease
+            assert adopted.owner == "b"
+            assert a.adopt_in_doubt(T0 + LEASE) == []  # a came back: b has it now
+            assert a.record_progress(KEY, "container 1", T0 + LEASE).progress is None
+            resolved = b.record_unconfirmed(KEY, "asked after a's lease ran out", T0 + LEASE)
+            assert resolved.state is DeliveryState.UNCONFIRMED
     finally:
-        first.close()
-        second.close()
+        a.close()
+        b.close()
+
+
+def test_adopting_races_have_one_winner(postgres: Any) -> None:
+    """Daemons adopting the same dead daemon's deliveries at once each get a share, and no
+    delivery is adopted twice."""
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    dead = PostgresLedger(url)
+    dead.register("dead", "h", 1, LEASE, T0)
+    keys = [DeliveryKey(f"p{i}", "outbox") for i in range(40)]
+    with dead.transaction():
+        for key in keys:
+            dead.plan(key, T0, "h", T0)
+            dead.claim(key, "i", T0)
+    dead.close()
+    adopters = [PostgresLedger(url) for _ in range(4)]
+    now = T0 + LEASE
+    for i, ledger in enumerate(adopters):
+        ledger.register(f"live{i}", "h", i, LEASE, now)
+    got: list[list[DeliveryKey]] = [[] for _ in adopters]
+    start = threading.Barrier(len(adopters))
+
+    def adopt(i: int) -> None:
+        start.wait()
+        got[i] = [row.key for row in adopters[i].adopt_in_doubt(now)]
+
+    threads = [threading.Thread(target=adopt, args=(i,)) for i in range(len(adopters))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ledger in adopters:
+        ledger.close()
+    everything = [key for share in got for key in share]
+    assert sorted(everything) == sorted(keys)
 
 
 def test_run_once_and_status_on_a_postgresql_ledger(postgres: Any, tmp_path: Path) -> None:

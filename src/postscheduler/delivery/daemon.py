@@ -17,8 +17,12 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import logging
+import os
+import secrets
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,8 +54,6 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight deliveries get to finish after SIGTER
 # How often the daemon re-reads the ledger, to pick up what `publish --now`, `retry` and
 # `resolve --resend` made due while it runs.
 RESCAN_INTERVAL = 2.0
-RECOVER_FIRST_DELAY = 15.0  # then doubling: asking again about deliveries still in doubt
-RECOVER_MAX_DELAY = 600.0
 WATCH_START_TIMEOUT = 10.0
 # Where a delivery waits for someone (retry --failed, resolve): run --once reports them.
 NEEDS_A_PERSON = frozenset({DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
@@ -94,6 +96,57 @@ def _log_findings(catalog: Any) -> int:
             errors += 1
             log.error("HELD %s", finding.as_text())
     return errors
+
+
+@contextlib.contextmanager
+def _daemon_id(settings: Settings) -> Iterator[str]:
+    """This checkout's daemon id, kept in its state folder so that a daemon restarted after
+    a crash has the same one, and what it left in flight is in doubt at once (not when its
+    old lease runs out). The file is locked while in use: a second process on the same
+    checkout (a ``run --once`` beside the daemon) gets an id of its own."""
+    host = socket.gethostname()
+    fresh = f"{host}-{secrets.token_hex(4)}"
+    if settings.config.ledger == ":memory:":
+        yield fresh
+        return
+    path = settings.state_dir / "daemon.id"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield fresh
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield fresh
+            return
+        known = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if not known:
+            os.pwrite(fd, fresh.encode(), 0)
+        yield known or fresh
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def registered(
+    settings: Settings, ledger: Ledger, clock: Callable[[], dt.datetime]
+) -> Iterator[str]:
+    """Hold the ledger for this process: the one-daemon lock (SQLite), and a registration
+    with a lease (every ledger: on a shared one, it is what keeps others off this daemon's
+    deliveries in flight). Yields the daemon's id."""
+    with ledger.acquire_daemon_lock(), _daemon_id(settings) as daemon_id:
+        lease = settings.config.publishing.lease
+        ledger.register(daemon_id, socket.gethostname(), os.getpid(), lease, clock())
+        try:
+            yield daemon_id
+        finally:
+            try:
+                ledger.unregister(clock())
+            except LedgerError as exc:  # the database gone: the lease runs out by itself
+                log.warning("could not unregister from the ledger: %s", exc)
 
 
 def sync_posts_repo(settings: Settings, alerter: Alerter | None) -> None:
@@ -140,7 +193,7 @@ async def run_once(
     """Recover, send what is due now, and return: for cron, CI, or a manual catch-up."""
     redactor = redactor or Redactor.for_settings(settings)
     ledger = open_ledger(settings.config.ledger, settings.base_dir)
-    with ledger, ledger.acquire_daemon_lock():
+    with ledger, registered(settings, ledger, clock):
         alerter = Alerter(settings, ledger, clock=clock, redact=redactor)
         alerter.begin()
         _log_missing_secrets(settings, alerter)
@@ -431,21 +484,44 @@ class Daemon:
         if times:
             self._schedule(job_id, min(times))
 
-    async def _recover_later(self, in_doubt: int) -> None:
-        """Ask again, backing off, about deliveries whose platform could not be asked at
-        start-up, until none is left in doubt."""
-        delay = RECOVER_FIRST_DELAY
-        while in_doubt and not self._stop.is_set():
+    async def _keep_lease(self) -> None:
+        """Renew this daemon's lease a quarter of it apart, and resolve what is in doubt:
+        another daemon's deliveries once its lease has run out, and this one's whose platform
+        could not be asked before. Losing the database stops the claims (they need the
+        lease) and is said once; its return is said too, and publishing goes on by itself."""
+        assert self.engine is not None and self.ledger is not None
+        every = self.settings.config.publishing.lease.total_seconds() / 4
+        lost: str | None = None
+        while not self._stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                await asyncio.wait_for(self._stop.wait(), every)
             if self._stop.is_set():
                 return
-            assert self.engine is not None
-            found = await self._survive("asking about deliveries in doubt", self.engine.recover())
-            left = in_doubt if found is None else found
-            if left < in_doubt:
+            try:
+                kept = await self.engine.db(self.ledger.heartbeat, self.clock())
+            except LedgerError as exc:
+                if lost is None:
+                    lost = str(exc)
+                    log.error(
+                        "LEDGER UNREACHABLE: %s; nothing new is claimed until it is back "
+                        "(what is in flight is recorded when it returns)",
+                        exc,
+                    )
+                continue
+            if lost is not None or not kept:
+                log.warning(
+                    "ledger reachable again%s: publishing goes on",
+                    "" if kept else " after the lease ran out (registered anew)",
+                )
+                lost = None
+                self._schedule_all()
+            before = self.engine.recovered[:]
+            await self._survive("resolving deliveries in doubt", self.engine.recover())
+            found = [r for r in self.engine.recovered if r not in before]
+            if found:
+                assert self.alerter is not None
+                self.alerter.notify(alert_messages.recovery_alert(self.clock(), found))
                 self._schedule_all()  # resolved ones may let later thread parts go
-            in_doubt, delay = left, min(delay * 2, RECOVER_MAX_DELAY)
 
     async def _rescan(self) -> None:
         """Schedule what changed in the ledger behind the daemon's back (publish --now...).
@@ -635,7 +711,11 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         self.ledger = open_ledger(self.settings.config.ledger, self.settings.base_dir)
-        with self.ledger, self.ledger.acquire_daemon_lock(), self._serving_metrics():
+        with (
+            self.ledger,
+            registered(self.settings, self.ledger, self.clock),
+            self._serving_metrics(),
+        ):
             self.alerter = Alerter(
                 self.settings,
                 self.ledger,
@@ -666,16 +746,16 @@ class Daemon:
                 # A reload that fails keeps what the ledger already has planned.
                 await self._survive("loading the posts", self.reload(recover_first=True))
                 self.engine.prepare()
-                in_doubt = await self.engine.recover()
+                await self.engine.recover()
                 if self.engine.recovered:
                     self.alerter.notify(
                         alert_messages.recovery_alert(self.clock(), self.engine.recovered)
                     )
                 self._schedule_all()
-                log.info("daemon started: watching %s", posts_dir)
+                log.info("daemon started as %s: watching %s", self.ledger.owner, posts_dir)
                 rescan = asyncio.create_task(self._rescan())
                 follow = asyncio.create_task(self._follow_repo())
-                again = asyncio.create_task(self._recover_later(in_doubt))
+                again = asyncio.create_task(self._keep_lease())
                 await self._stop.wait()
                 await rescan
                 await again

@@ -64,6 +64,16 @@ LEDGER_RETRY_FIRST = 1.0  # seconds, doubling: writing an answer the ledger refu
 LEDGER_RETRY_MAX = 60.0
 # How often a delivery held by a pause looks again: a resume takes effect within this.
 PAUSE_POLL = dt.timedelta(seconds=1)
+# When a claim could not be made (the database gone, the lease run out): try again after.
+CLAIM_RETRY = dt.timedelta(seconds=5)
+DOUBT_FIRST_DELAY = 15.0  # seconds, doubling: asking a platform again about one in doubt
+DOUBT_MAX_DELAY = 600.0
+
+
+class TakenOverError(Exception):
+    """Another daemon took over a delivery this one had in flight (its lease ran out while it
+    had no database): this one must take no further step for it."""
+
 
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
@@ -129,6 +139,13 @@ class Engine:
         self._blackout_seen: set[tuple[DeliveryKey, dt.datetime]] = set()
         # When each account's recent posts went out (first parts), for the burst guard.
         self._recent: dict[str, collections.deque[dt.datetime]] = {}
+        # Claimed (or being claimed) by this engine and not yet out of flight: a ``sending``
+        # row of this daemon's that is not here was orphaned (the claim's commit was lost
+        # with the database connection) and is recovered like a crash's.
+        self._in_flight: set[DeliveryKey] = set()
+        self._recovering = asyncio.Lock()
+        # Deliveries whose platform could not be asked: when to ask next, and the delay then.
+        self._ask_again: dict[DeliveryKey, tuple[dt.datetime, float]] = {}
 
     # --- posts and publishers ---------------------------------------------------------------
 
@@ -187,7 +204,7 @@ class Engine:
     def _post(self, post_id: str) -> SourcedPost | None:
         return self._posts.get(post_id)
 
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a ledger call on the ledger's own thread (with group commit): a commit waits
         for the disk while the event loop goes on sending other accounts' requests."""
         if self._worker is None:
@@ -202,7 +219,7 @@ class Engine:
         delay = LEDGER_RETRY_FIRST
         while True:
             try:
-                row = await self._db(fn, *args)
+                row = await self.db(fn, *args)
             except LedgerError as exc:
                 log.error(
                     "cannot write to the ledger (%s); trying again in %g s: free the disk, or "
@@ -266,20 +283,43 @@ class Engine:
 
     def _checkpoint(self, key: DeliveryKey) -> Callable[[str], Awaitable[None]]:
         async def checkpoint(progress: str) -> None:
-            await self._record(self.ledger.record_progress, key, progress, self.clock())
+            row = await self._record(self.ledger.record_progress, key, progress, self.clock())
+            if self.ledger.owner is not None and row.owner != self.ledger.owner:
+                raise TakenOverError(f"{key} was taken over by daemon {row.owner or '-'}")
 
         return checkpoint
 
     # --- recovery ---------------------------------------------------------------------------
 
+    def _in_doubt(self, now: dt.datetime) -> list[Delivery]:
+        """What to resolve now: deliveries whose daemon is gone (adopted by this one), and
+        this daemon's own ``sending`` rows it has no attempt for (an orphaned claim, or one
+        whose platform could not be asked before), unless it is not yet time to ask again."""
+        rows = {row.key: row for row in self.ledger.adopt_in_doubt(now)}
+        owner = self.ledger.owner
+        if owner is not None:
+            for row in self.ledger.deliveries(states=[DeliveryState.SENDING]):
+                if row.owner == owner and row.key not in self._in_flight:
+                    rows.setdefault(row.key, row)
+        return [
+            row
+            for row in sorted(rows.values(), key=lambda r: (r.due_at, r.key))
+            if row.key not in self._ask_again or self._ask_again[row.key][0] <= now
+        ]
+
     async def recover(self) -> int:
-        """Resolve the deliveries a crash left ``sending``.
+        """Resolve the deliveries a crash (of this daemon, or of another on a shared ledger)
+        left ``sending``.
 
         Returns how many are still in doubt because their platform could not be asked just
-        now (a network not up yet after a reboot): they stay ``sending``, for a later call.
+        now (a network not up yet after a reboot): they stay ``sending``, asked again later.
         """
-        pending = 0
-        for row in await self._db(self.ledger.in_doubt):
+        async with self._recovering:
+            await self._recover()
+        return len(self._ask_again)
+
+    async def _recover(self) -> None:
+        for row in await self.db(self._in_doubt, self.clock()):
             key = row.key
             sp = self._post(key.post_id)
             outcome: Published | Resolution = Resolution.UNKNOWN
@@ -295,13 +335,19 @@ class Engine:
                         outcome = await publisher.resolve_in_doubt(job)
                     except TransientError as exc:
                         log.warning("%s is in doubt; will ask again: %s", key, exc.message)
-                        pending += 1
+                        delay = self._ask_again.get(key, (self.clock(), DOUBT_FIRST_DELAY / 2))[1]
+                        delay = min(delay * 2, DOUBT_MAX_DELAY)
+                        self._ask_again[key] = (
+                            self.clock() + dt.timedelta(seconds=delay),
+                            delay,
+                        )
                         continue
                     except PublishError as exc:
                         log.warning("could not resolve %s after a restart: %s", key, exc.message)
+            self._ask_again.pop(key, None)
             now = self.clock()
             if isinstance(outcome, Published):
-                await self._db(
+                await self.db(
                     self.ledger.record_published,
                     key,
                     outcome.remote_id,
@@ -314,7 +360,7 @@ class Engine:
                     (key, f"it was published: {outcome.url or outcome.remote_id}")
                 )
             elif outcome is Resolution.NOT_SENT:
-                await self._db(
+                await self.db(
                     self.ledger.record_retry, key, now, "in flight at a restart; safe to send", now
                 )
                 log.info("recovered %s: not sent before the restart; sending again", key)
@@ -329,12 +375,11 @@ class Engine:
                 )
                 log.error("UNCONFIRMED %s: may or may not have been published", key)
                 self.recovered.append((key, "unknown: unconfirmed, check the account"))
-        return pending
 
     async def _published_before(self, key: DeliveryKey) -> list[Published]:
         out = []
         for part in range(key.part):
-            row = await self._db(self.ledger.get, DeliveryKey(key.post_id, key.account, part))
+            row = await self.db(self.ledger.get, DeliveryKey(key.post_id, key.account, part))
             if row is None or row.state is not DeliveryState.PUBLISHED:
                 break
             out.append(Published(row.remote_id, row.remote_url))
@@ -378,7 +423,7 @@ class Engine:
         previous: list[Published] = []
         for part in rendering.parts:
             key = DeliveryKey(post.id, account, part.index)
-            row = await self._db(self.ledger.get, key)
+            row = await self.db(self.ledger.get, key)
             if row is None:
                 return None
             if row.state is DeliveryState.PUBLISHED:
@@ -409,7 +454,7 @@ class Engine:
             try:
                 publisher = self.publisher(account)
             except PublishError as exc:  # no publisher for this platform in this version
-                if await self._db(self.ledger.claim, key, delivery_identity(key), self.clock()):
+                if await self.db(self.ledger.claim, key, delivery_identity(key), self.clock()):
                     await self._record(self.ledger.record_failed, key, exc.message, self.clock())
                     log.error("FAILED %s: %s", key, exc.message)
                 return None
@@ -418,12 +463,22 @@ class Engine:
             held = await self._held_by_pause(key)
             if held is not None:
                 return held
-            claimed = await self._db(
-                self.ledger.claim, key, publisher.identity(key, self.clock()), self.clock()
-            )
-            if claimed is None:
-                return None
-            result = await self._attempt(publisher, rendering, part, claimed, previous)
+            self._in_flight.add(key)
+            try:
+                try:
+                    claimed = await self.db(
+                        self.ledger.claim, key, publisher.identity(key, self.clock()), self.clock()
+                    )
+                except LedgerError as exc:
+                    # Nothing was sent. If the claim did commit before the connection went,
+                    # the row is this daemon's and orphaned: recovery finds it.
+                    log.warning("could not claim %s, trying again soon: %s", key, exc)
+                    return self.clock() + CLAIM_RETRY
+                if claimed is None:
+                    return None
+                result = await self._attempt(publisher, rendering, part, claimed, previous)
+            finally:
+                self._in_flight.discard(key)
             if not isinstance(result, Published):
                 return result
             previous.append(result)
@@ -433,7 +488,7 @@ class Engine:
         """When to look again if a pause holds ``key``'s account (read from the ledger just
         before the claim, so nothing is claimed once a pause is recorded), else None."""
         now = self.clock()
-        pause = await self._db(self.ledger.paused, key.account, now)
+        pause = await self.db(self.ledger.paused, key.account, now)
         if pause is None:
             self._paused_seen.discard(key)
             return None
@@ -487,7 +542,7 @@ class Engine:
         recent = self._recent.get(key.account)
         if recent is None:  # what went out before this process started counts too
             account = key.account
-            rows = await self._db(lambda: self.ledger.deliveries(account=account))
+            rows = await self.db(lambda: self.ledger.deliveries(account=account))
             recent = collections.deque(
                 sorted(
                     r.updated_at
@@ -611,6 +666,9 @@ class Engine:
         try:
             job = self._job(rendering, part, row, row.identity or "", previous)
             published = await publisher.publish(job)
+        except TakenOverError as exc:
+            log.warning("stopped sending %s: %s", key, exc)
+            return None
         except TransientError as exc:
             return await self._retry_or_fail(
                 key, attempt, self.redact(exc.message), exc.retry_after
@@ -631,9 +689,20 @@ class Engine:
                 return None
             return await self._unknown(publisher, job, attempt, message)
         now = self.clock()
-        await self._record(
+        done = await self._record(
             self.ledger.record_published, key, published.remote_id, published.url, now
         )
+        if done.state is not DeliveryState.PUBLISHED:
+            # Another daemon took it over while this one had no database, and decided
+            # otherwise: its word stands; this one goes no further with the thread.
+            log.error(
+                "%s was published (%s), but the ledger says %s (taken over by another "
+                "daemon): check the account for a duplicate",
+                key,
+                published.url or published.remote_id,
+                done.state.value,
+            )
+            return None
         self._sent(key, now)
         log.info("published %s attempt %d: %s", key, attempt, published.url or published.remote_id)
         return published
@@ -678,7 +747,7 @@ class Engine:
             )
         # Before a person is asked, the platform may be: the post among the account's recent
         # ones (Facebook, LinkedIn), a container that says it was published (Instagram).
-        row = await self._db(self.ledger.get, key)
+        row = await self.db(self.ledger.get, key)
         if row is not None:  # with what the attempt recorded on its way (the container)
             job = dataclasses.replace(job, progress=row.progress)
         try:

@@ -71,6 +71,8 @@ class Delivery:
     updated_at: dt.datetime | None = None
     # What a multi-step publish did so far (a container id), in the publisher's own words.
     progress: str | None = None
+    # The daemon whose claim put it in flight (``sending``), while it is.
+    owner: str | None = None
 
     @property
     def next_attempt_at(self) -> dt.datetime:
@@ -104,6 +106,19 @@ class Pause:
 
     def covers(self, account: str, now: dt.datetime) -> bool:
         return self.account in (None, account) and (self.until is None or now < self.until)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DaemonInfo:
+    """A daemon registered on the ledger: alive while ``lease_until`` is ahead."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    lease_until: dt.datetime
+    in_flight: int = 0  # its deliveries ``sending`` now
 
 
 class AlertState(enum.StrEnum):
@@ -304,7 +319,41 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     def acquire_daemon_lock(self) -> AbstractContextManager[None]:
-        """Hold this ledger for one daemon; raise LedgerLockedError if another has it."""
+        """Hold this ledger for one daemon; raise LedgerLockedError if another has it (a
+        ledger several daemons share lets every one through: they register instead)."""
+
+    # --- daemons: who is alive, and whose deliveries are in flight ------------------------
+
+    # Whether several daemons may work on this ledger at once.
+    shared: bool = False
+    # The daemon this process registered as (claims carry it); None when not registered.
+    owner: str | None = None
+
+    @abc.abstractmethod
+    def register(
+        self, daemon_id: str, host: str, pid: int, lease: dt.timedelta, now: dt.datetime
+    ) -> None:
+        """Register this process as daemon ``daemon_id``, alive until ``now + lease`` unless
+        renewed. What an earlier process with this id left in flight is in doubt from now."""
+
+    @abc.abstractmethod
+    def heartbeat(self, now: dt.datetime) -> bool:
+        """Renew the lease; False when it had run out before (another daemon may have taken
+        over deliveries in flight meanwhile), in which case it is registered anew."""
+
+    @abc.abstractmethod
+    def unregister(self, now: dt.datetime) -> None:
+        """End the registration: what is still in flight is in doubt at once."""
+
+    @abc.abstractmethod
+    def daemons(self, now: dt.datetime) -> list[DaemonInfo]:
+        """The daemons alive at ``now``, with what each has in flight."""
+
+    @abc.abstractmethod
+    def adopt_in_doubt(self, now: dt.datetime) -> list[Delivery]:
+        """Take over the deliveries in doubt: ``sending`` rows whose daemon is gone (its
+        lease ran out, or it never registered). Each is adopted by exactly one daemon, so
+        only one asks its platform about it; a live daemon's are never touched."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

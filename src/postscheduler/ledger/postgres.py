@@ -8,8 +8,13 @@ ledger can move between them row for row. PostgreSQL's own transactions and row 
 coordinating; the one-daemon lock is a session advisory lock, released by the server when
 the daemon's connection ends, however it ends.
 
-This is the first step of several daemons on one ledger (issue 15): one daemon per ledger
-still, as with SQLite.
+Several daemons share one PostgreSQL ledger: there is no one-daemon lock, each registers
+(``daemons``, with a lease it renews) and its claims carry its id, so a delivery in flight is
+in doubt only when its daemon's lease has run out.
+
+A lost connection is opened again by the next call (the call that saw it fail raised a
+LedgerError, which the engine retries): one connection, because the ledger makes one call at
+a time under its lock anyway, so a pool would only add waiting.
 """
 
 from __future__ import annotations
@@ -22,12 +27,9 @@ from typing import Any
 
 import psycopg
 
-from ..errors import LedgerError, LedgerLockedError
+from ..errors import LedgerError
 from ..urls import without_password
 from .sqlite import MIGRATIONS, SqliteLedger, _as_ledger_errors
-
-# The key of the one-daemon advisory lock (any constant of our own).
-DAEMON_LOCK = 0x706F_7374_7363_6864  # "postschd"
 
 
 def _pg_ddl(sql: str) -> str:
@@ -65,7 +67,7 @@ class _Row(tuple[Any, ...]):
 class _Cursor:
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
-        description = cursor.description or []
+        description = (cursor.description if cursor is not None else None) or []
         self._names = {column.name: i for i, column in enumerate(description)}
 
     @property
@@ -74,7 +76,7 @@ class _Cursor:
 
     @property
     def rowcount(self) -> int:
-        return int(self._cursor.rowcount)
+        return int(self._cursor.rowcount) if self._cursor is not None else 0
 
     def fetchone(self) -> _Row | None:
         row = self._cursor.fetchone() if self._names else None
@@ -90,14 +92,28 @@ class _Cursor:
 
 
 class _Connection:
-    def __init__(self, connection: Any) -> None:
-        self._connection = connection
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connection = self._connect()
+
+    def _connect(self) -> Any:
+        # autocommit: every transaction is opened by _write (BEGIN … COMMIT), as on SQLite.
+        return psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+
+    def _live(self) -> Any:
+        if self._connection.closed or self._connection.broken:
+            # The server restarted or the network dropped: whatever transaction was open
+            # is gone with the old connection (rolled back, or committed before it went).
+            self._connection = self._connect()
+        return self._connection
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> _Cursor:
-        return _Cursor(self._connection.execute(_pg(sql), tuple(args)))
+        if self._connection.broken and sql == "ROLLBACK":
+            return _Cursor(None)  # nothing to roll back on a connection that is gone
+        return _Cursor(self._live().execute(_pg(sql), tuple(args)))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self._connection.cursor() as cursor:
+        with self._live().cursor() as cursor:
             cursor.executemany(_pg(sql), [tuple(r) for r in rows])
 
     def close(self) -> None:
@@ -107,6 +123,7 @@ class _Connection:
 @_as_ledger_errors
 class PostgresLedger(SqliteLedger):
     MIGRATIONS = PG_MIGRATIONS
+    shared = True
     DRIVER_ERRORS = (psycopg.Error, OSError)
 
     def __init__(self, url: str) -> None:
@@ -115,9 +132,7 @@ class PostgresLedger(SqliteLedger):
         self._depth = 0
         self._file_id = None  # nothing on disk to be replaced
         try:
-            # autocommit: every transaction is opened by _write (BEGIN … COMMIT), as on SQLite.
-            connection = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            self._db = _Connection(connection)  # type: ignore[assignment]
+            self._db = _Connection(url)  # type: ignore[assignment]
             self._migrate()
         except psycopg.Error as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
@@ -134,15 +149,4 @@ class PostgresLedger(SqliteLedger):
 
     @contextlib.contextmanager
     def acquire_daemon_lock(self) -> Iterator[None]:
-        with self._lock:
-            row = self._db.execute("SELECT pg_try_advisory_lock(?)", (DAEMON_LOCK,)).fetchone()
-        if row is None or not row[0]:
-            raise LedgerLockedError(
-                f"another postscheduler daemon is running on {self.path}: stop it first, "
-                "or give this one its own database"
-            )
-        try:
-            yield
-        finally:
-            with self._lock, contextlib.suppress(*self.DRIVER_ERRORS):
-                self._db.execute("SELECT pg_advisory_unlock(?)", (DAEMON_LOCK,))
+        yield  # several daemons share this ledger: each registers instead

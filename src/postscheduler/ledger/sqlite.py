@@ -14,12 +14,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import LedgerError, LedgerLockedError
+from ..errors import LeaseLostError, LedgerError, LedgerLockedError
 from .base import (
     CLAIMABLE_STATES,
     Alert,
     AlertSend,
     AlertState,
+    DaemonInfo,
     Delivery,
     DeliveryKey,
     DeliveryState,
@@ -129,6 +130,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Several daemons on one (PostgreSQL) ledger: each registers with a lease it renews;
+        # a claim names its daemon, so a delivery in flight is in doubt only once that
+        # daemon's lease has run out.
+        "0006_daemons",
+        """
+        CREATE TABLE daemons (
+            id           TEXT    PRIMARY KEY,
+            host         TEXT    NOT NULL,
+            pid          INTEGER NOT NULL,
+            started_at   TEXT    NOT NULL,
+            heartbeat_at TEXT    NOT NULL,
+            lease_until  TEXT    NOT NULL,
+            lease_ms     INTEGER NOT NULL
+        );
+        ALTER TABLE deliveries ADD COLUMN owner TEXT;
+        """,
+    ),
 ]
 
 MIN_FREE_BYTES = 10_000_000  # below this, /healthz says the ledger's disk is full
@@ -150,7 +169,7 @@ REVIVING_SKIPS = frozenset({"deleted", "draft"})
 _COLUMNS = (
     "post_id, account, part, state, due_at, scheduled_at, content_hash, attempts, identity, "
     "retry_at, "
-    "remote_id, remote_url, reason, updated_at, progress"
+    "remote_id, remote_url, reason, updated_at, progress, owner"
 )
 
 
@@ -185,6 +204,7 @@ def _row(row: sqlite3.Row) -> Delivery:
         reason=row["reason"],
         updated_at=_from_ts(row["updated_at"]),
         progress=row["progress"],
+        owner=row["owner"],
     )
 
 
@@ -232,6 +252,8 @@ class SqliteLedger(Ledger):
     # What the database driver raises: each becomes a LedgerError with its words.
     DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
     MIGRATIONS = MIGRATIONS
+    # Who registered (host, pid, lease), to register again if the row was lost.
+    _registration: tuple[str, int, dt.timedelta] = ("", 0, dt.timedelta(seconds=30))
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -381,9 +403,10 @@ class SqliteLedger(Ledger):
             current = self._select(db, key)
             if current is None:
                 raise LedgerError(f"no delivery {key} in the ledger")
-            if current.state.value not in allowed:
+            if current.state.value not in allowed or not self._ours(current):
                 return current  # not ours to change: the caller reads the state it got
-            sets = ", ".join(f"{c}=?" for c in ("state", "updated_at", *columns))
+            # Out of flight: it belongs to no daemon any more.
+            sets = ", ".join(f"{c}=?" for c in ("state", "updated_at", *columns)) + ", owner=NULL"
             db.execute(
                 f"UPDATE deliveries SET {sets} WHERE post_id=? AND account=? AND part=?",
                 (to.value, _ts(now), *columns.values(), key.post_id, key.account, key.part),
@@ -392,6 +415,15 @@ class SqliteLedger(Ledger):
             updated = self._select(db, key)
         assert updated is not None
         return updated
+
+    def _ours(self, row: Delivery) -> bool:
+        """Whether this process may move ``row`` on: not while another live daemon has it
+        in flight (a delivery this one lost to a takeover while it had no database)."""
+        return (
+            row.state is not DeliveryState.SENDING
+            or self.owner is None
+            or row.owner in (None, self.owner)
+        )
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -404,7 +436,7 @@ class SqliteLedger(Ledger):
             if current is None:
                 db.execute(
                     f"INSERT INTO deliveries ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?, NULL)",
+                    "(?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?, NULL, NULL)",
                     (
                         *where,
                         DeliveryState.PLANNED.value,
@@ -462,14 +494,20 @@ class SqliteLedger(Ledger):
         claimable = tuple(s.value for s in CLAIMABLE_STATES)
         marks = ",".join("?" * len(claimable))
         with self._write() as db:
+            if self.owner is not None and not self._alive(db, self.owner, now):
+                raise LeaseLostError(
+                    f"this daemon's lease on the ledger {self.path} ran out: it claims "
+                    "nothing until the lease is renewed"
+                )
             cursor = db.execute(
                 "UPDATE deliveries SET state=?, attempts=attempts+1, "
-                "identity=COALESCE(identity, ?), retry_at=NULL, updated_at=? "
+                "identity=COALESCE(identity, ?), retry_at=NULL, updated_at=?, owner=? "
                 f"WHERE post_id=? AND account=? AND part=? AND state IN ({marks})",
                 (
                     DeliveryState.SENDING.value,
                     identity,
                     _ts(now),
+                    self.owner,
                     key.post_id,
                     key.account,
                     key.part,
@@ -567,10 +605,12 @@ class SqliteLedger(Ledger):
         )
 
     def record_progress(self, key: DeliveryKey, progress: str, now: dt.datetime) -> Delivery:
+        # Only its own attempt's: not one another daemon has taken over.
+        mine = "" if self.owner is None else " AND (owner IS NULL OR owner=?)"
         with self._write() as db:
             db.execute(
                 "UPDATE deliveries SET progress=?, updated_at=? "
-                "WHERE post_id=? AND account=? AND part=? AND state=?",
+                f"WHERE post_id=? AND account=? AND part=? AND state=?{mine}",
                 (
                     progress,
                     _ts(now),
@@ -578,12 +618,114 @@ class SqliteLedger(Ledger):
                     key.account,
                     key.part,
                     DeliveryState.SENDING.value,
+                    *(() if self.owner is None else (self.owner,)),
                 ),
             )
             current = self._select(db, key)
         if current is None:
             raise LedgerError(f"no delivery {key} in the ledger")
         return current
+
+    # --- daemons --------------------------------------------------------------------------
+
+    def _alive(self, db: Any, daemon_id: str, now: dt.datetime) -> bool:
+        row = db.execute(
+            "SELECT 1 FROM daemons WHERE id=? AND lease_until>?", (daemon_id, _ts(now))
+        ).fetchone()
+        return row is not None
+
+    def register(
+        self, daemon_id: str, host: str, pid: int, lease: dt.timedelta, now: dt.datetime
+    ) -> None:
+        with self._write() as db:
+            if not self.shared:
+                # One daemon at a time (the daemon lock): any other registered is dead.
+                db.execute("DELETE FROM daemons WHERE id<>?", (daemon_id,))
+            self._upsert_daemon(db, daemon_id, host, pid, lease, now)
+            # A process gone with this id left these in flight: in doubt now, not in 30 s.
+            db.execute(
+                "UPDATE deliveries SET owner=NULL WHERE state=? AND owner=?",
+                (DeliveryState.SENDING.value, daemon_id),
+            )
+        self.owner = daemon_id
+        self._registration = (host, pid, lease)
+
+    def _upsert_daemon(
+        self, db: Any, daemon_id: str, host: str, pid: int, lease: dt.timedelta, now: dt.datetime
+    ) -> None:
+        db.execute(
+            "INSERT INTO daemons (id, host, pid, started_at, heartbeat_at, lease_until, "
+            "lease_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "host=excluded.host, pid=excluded.pid, started_at=excluded.started_at, "
+            "heartbeat_at=excluded.heartbeat_at, lease_until=excluded.lease_until, "
+            "lease_ms=excluded.lease_ms",
+            (
+                daemon_id,
+                host,
+                pid,
+                _ts(now),
+                _ts(now),
+                _ts(now + lease),
+                int(lease.total_seconds() * 1000),
+            ),
+        )
+
+    def heartbeat(self, now: dt.datetime) -> bool:
+        if self.owner is None:
+            return True
+        host, pid, lease = self._registration
+        with self._write() as db:
+            row = db.execute("SELECT lease_until FROM daemons WHERE id=?", (self.owner,)).fetchone()
+            kept = row is not None and (_from_ts(row[0]) or now) > now
+            if row is None:
+                self._upsert_daemon(db, self.owner, host, pid, lease, now)
+            else:
+                db.execute(
+                    "UPDATE daemons SET heartbeat_at=?, lease_until=? WHERE id=?",
+                    (_ts(now), _ts(now + lease), self.owner),
+                )
+            # Daemons gone for a day are forgotten (their deliveries were taken over).
+            db.execute(
+                "DELETE FROM daemons WHERE lease_until<?", (_ts(now - dt.timedelta(days=1)),)
+            )
+        return kept
+
+    def unregister(self, now: dt.datetime) -> None:
+        if self.owner is None:
+            return
+        with self._write() as db:
+            db.execute("DELETE FROM daemons WHERE id=?", (self.owner,))
+        self.owner = None
+
+    def daemons(self, now: dt.datetime) -> list[DaemonInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.id, d.host, d.pid, d.started_at, d.heartbeat_at, d.lease_until, "
+                "(SELECT COUNT(*) FROM deliveries WHERE state=? AND owner=d.id) "
+                "FROM daemons d WHERE d.lease_until>? ORDER BY d.started_at, d.id",
+                (DeliveryState.SENDING.value, _ts(now)),
+            ).fetchall()
+        out = []
+        for r in rows:
+            started, beat, until = _from_ts(r[3]), _from_ts(r[4]), _from_ts(r[5])
+            assert started is not None and beat is not None and until is not None
+            out.append(DaemonInfo(r[0], r[1], int(r[2]), started, beat, until, int(r[6])))
+        return out
+
+    def adopt_in_doubt(self, now: dt.datetime) -> list[Delivery]:
+        if self.owner is None:
+            return self.deliveries(states=[DeliveryState.SENDING])
+        with self._write() as db:
+            # One statement: under PostgreSQL's row locks, a second daemon adopting at the
+            # same moment re-reads the owner it waited for, finds it alive, and skips it.
+            rows = db.execute(
+                f"UPDATE deliveries SET owner=? WHERE state=? AND (owner IS NULL OR owner "
+                "NOT IN (SELECT id FROM daemons WHERE lease_until>?)) "
+                f"RETURNING {_COLUMNS}",
+                (self.owner, DeliveryState.SENDING.value, _ts(now)),
+            ).fetchall()
+            adopted = [_row(r) for r in rows]
+        return sorted(adopted, key=lambda d: (d.due_at, d.key))
 
     def pause(
         self, account: str | None, until: dt.datetime | None, reason: str | None, now: dt.datetime
