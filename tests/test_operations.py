@@ -155,3 +155,37 @@ def test_status_without_a_ledger_creates_nothing(project: Project) -> None:
         result = cli(project, command)
         assert result.exit_code == 2 and "no ledger at" in result.stderr
     assert not (project.root / "ledger.db").exists()
+
+
+def test_status_lists_the_daemons_alive_and_what_each_has_in_flight(project: Project) -> None:
+    with ledger(project) as db:
+        key = DeliveryKey("future", "outbox")
+        db.plan(key, POST_AT, "h", NOW)
+    assert "no daemon running" in cli(project, "status").stdout
+    with ledger(project) as db:
+        db.register("box-1a2b", "box", 4242, dt.timedelta(minutes=5), dt.datetime.now(dt.UTC))
+        db.claim(key, "id", dt.datetime.now(dt.UTC))
+        out = cli(project, "status").stdout
+        assert "daemon box-1a2b on box (pid 4242): last heartbeat " in out
+        assert "1 in flight" in out and "no daemon running" not in out
+
+
+def test_publish_now_beside_daemons_on_a_shared_ledger_leaves_the_sending_to_them(
+    make_project: Callable[[str], Project], postgres: object
+) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()  # type: ignore[attr-defined]
+    project = make_project(CONFIG.replace("ledger: ledger.db", f"ledger: {url}"))
+    project.write("future.yaml", "id: future\nat: 2099-01-01 09:00\ntext: Far ahead.\n")
+    with PostgresLedger(url) as db:
+        db.register("other-host-1", "other", 7, dt.timedelta(minutes=5), dt.datetime.now(dt.UTC))
+        result = cli(project, "publish", "future", "--now")
+        assert result.exit_code == 0, result.output
+        assert not (project.root / "outbox").exists()  # the live daemon sends it
+        (row,) = db.deliveries(post_id="future")
+        assert row.state is DeliveryState.PLANNED and row.due_at <= dt.datetime.now(dt.UTC)
+        db.unregister(dt.datetime.now(dt.UTC))
+    result = cli(project, "publish", "future", "--now")  # no daemon alive: sent from here
+    assert result.exit_code == 0, result.output
+    assert "future → outbox: published" in result.stdout

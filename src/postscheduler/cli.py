@@ -656,6 +656,13 @@ def status(config: ConfigOption = None) -> None:
         until = f"until {_fmt_when(p.until.astimezone(zone))}" if p.until else "until resumed"
         why = f": {_shown(p.reason)}" if p.reason else ""
         typer.echo(f"PAUSED: {p.account or 'all accounts'} {until}{why}")
+    for d in report.daemons:
+        typer.echo(
+            f"daemon {d.id} on {d.host} (pid {d.pid}): last heartbeat "
+            f"{_fmt_when(d.heartbeat_at.astimezone(zone))}, {d.in_flight} in flight"
+        )
+    if not report.daemons:
+        typer.echo("no daemon running: nothing is sent until `postscheduler run` starts")
     if report.next is not None:
         when = report.next.next_attempt_at
         typer.echo(f"next: {report.next.key} at {_fmt_when(when.astimezone(zone))}")

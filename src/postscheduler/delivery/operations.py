@@ -30,6 +30,7 @@ from ..redact import Redactor
 from .checks import posts_to_publish
 from .engine import Engine, utc_now
 from .plan import content_hash
+from .registration import registered
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,8 +53,10 @@ def _accounts(post_accounts: list[str], only: str | None) -> list[str]:
 
 async def _send(settings: Settings, ledger: Ledger, groups: Iterable[tuple[str, str]]) -> bool:
     """Send ``groups`` now if no daemon holds the ledger; True if a daemon will instead."""
+    if ledger.shared and ledger.daemons(utc_now()):
+        return True  # the daemons' rescan finds them due; one claim wins
     try:
-        with ledger.acquire_daemon_lock():
+        with registered(settings, ledger, utc_now):
             engine = Engine(settings, ledger, redact=Redactor.for_settings(settings))
             engine.load(posts_to_publish(settings, utc_now()))
             try:

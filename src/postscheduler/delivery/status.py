@@ -9,7 +9,16 @@ from collections.abc import Callable, Iterator
 
 from ..config import Settings
 from ..errors import Finding, PostschedulerError
-from ..ledger import Delivery, DeliveryKey, DeliveryState, Event, Ledger, Pause, open_ledger
+from ..ledger import (
+    DaemonInfo,
+    Delivery,
+    DeliveryKey,
+    DeliveryState,
+    Event,
+    Ledger,
+    Pause,
+    open_ledger,
+)
 from ..redact import Redactor
 
 
@@ -24,6 +33,7 @@ class Status:
     # be skipped as late if nobody fixes it.
     held: tuple[tuple[Delivery, Finding, dt.datetime], ...] = ()
     pauses: tuple[Pause, ...] = ()  # in force now: nothing is claimed for what they cover
+    daemons: tuple[DaemonInfo, ...] = ()  # alive now (lease not run out), oldest first
 
 
 def open_existing_ledger(settings: Settings) -> Ledger:
@@ -48,7 +58,9 @@ def delivery_status(settings: Settings) -> Status:
         counts = ledger.counts()
         upcoming = ledger.deliveries(states=[DeliveryState.PLANNED, DeliveryState.RETRY])
         problems = ledger.deliveries(states=[DeliveryState.FAILED, DeliveryState.UNCONFIRMED])
-        pauses = tuple(ledger.pauses(dt.datetime.now(dt.UTC)))
+        now = dt.datetime.now(dt.UTC)
+        pauses = tuple(ledger.pauses(now))
+        daemons = tuple(ledger.daemons(now))
     problems = _masked(settings, problems)
     stuck = {(r.key.post_id, r.key.account): r.key.part for r in problems}
     waiting = [
@@ -59,7 +71,13 @@ def delivery_status(settings: Settings) -> Status:
     held_keys = {row.key for row, _, _ in held}
     upcoming = [r for r in upcoming if r.key not in held_keys]
     return Status(
-        counts, upcoming[0] if upcoming else None, tuple(problems), tuple(waiting), held, pauses
+        counts,
+        upcoming[0] if upcoming else None,
+        tuple(problems),
+        tuple(waiting),
+        held,
+        pauses,
+        daemons,
     )
 
 
