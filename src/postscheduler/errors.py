@@ -175,6 +175,11 @@ class LeaseLostError(LedgerError):
     lease): it claims nothing until the lease is renewed."""
 
 
+class LedgerUnreachableError(LedgerError):
+    """The ledger's database server cannot be reached (down, restarting, the network): it
+    may be back soon, unlike a ledger that is wrong."""
+
+
 class PublishError(PostschedulerError):
     def __init__(self, message: str) -> None:
         self.message = message

@@ -441,6 +441,30 @@ def test_adopting_races_have_one_winner(postgres: Any) -> None:
     assert sorted(everything) == sorted(keys)
 
 
+def test_a_postgresql_restart_is_a_ledger_error_then_the_connection_comes_back(
+    postgres: Any,
+) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    ledger = PostgresLedger(postgres.new_database())
+    try:
+        key = DeliveryKey("p", "outbox")
+        ledger.plan(key, T0, "h", T0)
+        postgres.stop("immediate")
+        try:
+            # A transaction is what the daemon's group commit opens.
+            with pytest.raises(LedgerError, match="the ledger postgresql://"), ledger.transaction():
+                ledger.get(key)
+            with pytest.raises(LedgerError):
+                ledger.get(key)
+        finally:
+            postgres.start()
+        got = ledger.get(key)
+        assert got is not None and got.state is DeliveryState.PLANNED
+    finally:
+        ledger.close()
+
+
 def test_run_once_and_status_on_a_postgresql_ledger(postgres: Any, tmp_path: Path) -> None:
     url = postgres.new_database()
     (tmp_path / "posts").mkdir()

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,50 +22,20 @@ from postscheduler.ledger.sqlite import SqliteLedger
 from postscheduler.posts.rules import validate
 from postscheduler.publishers import Published, Resolution, make_publisher
 
+from .. import mastodon_server
 from ..conftest import Project
-from ..fakes import free_port
 from .test_mastodon import job
 
-TOKEN = "mock_token"  # the seeded testuser's token
+TOKEN = mastodon_server.TOKEN
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("mastodon_mock") or str(Path(sys.executable).parent / "mastodon_mock")
-    port = free_port()
-    cwd = tmp_path_factory.mktemp("mastodon-mock")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "serve",
-            "--in-memory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/instance", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("mastodon-mock did not start")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        with mastodon_server.running(tmp_path_factory.mktemp("mastodon-mock")) as base:
+            yield base
+    except mastodon_server.StartError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(autouse=True)

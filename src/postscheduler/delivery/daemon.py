@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..alerts import Alerter
 from ..alerts import messages as alert_messages
 from ..config import Settings, load_settings
-from ..errors import ConfigError, LedgerError
+from ..errors import ConfigError, LedgerError, LedgerUnreachableError
 from ..ledger import (
     CLAIMABLE_STATES,
     Delivery,
@@ -38,7 +39,7 @@ from ..ledger import (
 )
 from ..redact import Redactor
 from .checks import posts_to_publish
-from .engine import Engine, utc_now
+from .engine import CLAIM_RETRY, Engine, utc_now
 from .registration import registered
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight deliveries get to finish after SIGTER
 # How often the daemon re-reads the ledger, to pick up what `publish --now`, `retry` and
 # `resolve --resend` made due while it runs.
 RESCAN_INTERVAL = 2.0
+# How far back each rescan reads again: a row changed as the previous scan read is not missed.
+RESCAN_OVERLAP = dt.timedelta(seconds=1)
 WATCH_START_TIMEOUT = 10.0
 # Where a delivery waits for someone (retry --failed, resolve): run --once reports them.
 NEEDS_A_PERSON = frozenset({DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
@@ -283,6 +286,9 @@ class Daemon:
             return await work
         except asyncio.CancelledError:
             raise
+        except LedgerError as exc:  # its own words say it all: no traceback to read
+            log.error("%s failed; the daemon goes on without it: %s", what, exc)
+            return None
         except Exception:
             log.exception("%s failed; the daemon goes on without it", what)
             return None
@@ -412,6 +418,11 @@ class Daemon:
         self._running.add(job_id)
         try:
             again = await self.engine.deliver(post_id, account)
+        except LedgerError as exc:
+            # The database gone (said once, as LEDGER UNREACHABLE, by the lease keeper):
+            # nothing was claimed or sent without its record; try again when it may be back.
+            log.warning("%s → %s waits for the ledger: %s", post_id, account, exc)
+            again = self.clock() + CLAIM_RETRY
         except Exception:
             log.exception(
                 "delivering %s → %s failed unexpectedly; trying again in %g s",
@@ -429,6 +440,27 @@ class Daemon:
         times = [t for t in (again, rerun) if t is not None]
         if times:
             self._schedule(job_id, min(times))
+
+    async def _open_ledger(self) -> Ledger | None:
+        """The ledger, once its database answers: a daemon started while PostgreSQL is down
+        (a reboot of both) waits for it, saying so, instead of exiting. None if stopped
+        meanwhile. A ledger that is wrong (not a database, too new) raises at once."""
+        said = False
+        while True:
+            try:
+                return open_ledger(self.settings.config.ledger, self.settings.base_dir)
+            except LedgerUnreachableError as exc:
+                if not said:
+                    log.error(
+                        "LEDGER UNREACHABLE at start: %s; trying again every %g s",
+                        exc,
+                        CLAIM_RETRY.total_seconds(),
+                    )
+                    said = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), CLAIM_RETRY.total_seconds())
+            if self._stop.is_set():
+                return None
 
     async def _keep_lease(self) -> None:
         """Renew this daemon's lease a quarter of it apart, and resolve what is in doubt:
@@ -505,9 +537,18 @@ class Daemon:
                 return
             now = self.clock()
             try:
-                changed = self.ledger.deliveries(
-                    states=CLAIMABLE_STATES, changed_since=since - dt.timedelta(seconds=1)
+                # On the ledger's thread: a database that does not answer must not stall
+                # the loop (and every send on it) for its connect timeout.
+                assert self.engine is not None
+                changed = await self.engine.db(
+                    functools.partial(
+                        self.ledger.deliveries,
+                        states=CLAIMABLE_STATES,
+                        changed_since=since - RESCAN_OVERLAP,
+                    )
                 )
+            except LedgerError:
+                continue  # the database gone: the lease keeper says so, once
             except Exception:
                 log.exception("reading the ledger for new work failed; trying again")
                 continue
@@ -656,7 +697,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        self.ledger = open_ledger(self.settings.config.ledger, self.settings.base_dir)
+        ledger = await self._open_ledger()
+        if ledger is None:
+            return
+        self.ledger = ledger
         with (
             self.ledger,
             registered(self.settings, self.ledger, self.clock),

@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import LedgerError
+from ..errors import LedgerError, LedgerUnreachableError
 from ..urls import without_password
 from .sqlite import MIGRATIONS, SqliteLedger, _as_ledger_errors
 
@@ -40,6 +40,8 @@ def _pg_ddl(sql: str) -> str:
 
 
 PG_MIGRATIONS = [(name, _pg_ddl(sql)) for name, sql in MIGRATIONS]
+# The advisory lock key that serializes migrations (any fixed number; "psch" in ASCII).
+MIGRATION_LOCK = 0x70736368
 
 
 def _pg(sql: str) -> str:
@@ -134,8 +136,18 @@ class PostgresLedger(SqliteLedger):
         try:
             self._db = _Connection(url)  # type: ignore[assignment]
             self._migrate()
+        except psycopg.OperationalError as exc:
+            raise LedgerUnreachableError(f"cannot open the ledger {self.path}: {exc}") from None
         except psycopg.Error as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
+
+    def _migrate(self) -> None:
+        # Daemons started together on a new database would otherwise create the same
+        # tables at once (CREATE TABLE IF NOT EXISTS is not safe against a concurrent one):
+        # one migrates, the others wait and then find nothing left to do.
+        with self._write() as db:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            super()._migrate()
 
     def _after_load(self, db: Any, table: str) -> None:
         if table in ("events", "alerts"):  # identity columns: go on after the copied ids

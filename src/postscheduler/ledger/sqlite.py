@@ -309,8 +309,13 @@ class SqliteLedger(Ledger):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._write():
-            yield
+        # The block's own calls raise LedgerError already; what is left is the BEGIN and
+        # the COMMIT (a database gone between two batches).
+        try:
+            with self._write():
+                yield
+        except self.DRIVER_ERRORS as exc:
+            raise LedgerError(f"the ledger {self.path}: a transaction failed: {exc}") from None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
