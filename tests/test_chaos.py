@@ -137,7 +137,7 @@ class Fleet:
 def fakes() -> Iterator[tuple[FakeWebhook, FakeX, FakeTelegram]]:
     with FakeWebhook(SECRET) as site, FakeX() as x, FakeTelegram() as telegram:
         for fake in (site, x, telegram):
-            fake.latency = 0.05  # a window for a kill to land mid-request
+            fake.latency = 0.4  # a wide window for a kill to land mid-request
         yield site, x, telegram
 
 
@@ -145,13 +145,18 @@ def _text(html: str) -> str:
     return re.sub(r"<[^>]+>", "", html).strip()
 
 
-def _until_all_claimed(url: str, deadline: float) -> None:
-    """Wait (bounded) for the daemons to have tried everything once: none still planned and
-    due, so the kills have landed among the sends and not before them."""
+def _until_settled(url: str, deadline: float) -> None:
+    """Wait (bounded) for the daemons to have settled everything they can: nothing left
+    planned but thread parts behind another, nothing to retry, nothing in flight."""
+    open_states = (DeliveryState.RETRY, DeliveryState.SENDING)
     while time.monotonic() < deadline:
         with PostgresLedger(url) as db:
-            due = list(db.iter_due(dt.datetime.now(dt.UTC)))
-        if not [r for r in due if r.state is DeliveryState.PLANNED and r.key.part == 0]:
+            rows = db.deliveries()
+        if not [
+            r
+            for r in rows
+            if r.state in open_states or (r.state is DeliveryState.PLANNED and r.key.part == 0)
+        ]:
             return
         time.sleep(0.5)  # polling the ledger for the event, with a deadline
 
@@ -185,7 +190,7 @@ def test_three_daemons_killed_at_random_and_the_database_restarted(
                     postgres.stop("immediate")
                     time.sleep(4.5)  # the database gone for longer than a lease (3 s)
                     postgres.start()
-            _until_all_claimed(url, time.monotonic() + 120)
+            _until_settled(url, time.monotonic() + 120)
             fleet.stop()
         finally:
             fleet.kill_all()
@@ -203,7 +208,6 @@ def test_three_daemons_killed_at_random_and_the_database_restarted(
 
     with PostgresLedger(url) as db:
         rows = db.deliveries()
-        restarted = [e for e in db.events() if "restart" in (e.detail or "")]
     assert len(rows) == len(ACCOUNTS) * (POSTS + 2 * len(range(0, POSTS, 3)))
     assert len(rows) >= 100
     state = {row.key: row.state for row in rows}
@@ -247,4 +251,4 @@ def test_three_daemons_killed_at_random_and_the_database_restarted(
     # The run must have exercised recovery across daemons, not only clean sends.
     assert "LEDGER UNREACHABLE" in output
     assert sum(n for k, n in outcomes.items() if k.endswith("published")) > len(rows) // 2
-    assert restarted or outcomes["site unconfirmed"] + outcomes["x unconfirmed"] > 0
+    assert "recovered " in output or "UNCONFIRMED" in output, "no kill landed mid-send"

@@ -182,6 +182,53 @@ def test_retry_after_is_honoured(project: Project) -> None:
     assert state(engine, "p").state is DeliveryState.PUBLISHED and len(fake.calls) == 2
 
 
+def test_a_rate_limit_holds_the_account_not_only_its_post(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
+    project.write("q.yaml", "id: q\nat: 2027-01-14 09:00\ntext: Two.\n")
+    fake = Scripted([TransientError("429 Too Many Requests", retry_after=120)])
+    clock = Clock()
+    engine = engine_for(project, clock, outbox=fake)
+    assert run(engine.deliver("p", "outbox")) == T0 + dt.timedelta(seconds=120)
+    # q was not rate limited itself, but the account was: it waits as long, sending nothing.
+    assert run(engine.deliver("q", "outbox")) == T0 + dt.timedelta(seconds=120)
+    assert len(fake.calls) == 1 and state(engine, "q").state is DeliveryState.PLANNED
+    clock.advance(seconds=120)
+    run(engine.run_due())
+    assert len(fake.calls) == 3
+
+
+def test_min_gap_holds_across_daemons_sharing_a_ledger(
+    make_project: Callable[[str], Project], postgres: Any
+) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    project = make_project(
+        CONFIG.replace("ledger: ledger.db", f"ledger: {url}").replace(
+            "  a: {platform: outbox, path: out-a}",
+            "  a: {platform: outbox, path: out-a, min_gap: 10m}",
+        )
+    )
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: one\naccounts: [a]\n")
+    project.write("q.yaml", "id: q\nat: 2027-01-14 09:00\ntext: two\naccounts: [a]\n")
+    clock = Clock()
+    settings = project.settings()
+    engines = []
+    for n in range(2):  # two daemons, each with its own connection and memory
+        ledger = PostgresLedger(url)
+        ledger.register(f"d{n}", "h", n, dt.timedelta(minutes=30), clock())
+        engine = Engine(settings, ledger, clock=clock, publishers={"a": Scripted()})
+        engine.load(validate(settings, now=clock()))
+        engines.append(engine)
+    assert run(engines[0].deliver("p", "a")) is None  # sent
+    assert run(engines[1].deliver("q", "a")) == T0 + dt.timedelta(minutes=10)
+    clock.advance(minutes=10)
+    assert run(engines[1].deliver("q", "a")) is None
+    for engine in engines:
+        assert engine.ledger.get(DeliveryKey("q", "a")).state is DeliveryState.PUBLISHED  # type: ignore[union-attr]
+        engine.ledger.close()
+
+
 @pytest.mark.parametrize("hint", [math.inf, math.nan, 1e20, 99_999_999_999.0, -5.0])
 def test_a_wild_retry_hint_is_capped_not_obeyed(project: Project, hint: float) -> None:
     """A broken or hostile server's hint (infinite, not a number, years away) must neither

@@ -198,6 +198,7 @@ def test_migrations_are_named_and_a_newer_ledger_is_refused(tmp_path: Path) -> N
         "0004_pauses",
         "0005_alerts",
         "0006_daemons",
+        "0007_account_holds",
     ]
     ledger.close()
     db = sqlite3.connect(path)
@@ -403,6 +404,45 @@ def test_a_live_daemons_deliveries_are_never_adopted(postgres: Any) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_an_account_is_held_for_min_gap_and_by_a_rate_limit(ledger: Ledger) -> None:
+    gap = dt.timedelta(minutes=5)
+    assert ledger.reserve_account("x", dt.timedelta(0), T0) is None  # no gap: nothing held
+    assert ledger.reserve_account("x", dt.timedelta(0), T0) is None
+    assert ledger.reserve_account("x", gap, T0) is None
+    assert ledger.reserve_account("x", gap, later(1)) == (T0 + gap, "min_gap")
+    assert ledger.reserve_account("outbox", gap, later(1)) is None  # per account
+    assert ledger.reserve_account("x", gap, T0 + gap) is None  # free again, and held again
+    ledger.hold_account("x", later(60), "429 rate limited")
+    ledger.hold_account("x", later(30), "a shorter wait does not shorten it")
+    assert ledger.reserve_account("x", dt.timedelta(0), later(20)) == (
+        later(60),
+        "429 rate limited",
+    )
+    assert ledger.reserve_account("x", dt.timedelta(0), later(60)) is None
+
+
+def test_reserving_one_account_at_once_has_one_winner(postgres: Any) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    ledgers = [PostgresLedger(url) for _ in range(4)]
+    won: list[bool] = [False] * len(ledgers)
+    start = threading.Barrier(len(ledgers))
+
+    def reserve(i: int) -> None:
+        start.wait()
+        won[i] = ledgers[i].reserve_account("x", LEASE, T0) is None
+
+    threads = [threading.Thread(target=reserve, args=(i,)) for i in range(len(ledgers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ledger in ledgers:
+        ledger.close()
+    assert won.count(True) == 1
 
 
 def test_adopting_races_have_one_winner(postgres: Any) -> None:

@@ -461,6 +461,8 @@ class Engine:
             # Again just before the claim: a pause recorded while min_gap was being waited
             # out must hold this delivery too.
             held = await self._held_by_pause(key)
+            if held is None:
+                held = await self._held_by_account(account)
             if held is not None:
                 return held
             self._in_flight.add(key)
@@ -616,9 +618,24 @@ class Engine:
         )
         return True
 
-    async def _wait_for_gap(self, account: str) -> None:
+    def _gap(self, account: str) -> dt.timedelta:
         cfg = self.settings.config
-        gap = cfg.accounts[account].min_gap or cfg.publishing.min_gap
+        return cfg.accounts[account].min_gap or cfg.publishing.min_gap
+
+    async def _held_by_account(self, account: str) -> dt.datetime | None:
+        """When to look again if the ledger holds ``account`` (a rate limit any daemon met;
+        on a shared ledger, another daemon's send within ``min_gap``), else None; on a
+        shared ledger, a free account is then held for ``min_gap`` by this send."""
+        gap = self._gap(account) if self.ledger.shared else dt.timedelta(0)
+        held = await self.db(self.ledger.reserve_account, account, gap, self.clock())
+        if held is None:
+            return None
+        until, reason = held
+        log.info("%s waits until %s: %s", account, until.isoformat(timespec="seconds"), reason)
+        return until
+
+    async def _wait_for_gap(self, account: str) -> None:
+        gap = self._gap(account)
         last = self._last_sent.get(account)
         if last is not None and gap:
             wait = (last + gap - self.clock()).total_seconds()
@@ -728,6 +745,12 @@ class Engine:
             return None
         retry_at = now + backoff(attempt, self.settings, retry_after)
         await self._record(self.ledger.record_retry, key, retry_at, message, now)
+        if retry_after is not None:
+            # The platform said when to come back: to the account, not to this post only.
+            try:
+                await self.db(self.ledger.hold_account, key.account, retry_at, message)
+            except LedgerError as exc:
+                log.warning("could not hold %s until its rate limit resets: %s", key.account, exc)
         log.warning(
             "retry %s attempt %d: %s; next attempt at %s",
             key,

@@ -350,6 +350,19 @@ class Ledger(abc.ABC):
         """The daemons alive at ``now``, with what each has in flight."""
 
     @abc.abstractmethod
+    def reserve_account(
+        self, account: str, gap: dt.timedelta, now: dt.datetime
+    ) -> tuple[dt.datetime, str] | None:
+        """Before a claim for ``account``: None if nothing holds it now, in which case it is
+        held for ``gap`` (its ``min_gap``; zero reserves nothing), else until when it is
+        held and why. Of daemons reserving one account at once, exactly one wins."""
+
+    @abc.abstractmethod
+    def hold_account(self, account: str, until: dt.datetime, reason: str) -> None:
+        """Hold ``account`` until ``until`` (a rate limit's reset), for every daemon; a
+        longer hold already there stays."""
+
+    @abc.abstractmethod
     def adopt_in_doubt(self, now: dt.datetime) -> list[Delivery]:
         """Take over the deliveries in doubt: ``sending`` rows whose daemon is gone (its
         lease ran out, or it never registered). Each is adopted by exactly one daemon, so

@@ -148,6 +148,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE deliveries ADD COLUMN owner TEXT;
         """,
     ),
+    (
+        # An account held by min_gap or by the platform's rate limit, for every daemon
+        # sending to it (one daemon's memory is not enough when several share the ledger).
+        "0007_account_holds",
+        """
+        CREATE TABLE account_holds (
+            account TEXT PRIMARY KEY,
+            until   TEXT NOT NULL,
+            reason  TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 MIN_FREE_BYTES = 10_000_000  # below this, /healthz says the ledger's disk is full
@@ -701,6 +713,42 @@ class SqliteLedger(Ledger):
         with self._write() as db:
             db.execute("DELETE FROM daemons WHERE id=?", (self.owner,))
         self.owner = None
+
+    def reserve_account(
+        self, account: str, gap: dt.timedelta, now: dt.datetime
+    ) -> tuple[dt.datetime, str] | None:
+        with self._write() as db:
+            held = db.execute(
+                "SELECT until, reason FROM account_holds WHERE account=? AND until>?",
+                (account, _ts(now)),
+            ).fetchone()
+            if held is None and gap:
+                # One statement: PostgreSQL locks the row a concurrent reservation holds, and
+                # re-checks the condition once it is free, so one of them wins.
+                won = db.execute(
+                    "INSERT INTO account_holds (account, until, reason) VALUES (?, ?, ?) "
+                    "ON CONFLICT (account) DO UPDATE SET until=excluded.until, "
+                    "reason=excluded.reason WHERE account_holds.until<=? RETURNING until",
+                    (account, _ts(now + gap), "min_gap", _ts(now)),
+                ).fetchone()
+                if won is None:
+                    held = db.execute(
+                        "SELECT until, reason FROM account_holds WHERE account=?", (account,)
+                    ).fetchone()
+        if held is None:
+            return None
+        until = _from_ts(held[0])
+        assert until is not None
+        return until, held[1]
+
+    def hold_account(self, account: str, until: dt.datetime, reason: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO account_holds (account, until, reason) VALUES (?, ?, ?) "
+                "ON CONFLICT (account) DO UPDATE SET until=excluded.until, "
+                "reason=excluded.reason WHERE account_holds.until<excluded.until",
+                (account, _ts(until), reason),
+            )
 
     def daemons(self, now: dt.datetime) -> list[DaemonInfo]:
         with self._lock:
