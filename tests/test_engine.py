@@ -8,6 +8,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -765,3 +766,49 @@ def test_posts_held_longer_than_late_grace_are_skipped_as_late_after_a_resume(
         "late, held by a pause",
         [],
     )
+
+
+def test_a_daemon_behind_on_a_shared_ledger_neither_cancels_nor_reverts_newer_plans(
+    tmp_path: Path,
+) -> None:
+    """Two daemons, two checkouts of the posts, one ledger: B's checkout is behind A's (it
+    fetched posts_repo before A planned), so what A planned is A's to send."""
+    shared_db = tmp_path / "shared.db"
+
+    def daemon(name: str, config: str, posts: dict[str, str]) -> Engine:
+        project = Project(tmp_path / name, config.replace("ledger.db", str(shared_db)))
+        for file, text in posts.items():
+            project.write(file, text)
+        settings = project.settings()
+        ledger = SqliteLedger(shared_db)
+        ledger.shared = True  # as PostgreSQL's: several daemons on it
+        return Engine(settings, ledger, clock=clock, publishers={"outbox": Scripted()})
+
+    clock = Clock(T0 - dt.timedelta(hours=1))
+    p_v1 = "id: p\nat: 2027-01-14 09:00\ntext: First words.\n"
+    p_v2 = "id: p\nat: 2027-01-14 09:00\ntext: Better words.\n"
+    q = "id: q\nat: 2027-01-14 09:00\ntext: A new post.\naccounts: [outbox, a]\n"
+    a = daemon("a", CONFIG, {"p.yaml": p_v2, "q.yaml": q})
+    without_a = CONFIG.replace("  a: {platform: outbox, path: out-a}\n", "")
+    b = daemon("b", without_a, {"p.yaml": p_v1})
+    b.posts_as_of = clock() - dt.timedelta(minutes=5)
+    a.posts_as_of = clock()
+    a.load(validate(a.settings, now=clock()))
+    clock.advance(minutes=1)
+    b.load(validate(b.settings, now=clock()))
+    rows = {(r.key.post_id, r.key.account): r for r in b.ledger.deliveries()}
+    assert rows["q", "outbox"].state is DeliveryState.PLANNED  # not cancelled as deleted
+    assert rows["q", "a"].state is DeliveryState.PLANNED  # not B's account at all
+    hash_v2 = rows["p", "outbox"].content_hash
+    clock.now = T0
+    assert run(b.deliver("p", "outbox")) is None  # B's version is not the one planned
+    assert run(a.deliver("p", "outbox")) is None
+    assert b.ledger.get(DeliveryKey("p", "outbox")).content_hash == hash_v2  # type: ignore[union-attr]
+    sent = [job.text for job in a.publisher("outbox").calls]  # type: ignore[attr-defined]
+    assert sent == ["Better words."]
+    assert not b.publisher("outbox").calls  # type: ignore[attr-defined]
+    # Once B has fetched since A planned, a post missing from its checkout was deleted.
+    b.posts_as_of = clock() + dt.timedelta(seconds=1)
+    b.load(validate(b.settings, now=clock()))
+    assert b.ledger.get(DeliveryKey("q", "outbox")).state is DeliveryState.SKIPPED  # type: ignore[union-attr]
+    assert b.ledger.get(DeliveryKey("q", "a")).state is DeliveryState.PLANNED  # type: ignore[union-attr]

@@ -98,13 +98,15 @@ def _log_findings(catalog: Any) -> int:
     return errors
 
 
-def sync_posts_repo(settings: Settings, alerter: Alerter | None) -> None:
+def sync_posts_repo(settings: Settings, alerter: Alerter | None) -> dt.datetime | None:
     """Bring the daemon's clone of ``posts_repo`` up to date, if there is one. A clone that
     cannot be made raises (there is nothing to publish from); a fetch or fast-forward that
-    fails is logged and alerted, and the checkout is used as it is."""
+    fails is logged and alerted, and the checkout is used as it is. Returns when the sync
+    that succeeded began: the checkout has everything pushed before then."""
     repo, checkout = settings.config.posts_repo, settings.checkout
     if repo is None or checkout is None:
-        return
+        return None
+    began = utc_now()
     from .gitsource import GitSource, GitSourceError
 
     source = GitSource(repo, checkout)
@@ -125,11 +127,12 @@ def sync_posts_repo(settings: Settings, alerter: Alerter | None) -> None:
                     scope=utc_now().date().isoformat(),  # once a day while it lasts
                 )
             )
-        return
+        return None
     if synced.before is None:
         log.info("posts_repo: cloned %s (%s) at %s", repo.url, repo.branch, synced.after[:12])
     elif synced.changed:
         log.info("posts_repo: %s moved %s → %s", repo.branch, synced.before[:12], synced.after[:12])
+    return began
 
 
 async def run_once(
@@ -146,13 +149,14 @@ async def run_once(
         alerter = Alerter(settings, ledger, clock=clock, redact=redactor)
         alerter.begin()
         _log_missing_secrets(settings, alerter)
-        await asyncio.to_thread(sync_posts_repo, settings, alerter)
+        posts_as_of = await asyncio.to_thread(sync_posts_repo, settings, alerter)
         catalog = posts_to_publish(settings, clock())
         errors = _log_findings(catalog)
         alerter.see_catalog(catalog)
         engine = Engine(
             settings, ledger, clock=clock, dry_run=dry_run, redact=redactor, notify=alerter.notify
         )
+        engine.posts_as_of = posts_as_of
         engine.load(catalog)
         try:
             in_doubt = await engine.recover()
@@ -270,6 +274,7 @@ class Daemon:
         self.failure: LedgerError | None = None  # why the daemon stopped by itself, if it did
         self.ledger: Ledger | None = None
         self.engine: Engine | None = None
+        self._posts_as_of: dt.datetime | None = None  # see Engine.posts_as_of
         self.alerter: Alerter | None = None
         self.scheduler: Any = None
 
@@ -293,9 +298,16 @@ class Daemon:
             log.exception("%s failed; the daemon goes on without it", what)
             return None
 
+    async def _sync(self) -> None:
+        synced = await asyncio.to_thread(sync_posts_repo, self.settings, self.alerter)
+        if synced is not None:
+            self._posts_as_of = synced
+            if self.engine is not None:
+                self.engine.posts_as_of = synced
+
     def _new_engine(self, ledger: Ledger) -> Engine:
         assert self.alerter is not None
-        return Engine(
+        engine = Engine(
             self.settings,
             ledger,
             clock=self.clock,
@@ -304,6 +316,8 @@ class Daemon:
             notify=self.alerter.notify,
             metrics=self.metrics,
         )
+        engine.posts_as_of = self._posts_as_of
+        return engine
 
     async def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
         """Re-read the posts (and the configuration) and reschedule to match.
@@ -609,7 +623,7 @@ class Daemon:
 
         while not self._stop.is_set():
             try:
-                await asyncio.to_thread(sync_posts_repo, self.settings, self.alerter)
+                await self._sync()
             except GitSourceError as exc:
                 repo = self.settings.config.posts_repo
                 assert repo is not None and self.alerter is not None
@@ -640,10 +654,7 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), every)
             if self._stop.is_set() or repo is None:
                 continue
-            await self._survive(
-                "updating posts_repo",
-                asyncio.to_thread(sync_posts_repo, self.settings, self.alerter),
-            )
+            await self._survive("updating posts_repo", self._sync())
 
     # --- health -----------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ from ..publishers import (
     make_publisher,
 )
 from ..publishers.base import delivery_identity
-from .plan import PlanResult, plan, valid_posts
+from .plan import PlanResult, content_hash, plan, valid_posts
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -146,6 +146,10 @@ class Engine:
         self._recovering = asyncio.Lock()
         # Deliveries whose platform could not be asked: when to ask next, and the delay then.
         self._ask_again: dict[DeliveryKey, tuple[dt.datetime, float]] = {}
+        # When the posts were last brought up to date from posts_repo (None: the folder is
+        # the truth): on a shared ledger, what another daemon planned since may be a post
+        # this checkout has not fetched yet, neither deleted nor edited.
+        self.posts_as_of: dt.datetime | None = None
 
     # --- posts and publishers ---------------------------------------------------------------
 
@@ -153,7 +157,7 @@ class Engine:
         self.catalog = catalog
         self._posts = valid_posts(catalog)
         with self.ledger.transaction():  # one commit for the whole plan
-            return plan(catalog, self.settings, self.ledger, self.clock())
+            return plan(catalog, self.settings, self.ledger, self.clock(), self.posts_as_of)
 
     def publisher(self, account: str) -> Publisher:
         if account not in self._publishers:
@@ -436,6 +440,12 @@ class Engine:
                 return row.next_attempt_at
             if row.due_at > now:
                 return row.due_at
+            if self.ledger.shared and row.content_hash != content_hash(part):
+                # Another daemon's checkout planned another version (newer, or older while
+                # this one is ahead and has not re-planned yet): the text sent must be the
+                # one planned and previewed, so the daemon whose posts match sends it.
+                log.info("%s: another version is planned (another daemon's posts)", key)
+                return None
             # Held, not late, while paused: what resume finds late is skipped then, or sent
             # (resume --send-held).
             held = await self._held_by_pause(key)

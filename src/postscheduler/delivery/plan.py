@@ -14,7 +14,7 @@ import logging
 
 from ..config import Settings
 from ..errors import Finding, warning
-from ..ledger import CLAIMABLE_STATES, DeliveryKey, DeliveryState, Ledger
+from ..ledger import CLAIMABLE_STATES, Delivery, DeliveryKey, DeliveryState, Ledger
 from ..posts.loader import Catalog, SourcedPost
 from ..posts.render import RenderedPart, render_post, target_accounts
 
@@ -41,10 +41,29 @@ def valid_posts(catalog: Catalog) -> dict[str, SourcedPost]:
     return {sp.id: sp for sp in catalog.posts if sp.id not in catalog.blocked_ids}
 
 
-def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime) -> PlanResult:
+def _not_ours(
+    row: Delivery | None, settings: Settings, as_of: dt.datetime | None, now: dt.datetime
+) -> bool:
+    """On a ledger several daemons share, whether ``row`` is another daemon's to decide: an
+    account this one does not send to, or a row planned since this checkout last fetched
+    posts_repo (it may show a post added or edited since, not one this checkout lacks)."""
+    if row is None or row.state not in CLAIMABLE_STATES:
+        return False
+    if row.key.account not in settings.config.accounts:
+        return True
+    return as_of is not None and (row.updated_at or now) >= as_of
+
+
+def plan(
+    catalog: Catalog,
+    settings: Settings,
+    ledger: Ledger,
+    now: dt.datetime,
+    as_of: dt.datetime | None = None,
+) -> PlanResult:
     """Bring the ledger in line with the posts: plan new and edited deliveries, skip drafts,
     cancel deliveries of deleted posts. Posts with errors are held: their deliveries stay as
-    they are until the file is fixed."""
+    they are until the file is fixed. On a shared ledger, see ``_not_ours``."""
     planned = 0
     changed: list[tuple[DeliveryKey, str]] = []
     live: set[DeliveryKey] = set()
@@ -80,6 +99,14 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
                 assert post.at is not None  # only drafts may go without a time
                 # Due inside a blackout that holds: its time is the window's end.
                 when = settings.config.release_time(post.at, account)
+                if ledger.shared:
+                    known_row = ledger.get(key)
+                    if (
+                        known_row is not None
+                        and known_row.content_hash != content_hash(part)
+                        and _not_ours(known_row, settings, as_of, now)
+                    ):
+                        continue  # a newer version, from a checkout ahead of this one
                 row = ledger.plan(key, when, content_hash(part), now)
                 if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
                     changed.append((key, content_hash(part)))
@@ -89,7 +116,9 @@ def plan(catalog: Catalog, settings: Settings, ledger: Ledger, now: dt.datetime)
     gone = [
         row
         for row in ledger.deliveries(states=CLAIMABLE_STATES)
-        if row.key not in live and row.key.post_id not in held
+        if row.key not in live
+        and row.key.post_id not in held
+        and not (ledger.shared and _not_ours(row, settings, as_of, now))
     ]
     if gone and catalog.unreadable:
         # A file that cannot be read is not a deletion: its posts come back when it is fixed.
