@@ -2,7 +2,8 @@
 
     python bench/daemon_bench.py lateness   [--deliveries 10000] [--accounts 50] [--rate 100]
                                             [--alerts none|dead] [--failing 10]
-    python bench/daemon_bench.py fanout     [--accounts 100] [--latency 0.2]
+    python bench/daemon_bench.py fanout     [--accounts 100] [--latency 0.2] [--daemons 1]
+                                            [--ledger postgresql://...]
     python bench/daemon_bench.py memory     [--deliveries 10000]
     python bench/daemon_bench.py reschedule [--files 1000] [--edits 15]
 
@@ -12,7 +13,9 @@ lateness: posts due at a steady rate, each to one of the accounts (signed webhoo
   alert each), and alerts go by e-mail to an SMTP server that accepts the connection and
   never answers: the alerts pile up and time out while the other posts are measured.
 fanout: one post to N accounts at one instant, the API answering after --latency; the time
-  from the due time until the last arrival, against one request's latency.
+  from the due time until the last arrival, against one request's latency. With --daemons
+  3, three daemons (each its own checkout) share one PostgreSQL ledger (--ledger, or a
+  server started here from the installed binaries, as the tests do).
 memory: the daemon's resident memory with N deliveries queued for later (from /proc).
 reschedule: with N post files loaded, edit one file to be due at once, many times; the time
   from writing the file to the delivery's arrival (an upper bound of edit-to-reschedule).
@@ -21,6 +24,7 @@ reschedule: with N post files loaded, edit one file to be due at once, many time
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -198,35 +203,65 @@ def lateness(args: argparse.Namespace) -> None:
     print(f"lateness: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(late) * 1000:.1f} ms")
 
 
+@contextlib.contextmanager
+def fanout_ledger(args: argparse.Namespace) -> Iterator[Callable[[], str]]:
+    """Where the fan-out's daemons keep their ledger: each run's own SQLite file (one
+    daemon), or a fresh database on a PostgreSQL server (--ledger, or one started here from
+    the installed server binaries, as the tests do)."""
+    if args.daemons == 1 and args.ledger is None:
+        yield lambda: "state/ledger.db"
+        return
+    if args.ledger is not None:
+        yield lambda: args.ledger
+        return
+    sys.path.insert(0, str(HERE.parent))
+    from tests.postgres_server import running
+
+    with running() as server:
+        yield server.new_database
+
+
 def fanout(args: argparse.Namespace) -> None:
     results = []
-    for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            api = Api(root, latency=args.latency)
-            (root / "scheduler.yaml").write_text(config(api.url, args.accounts))
-            daemon = Daemon(root)
-            daemon.wait_for_log("daemon started")
-            due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
-            accounts = ", ".join(f"a{i}" for i in range(args.accounts))
-            (root / "posts").mkdir(exist_ok=True)
-            (root / "posts" / "all.yaml").write_text(
-                f"id: all\nat: {due.isoformat()}\ntext: Everyone at once.\naccounts: [{accounts}]\n"
-            )
-            time.sleep(2 + args.latency + 3)
-            daemon.stop()
-            records = api.stop()
-            log = (root / "daemon.log").read_text()
-        assert len(records) == args.accounts, f"{len(records)} arrived; daemon log:\n{log}"
-        last = max(float(r["arrived"]) for r in records) + args.latency  # answered
-        results.append(last - due.timestamp())
+    with fanout_ledger(args) as new_ledger:
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(_fanout_once(Path(tmp), args, new_ledger()))
     med = statistics.median(results)
     print(
-        f"{args.accounts} accounts due at once, API latency {args.latency * 1000:.0f} ms: all sent "
-        f"and answered after median {med * 1000:.0f} ms (runs: "
+        f"{args.accounts} accounts due at once, {args.daemons} daemon(s), API latency "
+        f"{args.latency * 1000:.0f} ms: all sent and answered after median {med * 1000:.0f} ms "
+        "(runs: "
         + ", ".join(f"{r * 1000:.0f}" for r in sorted(results))
         + f"); ratio to one request {med / args.latency:.2f}x"
     )
+
+
+def _fanout_once(root: Path, args: argparse.Namespace, ledger: str) -> float:
+    api = Api(root, latency=args.latency)
+    accounts = ", ".join(f"a{i}" for i in range(args.accounts))
+    daemons = []
+    for n in range(args.daemons):  # each daemon its own checkout, as on its own machine
+        checkout = root / f"daemon{n}"
+        (checkout / "posts").mkdir(parents=True)
+        text = config(api.url, args.accounts).replace("state/ledger.db", ledger)
+        (checkout / "scheduler.yaml").write_text(text)
+        daemons.append(Daemon(checkout))
+    for daemon in daemons:
+        daemon.wait_for_log("daemon started")
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    for daemon in daemons:
+        (daemon.root / "posts" / "all.yaml").write_text(
+            f"id: all\nat: {due.isoformat()}\ntext: Everyone at once.\naccounts: [{accounts}]\n"
+        )
+    time.sleep(3 + args.latency + 4)
+    for daemon in daemons:
+        daemon.stop()
+    records = api.stop()
+    logs = "".join((d.root / "daemon.log").read_text() for d in daemons)
+    assert len(records) == args.accounts, f"{len(records)} arrived; daemon logs:\n{logs}"
+    last = max(float(r["arrived"]) for r in records) + args.latency  # answered
+    return last - due.timestamp()
 
 
 def memory(args: argparse.Namespace) -> None:
@@ -296,6 +331,8 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=100)
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--daemons", type=int, default=1, help="sharing one PostgreSQL ledger")
+    p.add_argument("--ledger", help="a postgresql:// URL (default: a server started here)")
     p = sub.add_parser("memory")
     p.add_argument("--deliveries", type=int, default=10_000)
     p.add_argument("--accounts", type=int, default=50)

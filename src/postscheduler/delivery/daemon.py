@@ -317,6 +317,7 @@ class Daemon:
             metrics=self.metrics,
         )
         engine.posts_as_of = self._posts_as_of
+        engine.peers = self.engine.peers if self.engine is not None else []
         return engine
 
     async def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
@@ -476,6 +477,12 @@ class Daemon:
             if self._stop.is_set():
                 return None
 
+    async def _see_peers(self) -> None:
+        assert self.engine is not None and self.ledger is not None
+        if self.ledger.shared:
+            alive = await self.engine.db(self.ledger.daemons, self.clock())
+            self.engine.peers = [d.id for d in alive]
+
     async def _keep_lease(self) -> None:
         """Renew this daemon's lease a quarter of it apart, and resolve what is in doubt:
         another daemon's deliveries once its lease has run out, and this one's whose platform
@@ -561,6 +568,7 @@ class Daemon:
                         changed_since=since - RESCAN_OVERLAP,
                     )
                 )
+                await self._see_peers()  # who else shares the work, as often
             except LedgerError:
                 continue  # the database gone: the lease keeper says so, once
             except Exception:
@@ -747,6 +755,7 @@ class Daemon:
                 # A reload that fails keeps what the ledger already has planned.
                 await self._survive("loading the posts", self.reload(recover_first=True))
                 self.engine.prepare()
+                await self._survive("seeing the other daemons", self._see_peers())
                 await self.engine.recover()
                 if self.engine.recovered:
                     self.alerter.notify(

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import math
 import random
@@ -68,6 +69,10 @@ PAUSE_POLL = dt.timedelta(seconds=1)
 CLAIM_RETRY = dt.timedelta(seconds=5)
 DOUBT_FIRST_DELAY = 15.0  # seconds, doubling: asking a platform again about one in doubt
 DOUBT_MAX_DELAY = 600.0
+
+
+def _rendezvous(peer: str, account: str) -> bytes:
+    return hashlib.blake2b(f"{peer}\0{account}".encode(), digest_size=8).digest()
 
 
 class TakenOverError(Exception):
@@ -150,6 +155,10 @@ class Engine:
         # the truth): on a shared ledger, what another daemon planned since may be a post
         # this checkout has not fetched yet, neither deleted nor edited.
         self.posts_as_of: dt.datetime | None = None
+        # The daemons alive on a shared ledger (this one among them), as last seen: each
+        # account is first tried by one of them (see _first_try), so that they share the
+        # work instead of all racing for every claim.
+        self.peers: list[str] = []
 
     # --- posts and publishers ---------------------------------------------------------------
 
@@ -440,6 +449,9 @@ class Engine:
                 return row.next_attempt_at
             if row.due_at > now:
                 return row.due_at
+            handoff = self._first_try(account, row)
+            if handoff is not None and now < handoff:
+                return handoff
             if self.ledger.shared and row.content_hash != content_hash(part):
                 # Another daemon's checkout planned another version (newer, or older while
                 # this one is ahead and has not re-planned yet): the text sent must be the
@@ -627,6 +639,22 @@ class Engine:
             now.isoformat(timespec="seconds"),
         )
         return True
+
+    def _first_try(self, account: str, row: Delivery) -> dt.datetime | None:
+        """When this daemon may try ``row`` if another daemon has the first try at its
+        account (None: this one has, or it is alone). Accounts are shared out by rendezvous
+        hashing over the live daemons, so one joining or leaving moves only its share; the
+        others try a delivery a quarter lease after its time, in case the first one cannot
+        send it (its checkout lacks the post or the account) or is gone. The claim still
+        decides who sends: this only keeps the daemons from racing for every delivery."""
+        me = self.ledger.owner
+        if not self.ledger.shared or me is None or len(self.peers) < 2:
+            return None
+        first = max(self.peers, key=lambda peer: _rendezvous(peer, account))
+        if first == me:
+            return None
+        handoff = self.settings.config.publishing.lease / 4
+        return max(row.due_at, row.next_attempt_at) + handoff
 
     def _gap(self, account: str) -> dt.timedelta:
         cfg = self.settings.config

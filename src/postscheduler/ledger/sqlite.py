@@ -451,9 +451,10 @@ class SqliteLedger(Ledger):
             current = self._select(db, key)
             where = (key.post_id, key.account, key.part)
             if current is None:
-                db.execute(
+                inserted = db.execute(
                     f"INSERT INTO deliveries ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?, NULL, NULL)",
+                    "(?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, ?, NULL, NULL) "
+                    "ON CONFLICT DO NOTHING",
                     (
                         *where,
                         DeliveryState.PLANNED.value,
@@ -462,8 +463,10 @@ class SqliteLedger(Ledger):
                         content_hash,
                         _ts(now),
                     ),
-                )
-                self._event(db, key, DeliveryState.PLANNED, 0, now, f"due {_ts(scheduled_at)}")
+                ).rowcount
+                # Not inserted: another daemon planned it a moment ago, from the same posts.
+                if inserted:
+                    self._event(db, key, DeliveryState.PLANNED, 0, now, f"due {_ts(scheduled_at)}")
             elif current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
                 current.scheduled_at != scheduled_at
                 or (

@@ -24,12 +24,20 @@ _MAYBE_SENT = (
 )
 
 
+MAX_CONNECTIONS = 600
+
+
 def new_client(read: float, connect: float) -> httpx.AsyncClient:
     """The client publishers share: no redirects followed (a platform's answer is read as
     it is), and the timeouts the caller chose: ``connect``, a refused or slow connection
     is retried; ``read``, a platform that takes longer has it in hand."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(read, connect=connect),
+        # Every account due at one instant gets its connection at once: past the limit,
+        # requests queue in httpcore, whose queue costs grow with its square (500 accounts
+        # at once took 16 s with httpx's default of 100, bench/daemon_bench.py fanout).
+        # Below the usual 1,024 open files a process may have.
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100),
         headers={"User-Agent": "postscheduler"},
         follow_redirects=False,
     )
