@@ -145,6 +145,19 @@ def test_due_deliveries_and_counts(ledger: Ledger) -> None:
     assert ledger.counts()[DeliveryState.RETRY] == 1
 
 
+def test_states_of_some_posts_only(ledger: Ledger) -> None:
+    for i in range(3):
+        for part in range(2):
+            ledger.plan(DeliveryKey(f"p{i}", "outbox", part), T0, "h", T0)
+    ledger.claim(DeliveryKey("p1", "outbox"), "i", T0)
+    wanted = [f"p{i}" for i in range(1, 3)] + [f"absent{i}" for i in range(600)]
+    assert ledger.states_of(wanted) == {
+        ("p1", "outbox"): {DeliveryState.SENDING, DeliveryState.PLANNED},
+        ("p2", "outbox"): {DeliveryState.PLANNED},
+    }
+    assert ledger.states_of([]) == {}
+
+
 def test_history_in_order(ledger: Ledger) -> None:
     ledger.plan(KEY, T0, "h", now=T0)
     ledger.claim(KEY, "id", now=T0)

@@ -34,13 +34,11 @@ def ledger_progress(
     ``targets`` the ledger does not know yet are "queued", or "paused" under a pause."""
     if not settings.ledger_exists():
         return {}
-    by_target: dict[tuple[str, str], set[DeliveryState]] = {}
     now = dt.datetime.now(dt.UTC)
-    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
-        for row in ledger.deliveries():
-            by_target.setdefault((row.key.post_id, row.key.account), set()).add(row.state)
-        pauses = ledger.pauses(now)
     labels = dict.fromkeys(targets, "queued")
+    with open_ledger(settings.config.ledger, settings.base_dir) as ledger:
+        by_target = ledger.states_of(post_id for post_id, _ in labels)
+        pauses = ledger.pauses(now)
     labels.update({target: delivery_label(states) for target, states in by_target.items()})
     for (post_id, account), label in labels.items():
         # What a pause holds says so: it will not go out at its time unless resumed.

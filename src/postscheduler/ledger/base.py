@@ -304,6 +304,11 @@ class Ledger(abc.ABC):
         """Rows matching every given filter, by due time then key."""
 
     @abc.abstractmethod
+    def states_of(self, post_ids: Iterable[str]) -> dict[tuple[str, str], set[DeliveryState]]:
+        """(post, account) → the states of its parts, for these posts only: what the queue
+        shows, without reading the whole history of a long campaign."""
+
+    @abc.abstractmethod
     def events(self, *, post_id: str | None = None, account: str | None = None) -> list[Event]:
         """History, oldest first."""
 

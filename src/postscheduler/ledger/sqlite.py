@@ -983,6 +983,21 @@ class SqliteLedger(Ledger):
         with self._lock:
             return [_row(r) for r in self._db.execute(sql, args)]
 
+    def states_of(self, post_ids: Iterable[str]) -> dict[tuple[str, str], set[DeliveryState]]:
+        out: dict[tuple[str, str], set[DeliveryState]] = {}
+        wanted = list(dict.fromkeys(post_ids))
+        with self._lock:
+            for i in range(0, len(wanted), 500):  # well under any bound on parameters
+                chunk = wanted[i : i + 500]
+                rows = self._db.execute(
+                    "SELECT post_id, account, state FROM deliveries "
+                    f"WHERE post_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for post_id, account, state in rows:
+                    out.setdefault((post_id, account), set()).add(DeliveryState(state))
+        return out
+
     def events(self, *, post_id: str | None = None, account: str | None = None) -> list[Event]:
         where, args = [], []
         if post_id is not None:
