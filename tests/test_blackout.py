@@ -153,6 +153,33 @@ def test_the_burst_guard_holds_what_is_over_the_hour_and_alerts(
     assert [c.key.post_id for c in a.calls[5:]] == ["p2", "p3", "p4"]
 
 
+def test_the_burst_guard_counts_every_daemon_s_sends_on_a_shared_ledger(
+    make_project: Callable[[str], Project],
+) -> None:
+    project = make_project(
+        "timezone: UTC\nledger: ledger.db\naccounts:\n  a: {platform: outbox, max_per_hour: 2}\n"
+        "defaults: {accounts: [a]}\npublishing: {late_grace: 30m}\n"
+    )
+    for i in range(3):
+        project.write(f"p{i}.yaml", f"id: p{i}\nat: 2027-01-14 09:0{i}\ntext: Post {i}.\n")
+    clock = Clock(dt.datetime(2027, 1, 14, 9, 5, tzinfo=dt.UTC))
+    first, second = Scripted(), Scripted()
+    one, other = engine_for(project, clock, a=first), engine_for(project, clock, a=second)
+    for engine in (one, other):
+        engine.ledger.shared = True  # as on PostgreSQL: two daemons, one ledger
+    asyncio.run(one.deliver("p0", "a"))
+    asyncio.run(other.deliver("p2", "a"))  # the other daemon's send, after one counted
+    asyncio.run(one.deliver("p1", "a"))
+    assert [c.key.post_id for c in first.calls] == ["p0"]
+    assert [c.key.post_id for c in second.calls] == ["p2"]
+    held = one.ledger.get(DeliveryKey("p1", "a"))
+    assert (
+        held is not None
+        and held.state is DeliveryState.PLANNED
+        and "burst" in (one.ledger.events(post_id="p1")[-1].detail or "")
+    )
+
+
 def test_blackout_mistakes_are_clear_configuration_errors(tmp_path: object) -> None:
     from pathlib import Path
 

@@ -564,9 +564,13 @@ class Engine:
             return None
         hour = dt.timedelta(hours=1)
         recent = self._recent.get(key.account)
-        if recent is None:  # what went out before this process started counts too
-            account = key.account
-            rows = await self.db(lambda: self.ledger.deliveries(account=account))
+        # What went out before this process started counts too; on a shared ledger, what
+        # the other daemons sent, so the ledger is read each time.
+        if recent is None or self.ledger.shared:
+            account, since = key.account, now - hour
+            rows = await self.db(
+                lambda: self.ledger.deliveries(account=account, changed_since=since)
+            )
             recent = collections.deque(
                 sorted(
                     r.updated_at
