@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +17,7 @@ from .fakes import free_port
 
 TOKEN = "mock_token"  # the seeded testuser's token
 START_TIMEOUT = 60.0
+LOG = ("--log-level", "info")  # for its start-up line
 
 
 class StartError(Exception):
@@ -25,41 +26,38 @@ class StartError(Exception):
 
 @contextmanager
 def running(cwd: Path) -> Iterator[str]:
-    """Serve mastodon-mock until the block ends; yields its base URL."""
+    """Serve mastodon-mock until the block ends; yields its base URL once the server says it
+    is up (uvicorn's start-up line on its log)."""
     exe = shutil.which("mastodon_mock") or str(Path(sys.executable).parent / "mastodon_mock")
     port = free_port()
     proc = subprocess.Popen(
-        [
-            exe,
-            "serve",
-            "--in-memory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        [*(exe, "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port)), *LOG],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    up = threading.Event()
+
+    def read_log() -> None:  # and keep reading, so that the pipe never fills
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "Application startup complete" in line:
+                up.set()
+        up.set()  # it exited: the wait below finds out
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/instance", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise StartError("mastodon-mock did not start")
-            time.sleep(0.1)  # polling for the server to answer, with a deadline
-        yield base
+        if not up.wait(START_TIMEOUT) or proc.poll() is not None:
+            raise StartError("mastodon-mock did not start")
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        reader.join(timeout=10)
+        assert proc.stderr is not None
+        proc.stderr.close()
 
 
 def statuses(base: str) -> list[dict[str, object]]:

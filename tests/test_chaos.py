@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from postscheduler.ledger import DeliveryKey, DeliveryState
@@ -40,6 +41,7 @@ from .test_crash import _at_most_once, part_text
 DAEMONS = 3
 POSTS = 30  # every third a thread of three: 50 parts to each of four accounts
 KILLS = 24
+LEASE_SECONDS = 3
 SECRET = "chaos-test-secret-0042"
 RUN = (sys.executable, "-m", "postscheduler", "run")
 ACCOUNTS = ("mastodon", "site", "x", "telegram")
@@ -75,7 +77,7 @@ accounts:
 defaults: {{accounts: [{", ".join(ACCOUNTS)}]}}
 publishing:
   retry: {{attempts: 8, first_delay: 1s, max_delay: 3s}}
-  lease: 3s
+  lease: {LEASE_SECONDS}s
 """,
     )
 
@@ -97,13 +99,15 @@ class Fleet:
         self.checkouts = checkouts
         self.logs = logs
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.current: dict[int, Path] = {}  # each daemon's log since its last start
         self.starts = 0
         for n in range(len(checkouts)):
             self.procs.append(self._start(n))
 
     def _start(self, n: int) -> subprocess.Popen[bytes]:
         self.starts += 1
-        log = (self.logs / f"daemon{n}.{self.starts}.log").open("wb")
+        self.current[n] = self.logs / f"daemon{n}.{self.starts}.log"
+        log = self.current[n].open("wb")
         with log:
             return subprocess.Popen(
                 [*RUN, "-c", str(self.checkouts[n].config_path)],
@@ -129,6 +133,26 @@ class Fleet:
                 proc.kill()
                 proc.wait()
 
+    def until_logged(self, text: str, *, every: bool, timeout: float = 60) -> None:
+        """Wait for ``text`` in the log of every daemon running (or of any), woken by each
+        write to the logs; fails after ``timeout`` seconds."""
+        import watchfiles
+
+        def seen() -> bool:
+            found = [text in p.read_text(errors="replace") for p in self.current.values()]
+            return all(found) if every else any(found)
+
+        deadline = time.monotonic() + timeout
+        if seen():
+            return
+        for _ in watchfiles.watch(
+            self.logs, debounce=20, step=10, rust_timeout=500, yield_on_timeout=True
+        ):
+            if seen():
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"not logged within {timeout} s: {text!r}")
+
     def output(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
 
@@ -145,20 +169,41 @@ def _text(html: str) -> str:
     return re.sub(r"<[^>]+>", "", html).strip()
 
 
-def _until_settled(url: str, deadline: float) -> None:
+def notify_changes(url: str) -> None:
+    """A trigger on the test's database that announces every change to the deliveries, so
+    the test waits for the daemons' writes instead of polling (LISTEN/NOTIFY)."""
+    with PostgresLedger(url):  # the tables, as the daemons will find them
+        pass
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "CREATE FUNCTION chaos_changed() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_notify('deliveries', ''); RETURN NULL; END $$"
+        )
+        db.execute(
+            "CREATE TRIGGER chaos_changed AFTER INSERT OR UPDATE ON deliveries "
+            "FOR EACH STATEMENT EXECUTE FUNCTION chaos_changed()"
+        )
+
+
+def until_settled(url: str, timeout: float) -> None:
     """Wait (bounded) for the daemons to have settled everything they can: nothing left
-    planned but thread parts behind another, nothing to retry, nothing in flight."""
+    planned but thread parts behind another, nothing to retry, nothing in flight. Checked
+    again at each change the trigger announces."""
     open_states = (DeliveryState.RETRY, DeliveryState.SENDING)
-    while time.monotonic() < deadline:
-        with PostgresLedger(url) as db:
-            rows = db.deliveries()
-        if not [
-            r
-            for r in rows
-            if r.state in open_states or (r.state is DeliveryState.PLANNED and r.key.part == 0)
-        ]:
-            return
-        time.sleep(0.5)  # polling the ledger for the event, with a deadline
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute("LISTEN deliveries")  # before the first look: no change is missed
+        while time.monotonic() < deadline:
+            with PostgresLedger(url) as db:
+                rows = db.deliveries()
+            if not [
+                r
+                for r in rows
+                if r.state in open_states or (r.state is DeliveryState.PLANNED and r.key.part == 0)
+            ]:
+                return
+            for _ in listener.notifies(timeout=deadline - time.monotonic(), stop_after=1):
+                pass
 
 
 @pytest.mark.slow
@@ -170,6 +215,7 @@ def test_three_daemons_killed_at_random_and_the_database_restarted(
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "20261203")))
     site, x, telegram = fakes
     url = postgres.new_database()
+    notify_changes(url)
     with mastodon_server.running(tmp_path) as mastodon:
         checkouts = [
             write_checkout(tmp_path / f"host{n}", url, mastodon, site.url, x.base, telegram.base)
@@ -188,9 +234,13 @@ def test_three_daemons_killed_at_random_and_the_database_restarted(
                 fleet.kill_and_restart(rng.randrange(DAEMONS))
                 if kill == outage_at:
                     postgres.stop("immediate")
-                    time.sleep(4.5)  # the database gone for longer than a lease (3 s)
+                    fleet.until_logged("LEDGER UNREACHABLE", every=True)
+                    # The outage must outlast the leases: their running out is a matter of
+                    # time, there is nothing to wait for but the clock.
+                    time.sleep(LEASE_SECONDS)
                     postgres.start()
-            _until_settled(url, time.monotonic() + 120)
+                    fleet.until_logged("after the lease ran out", every=False)
+            until_settled(url, timeout=120)
             fleet.stop()
         finally:
             fleet.kill_all()

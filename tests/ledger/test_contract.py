@@ -436,25 +436,32 @@ def test_an_account_is_held_for_min_gap_and_by_a_rate_limit(ledger: Ledger) -> N
     assert ledger.reserve_account("x", dt.timedelta(0), later(60)) is None
 
 
-def test_reserving_one_account_at_once_has_one_winner(postgres: Any) -> None:
-    from postscheduler.ledger.postgres import PostgresLedger
-
-    url = postgres.new_database()
-    ledgers = [PostgresLedger(url) for _ in range(4)]
-    won: list[bool] = [False] * len(ledgers)
+def at_once(ledgers: list[Any], call: Callable[[Any], Any]) -> list[Any]:
+    """``call`` on each ledger (each its own connection), on threads released together;
+    the results in order. The ledgers are closed."""
+    results: list[Any] = [None] * len(ledgers)
     start = threading.Barrier(len(ledgers))
 
-    def reserve(i: int) -> None:
+    def run(i: int) -> None:
         start.wait()
-        won[i] = ledgers[i].reserve_account("x", LEASE, T0) is None
+        results[i] = call(ledgers[i])
 
-    threads = [threading.Thread(target=reserve, args=(i,)) for i in range(len(ledgers))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(ledgers))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     for ledger in ledgers:
         ledger.close()
+    return results
+
+
+def test_reserving_one_account_at_once_has_one_winner(postgres: Any) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    ledgers = [PostgresLedger(url) for _ in range(4)]
+    won = at_once(ledgers, lambda ledger: ledger.reserve_account("x", LEASE, T0) is None)
     assert won.count(True) == 1
 
 
@@ -476,20 +483,7 @@ def test_adopting_races_have_one_winner(postgres: Any) -> None:
     now = T0 + LEASE
     for i, ledger in enumerate(adopters):
         ledger.register(f"live{i}", "h", i, LEASE, now)
-    got: list[list[DeliveryKey]] = [[] for _ in adopters]
-    start = threading.Barrier(len(adopters))
-
-    def adopt(i: int) -> None:
-        start.wait()
-        got[i] = [row.key for row in adopters[i].adopt_in_doubt(now)]
-
-    threads = [threading.Thread(target=adopt, args=(i,)) for i in range(len(adopters))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for ledger in adopters:
-        ledger.close()
+    got = at_once(adopters, lambda ledger: [row.key for row in ledger.adopt_in_doubt(now)])
     everything = [key for share in got for key in share]
     assert sorted(everything) == sorted(keys)
 
