@@ -19,6 +19,9 @@ fanout: one post to N accounts at one instant, the API answering after --latency
 memory: the daemon's resident memory with N deliveries queued for later (from /proc).
 reschedule: with N post files loaded, edit one file to be due at once, many times; the time
   from writing the file to the delivery's arrival (an upper bound of edit-to-reschedule).
+startup: with N post files, the time from starting `postscheduler run` to "daemon started"
+  (the posts read, planned and scheduled): the first start, which plans every delivery into
+  an empty ledger, then restarts on the planned ledger, as after a deploy or a crash.
 """
 
 from __future__ import annotations
@@ -122,12 +125,12 @@ class Daemon:
         )
         self.root = root
 
-    def wait_for_log(self, text: str, timeout: float = 300) -> None:
+    def wait_for_log(self, text: str, timeout: float = 300, poll: float = 0.05) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if text in (self.root / "daemon.log").read_text():
                 return
-            time.sleep(0.05)
+            time.sleep(poll)
         raise TimeoutError(f"daemon did not log {text!r}")
 
     def rss_mb(self) -> float:
@@ -317,6 +320,27 @@ def reschedule(args: argparse.Namespace) -> None:
     )
 
 
+def startup(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "scheduler.yaml").write_text(config("http://127.0.0.1:9/unused", 1))
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        write_posts(root, [(f"p{i:05d}", later, "a0") for i in range(args.files)])
+        times = []
+        for _ in range(args.restarts + 1):
+            began = time.monotonic()
+            daemon = Daemon(root)
+            daemon.wait_for_log("daemon started", poll=0.01)
+            times.append(time.monotonic() - began)
+            daemon.stop()
+    first, *again = times
+    q1, q2, q3 = statistics.quantiles(again, n=4) if len(again) > 1 else (again * 3)
+    print(
+        f"{args.files} post files: first start {first:.2f} s; restarts median {q2:.2f} s "
+        f"(quartiles {q1:.2f}-{q3:.2f}) over {len(again)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="which", required=True)
@@ -336,13 +360,16 @@ def main() -> None:
     p = sub.add_parser("memory")
     p.add_argument("--deliveries", type=int, default=10_000)
     p.add_argument("--accounts", type=int, default=50)
+    p = sub.add_parser("startup")
+    p.add_argument("--files", type=int, default=10_000)
+    p.add_argument("--restarts", type=int, default=5)
     p = sub.add_parser("reschedule")
     p.add_argument("--files", type=int, default=1000)
     p.add_argument("--edits", type=int, default=15)
     args = parser.parse_args()
-    {"lateness": lateness, "fanout": fanout, "memory": memory, "reschedule": reschedule}[
-        args.which
-    ](args)
+    which = {"lateness": lateness, "fanout": fanout, "memory": memory}
+    which.update(reschedule=reschedule, startup=startup)
+    which[args.which](args)
 
 
 if __name__ == "__main__":

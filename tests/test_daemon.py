@@ -138,6 +138,8 @@ def test_daemon_publishes_on_time_follows_edits_and_stops_cleanly(
     # `publish --now` from another shell: the running daemon sends it
     project.write("manual.yaml", f"id: manual\nat: {at(7200)}\ntext: By hand.\n")
     assert wait_for(lambda: row(project, "manual") is DeliveryState.PLANNED)
+    # Only the new file was read: the other three were kept from the reloads before.
+    assert wait_for(lambda: daemon.logged("from 4 files (1 read again)")), daemon.lines
     config = ["-c", str(project.config_path)]
     by_hand = subprocess.run(
         [sys.executable, "-m", "postscheduler", "publish", "manual", "--now", *config],
@@ -321,11 +323,11 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
     real = daemon_module.posts_to_publish
     calls: list[str] = []
 
-    def flaky(settings: Any, now: dt.datetime) -> Any:
+    def flaky(settings: Any, now: dt.datetime, cache: Any = None) -> Any:
         calls.append("load")
         if len(calls) == 2:
             raise RuntimeError("boom: a rule with a bug")
-        return real(settings, now)
+        return real(settings, now, cache)
 
     monkeypatch.setattr(daemon_module, "posts_to_publish", flaky)
     daemon = daemon_module.Daemon(project.config_path, settings=project.settings())

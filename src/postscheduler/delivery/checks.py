@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import Finding
+from ..posts.cache import PostCache
 from ..posts.loader import Catalog
 from ..posts.rules import validate
 
@@ -49,11 +50,12 @@ def validate_posts(
     now: dt.datetime,
     online: bool = False,
     against_ledger: bool = True,
+    cache: PostCache | None = None,
 ) -> Validation:
     """Check ``paths`` (default: the whole posts folder).
 
     ``against_ledger``: also warn about posts edited after they were published (the daemon
-    leaves it to planning, which says the same in its log).
+    leaves it to planning, which says the same in its log). ``cache``: see ``PostCache``.
     """
     if online:
         import asyncio
@@ -65,7 +67,7 @@ def validate_posts(
         catalog.findings.extend(asyncio.run(unresolved_mentions(catalog, settings)))
         catalog.findings.extend(asyncio.run(served_images(catalog, settings)))
     else:
-        catalog = validate(settings, paths, now=now)
+        catalog = validate(settings, paths, now=now, cache=cache)
     if against_ledger and settings.ledger_exists():  # what was already published, if any
         from ..ledger import open_ledger
         from .plan import edits_after_publishing
@@ -76,7 +78,9 @@ def validate_posts(
     return Validation(catalog, tuple(ordered))
 
 
-def posts_to_publish(settings: Settings, now: dt.datetime) -> Catalog:
+def posts_to_publish(
+    settings: Settings, now: dt.datetime, cache: PostCache | None = None
+) -> Catalog:
     """The checked posts the daemon, ``run --once`` and ``publish --now`` plan from: the
     checks of ``validate``, offline (planning reports edits after publishing itself)."""
-    return validate_posts(settings, now=now, against_ledger=False).catalog
+    return validate_posts(settings, now=now, against_ledger=False, cache=cache).catalog

@@ -20,7 +20,7 @@ import datetime as dt
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +37,7 @@ from ..ledger import (
     Pause,
     open_ledger,
 )
+from ..posts.cache import PostCache
 from ..redact import Redactor
 from .checks import posts_to_publish
 from .engine import CLAIM_RETRY, Engine, utc_now
@@ -262,6 +263,7 @@ class Daemon:
         self.metrics_address = metrics_address
         self.metrics: Metrics | None = None
         self.settings = settings or load_settings(config_path)
+        self.posts = PostCache(self.settings)  # what each reload need not read again
         self.dry_run = dry_run
         self.clock = clock
         self.redactor = Redactor.for_settings(self.settings)
@@ -335,6 +337,7 @@ class Daemon:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 return
             self.redactor = Redactor.for_settings(self.settings)
+            self.posts = PostCache(self.settings)
             assert self.alerter is not None
             self._retiring.add(
                 asyncio.get_running_loop().create_task(
@@ -352,10 +355,10 @@ class Daemon:
                 await old.aclose()
 
             self._retiring.add(asyncio.get_running_loop().create_task(retire()))
-        engine, settings = self.engine, self.settings
+        engine, settings, posts = self.engine, self.settings, self.posts
 
         def load() -> tuple[Any, Any]:
-            catalog = posts_to_publish(settings, self.clock())
+            catalog = posts_to_publish(settings, self.clock(), posts)
             _log_findings(catalog)
             return catalog, engine.load(catalog)
 
@@ -378,13 +381,18 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.reloaded()
         log.info(
-            "loaded %d posts from %d files: %d deliveries planned",
+            "loaded %d posts from %d files (%d read again): %d deliveries planned",
             len(catalog.posts),
             len(catalog.files),
+            posts.last_read,
             result.planned,
         )
-        if not recover_first:
+        if recover_first:
+            return
+        if result.touched is None:
             self._schedule_all()
+        else:
+            self._schedule_posts(result.touched)
 
     def _schedule_all(self) -> None:
         assert self.ledger is not None
@@ -398,6 +406,25 @@ class Daemon:
                 job.remove()
         for job_id, when in wanted.items():
             self._schedule(job_id, when)
+
+    def _schedule_posts(self, post_ids: Iterable[str]) -> None:
+        """``_schedule_all`` for these posts alone: after a reload for one edit, the jobs of
+        thousands of other posts need not be looked at."""
+        assert self.ledger is not None
+        for post_id in post_ids:
+            wanted: dict[str, dt.datetime] = {}
+            jobs = set()
+            for row in self.ledger.deliveries(post_id=post_id):
+                job_id = f"{post_id}@{row.key.account}"
+                jobs.add(job_id)
+                if row.state in CLAIMABLE_STATES:
+                    when = row.next_attempt_at
+                    wanted[job_id] = min(when, wanted.get(job_id, when))
+            for job_id in jobs:
+                if job_id in wanted:
+                    self._schedule(job_id, wanted[job_id])
+                elif (job := self.scheduler.get_job(job_id)) is not None:
+                    job.remove()
 
     def _schedule(self, job_id: str, when: dt.datetime) -> None:
         post_id, account = job_id.rsplit("@", 1)
@@ -617,6 +644,7 @@ class Daemon:
                 continue
             changed = {Path(p).resolve() for _, p in changes}
             config_changed = config is not None and config in changed
+            self.posts.forget(changed)
             if config_changed or any(p.is_relative_to(posts_dir) for p in changed):
                 log.info("change seen in %d files: reloading", len(changed))
                 await self._survive(

@@ -136,6 +136,8 @@ class Engine:
         self._http = http
         self._owns_http = False
         self._posts: dict[str, SourcedPost] = {}
+        # What the last plan accounted for, and as of which posts_repo fetch.
+        self._planned: tuple[dict[str, SourcedPost | None], dt.datetime | None] | None = None
         self._worker: LedgerWorker | None = None
         self._account_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._last_sent: dict[str, dt.datetime] = {}
@@ -163,10 +165,28 @@ class Engine:
     # --- posts and publishers ---------------------------------------------------------------
 
     def load(self, catalog: Catalog) -> PlanResult:
+        """Plan the posts of ``catalog``: all of them the first time, then only those new,
+        changed or gone since the last load (``plan``'s ``before``)."""
         self.catalog = catalog
         self._posts = valid_posts(catalog)
+        before = recheck_since = None
+        if self._planned is not None:
+            before, as_of = self._planned
+            if self.ledger.shared and as_of is not None and as_of != self.posts_as_of:
+                recheck_since = as_of
         with self.ledger.transaction():  # one commit for the whole plan
-            return plan(catalog, self.settings, self.ledger, self.clock(), self.posts_as_of)
+            result = plan(
+                catalog,
+                self.settings,
+                self.ledger,
+                self.clock(),
+                self.posts_as_of,
+                before=before,
+                recheck_since=recheck_since,
+            )
+        # Only once committed: a plan rolled back leaves the last one to start from.
+        self._planned = (result.known, self.posts_as_of)
+        return result
 
     def publisher(self, account: str) -> Publisher:
         if account not in self._publishers:

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Iterable
 
 from ..config import Settings
 from ..errors import Finding, warning
@@ -35,6 +36,11 @@ def content_hash(part: RenderedPart) -> str:
 class PlanResult:
     planned: int
     changed_after_publishing: list[DeliveryKey]
+    # The posts this plan accounts for, for the next plan to start from (``plan``'s
+    # ``before``): each valid post, and None for one held or to look at again.
+    known: dict[str, SourcedPost | None] = dataclasses.field(default_factory=dict)
+    # The posts whose deliveries this plan may have changed; None: any of them.
+    touched: frozenset[str] | None = None
 
 
 def valid_posts(catalog: Catalog) -> dict[str, SourcedPost]:
@@ -60,66 +66,64 @@ def plan(
     ledger: Ledger,
     now: dt.datetime,
     as_of: dt.datetime | None = None,
+    before: dict[str, SourcedPost | None] | None = None,
+    recheck_since: dt.datetime | None = None,
 ) -> PlanResult:
     """Bring the ledger in line with the posts: plan new and edited deliveries, skip drafts,
     cancel deliveries of deleted posts. Posts with errors are held: their deliveries stay as
-    they are until the file is fixed. On a shared ledger, see ``_not_ours``."""
+    they are until the file is fixed. On a shared ledger, see ``_not_ours``.
+
+    ``before``: the ``known`` of the last plan, over this same configuration and ledger.
+    Then only the posts that are new or changed since (a different ``SourcedPost``: the
+    ``PostCache`` keeps those of unchanged files) and those gone are planned, rather than
+    every post: with thousands of posts, a reload for one edit took a second.
+    ``recheck_since``: the posts_repo fetch the last plan was made as of, on a shared ledger;
+    the posts of rows planned since then are looked at again, since they may have become
+    this daemon's to decide (``_not_ours``).
+    """
+    valid = valid_posts(catalog)
+    held = catalog.blocked_ids
+    again: set[str] = set()
+    if before is None:
+        todo = list(valid.values())
+    else:
+        if recheck_since is not None:
+            again = {
+                row.key.post_id
+                for row in ledger.deliveries(states=CLAIMABLE_STATES, changed_since=recheck_since)
+            }
+        todo = [
+            sp for post_id, sp in valid.items() if before.get(post_id) is not sp or post_id in again
+        ]
     planned = 0
     changed: list[tuple[DeliveryKey, str]] = []
     live: set[DeliveryKey] = set()
-    for sp in valid_posts(catalog).values():
-        post = sp.post
-        known: bool | None = None  # whether the ledger had this post before this plan
-        for account in target_accounts(post, settings):
-            rendering = render_post(post, account, settings)
-            for part in rendering.parts:
-                key = DeliveryKey(post.id, account, part.index)
-                live.add(key)
-                if (
-                    post.at is not None
-                    and post.at <= now
-                    and not post.is_draft
-                    and ledger.get(key) is None
-                ):
-                    if known is None:  # asked at the post's first new key, before any is planned
-                        known = bool(ledger.deliveries(post_id=post.id))
-                    if known:
-                        # An account added to a post (or to defaults.accounts) after the
-                        # post's time: it was not due to go there. A person may still send
-                        # it: `publish POST --now --account ACCOUNT`.
-                        ledger.plan(key, post.at, content_hash(part), now)
-                        ledger.record_skipped(key, NEW_ACCOUNT, now)
-                        log.info("%s not sent: %s", key, NEW_ACCOUNT)
-                        continue
-                if post.is_draft:
-                    row = ledger.get(key) or ledger.plan(key, post.at or now, "draft", now)
-                    if row.state in CLAIMABLE_STATES:
-                        ledger.record_skipped(key, "draft", now)
-                    continue
-                assert post.at is not None  # only drafts may go without a time
-                # Due inside a blackout that holds: its time is the window's end.
-                when = settings.config.release_time(post.at, account)
-                if ledger.shared:
-                    known_row = ledger.get(key)
-                    if (
-                        known_row is not None
-                        and known_row.content_hash != content_hash(part)
-                        and _not_ours(known_row, settings, as_of, now)
-                    ):
-                        continue  # a newer version, from a checkout ahead of this one
-                row = ledger.plan(key, when, content_hash(part), now)
-                if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
-                    changed.append((key, content_hash(part)))
-                elif row.state is DeliveryState.PLANNED:
-                    planned += 1
-    held = catalog.blocked_ids
-    gone = [
-        row
-        for row in ledger.deliveries(states=CLAIMABLE_STATES)
-        if row.key not in live
-        and row.key.post_id not in held
-        and not (ledger.shared and _not_ours(row, settings, as_of, now))
-    ]
+    for sp in todo:
+        planned += _plan_post(sp, settings, ledger, now, as_of, live, changed)
+
+    def gone_ones(rows: Iterable[Delivery]) -> list[Delivery]:
+        return [
+            row
+            for row in rows
+            if row.key not in live
+            and row.key.post_id not in held
+            and not (ledger.shared and _not_ours(row, settings, as_of, now))
+        ]
+
+    if before is None:
+        gone = gone_ones(ledger.deliveries(states=CLAIMABLE_STATES))
+    else:
+        # Edited posts may have lost accounts or thread parts; deleted ones lost them all.
+        looked_at = {sp.id for sp in todo}
+        looked_at.update(post_id for post_id in before if post_id not in valid)
+        looked_at.update(post_id for post_id in again if post_id not in valid)
+        gone = [
+            row
+            for post_id in sorted(looked_at)
+            for row in gone_ones(ledger.deliveries(post_id=post_id, states=CLAIMABLE_STATES))
+        ]
+    known: dict[str, SourcedPost | None] = dict.fromkeys(held)
+    known.update(valid)
     if gone and catalog.unreadable:
         # A file that cannot be read is not a deletion: its posts come back when it is fixed.
         log.warning(
@@ -127,6 +131,8 @@ def plan(
             len(gone),
             ", ".join(str(p) for p in catalog.unreadable),
         )
+        for row in gone:
+            known[row.key.post_id] = None  # to be looked at again next time
         gone = []
     for row in gone:
         ledger.record_skipped(row.key, "deleted", now)
@@ -136,7 +142,71 @@ def plan(
         # minute; the same warning each time would bury the rest (validate always says it).
         if ledger.note_edit_reported(key, new_hash, now):
             log.warning("%s was edited after it was published; it will not be sent again", key)
-    return PlanResult(planned, [key for key, _ in changed])
+    touched = (
+        None
+        if before is None
+        else frozenset(sp.id for sp in todo) | {row.key.post_id for row in gone}
+    )
+    return PlanResult(planned, [key for key, _ in changed], known, touched)
+
+
+def _plan_post(
+    sp: SourcedPost,
+    settings: Settings,
+    ledger: Ledger,
+    now: dt.datetime,
+    as_of: dt.datetime | None,
+    live: set[DeliveryKey],
+    changed: list[tuple[DeliveryKey, str]],
+) -> int:
+    """Plan one valid post's deliveries, adding their keys to ``live`` and those published
+    with other words to ``changed``; the number newly planned."""
+    planned = 0
+    post = sp.post
+    known: bool | None = None  # whether the ledger had this post before this plan
+    for account in target_accounts(post, settings):
+        rendering = render_post(post, account, settings)
+        for part in rendering.parts:
+            key = DeliveryKey(post.id, account, part.index)
+            live.add(key)
+            if (
+                post.at is not None
+                and post.at <= now
+                and not post.is_draft
+                and ledger.get(key) is None
+            ):
+                if known is None:  # asked at the post's first new key, before any is planned
+                    known = bool(ledger.deliveries(post_id=post.id))
+                if known:
+                    # An account added to a post (or to defaults.accounts) after the
+                    # post's time: it was not due to go there. A person may still send
+                    # it: `publish POST --now --account ACCOUNT`.
+                    ledger.plan(key, post.at, content_hash(part), now)
+                    ledger.record_skipped(key, NEW_ACCOUNT, now)
+                    log.info("%s not sent: %s", key, NEW_ACCOUNT)
+                    continue
+            if post.is_draft:
+                row = ledger.get(key) or ledger.plan(key, post.at or now, "draft", now)
+                if row.state in CLAIMABLE_STATES:
+                    ledger.record_skipped(key, "draft", now)
+                continue
+            assert post.at is not None  # only drafts may go without a time
+            # Due inside a blackout that holds: its time is the window's end.
+            when = settings.config.release_time(post.at, account)
+            if ledger.shared:
+                known_row = ledger.get(key)
+                if (
+                    known_row is not None
+                    and known_row.content_hash != content_hash(part)
+                    and _not_ours(known_row, settings, as_of, now)
+                ):
+                    continue  # a newer version, from a checkout ahead of this one
+            row = ledger.plan(key, when, content_hash(part), now)
+            if row.state is DeliveryState.PUBLISHED and row.content_hash != content_hash(part):
+                changed.append((key, content_hash(part)))
+            elif row.state is DeliveryState.PLANNED:
+                planned += 1
+    return planned
 
 
 def edits_after_publishing(catalog: Catalog, settings: Settings, ledger: Ledger) -> list[Finding]:

@@ -198,25 +198,29 @@ def _from_ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value)  # C code, reads the trailing Z as UTC
 
 
+_STATES = {state.value: state for state in DeliveryState}
+
+
 def _row(row: sqlite3.Row) -> Delivery:
-    due = _from_ts(row["due_at"])
-    scheduled = _from_ts(row["scheduled_at"])
-    assert due is not None and scheduled is not None
+    """A delivery from a row of ``_COLUMNS``, read by position: queue, status and every plan
+    read thousands of rows, and names and the Enum call cost several times more."""
+    (post_id, account, part, state, due_at, scheduled_at, content_hash, attempts, identity,
+     retry_at, remote_id, remote_url, reason, updated_at, progress, owner) = row  # fmt: skip
     return Delivery(
-        key=DeliveryKey(row["post_id"], row["account"], row["part"]),
-        state=DeliveryState(row["state"]),
-        due_at=due,
-        scheduled_at=scheduled,
-        content_hash=row["content_hash"],
-        attempts=row["attempts"],
-        identity=row["identity"],
-        retry_at=_from_ts(row["retry_at"]),
-        remote_id=row["remote_id"],
-        remote_url=row["remote_url"],
-        reason=row["reason"],
-        updated_at=_from_ts(row["updated_at"]),
-        progress=row["progress"],
-        owner=row["owner"],
+        key=DeliveryKey(post_id, account, part),
+        state=_STATES[state],
+        due_at=dt.datetime.fromisoformat(due_at),
+        scheduled_at=dt.datetime.fromisoformat(scheduled_at),
+        content_hash=content_hash,
+        attempts=attempts,
+        identity=identity,
+        retry_at=_from_ts(retry_at),
+        remote_id=remote_id,
+        remote_url=remote_url,
+        reason=reason,
+        updated_at=_from_ts(updated_at),
+        progress=progress,
+        owner=owner,
     )
 
 
@@ -506,6 +510,8 @@ class SqliteLedger(Ledger):
                     "WHERE post_id=? AND account=? AND part=?",
                     (content_hash, _ts(now), *where),
                 )
+            else:
+                return current  # as planned already: the common case of every reload
             result = self._select(db, key)
         assert result is not None
         return result

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, unknown_account_finding
 from ..errors import Finding, ImageError, error, warning
@@ -21,6 +21,9 @@ from .images import ImageInfo, inspect_image, resolve_image_path
 from .loader import Catalog, SourcedPost
 from .models import Image, is_global_ip
 from .render import Rendering, effective_content, render_post, target_accounts, thread_led
+
+if TYPE_CHECKING:
+    from .cache import PostCache
 
 
 def image_locations(
@@ -79,6 +82,15 @@ def check_post(
     sp: SourcedPost, settings: Settings, now: dt.datetime | None = None
 ) -> list[Finding]:
     """Every finding for one post, across all of its target accounts."""
+    return check_post_as_written(sp, settings) + dated_findings(sp, settings, now)
+
+
+def check_post_as_written(
+    sp: SourcedPost, settings: Settings, image_cache: dict[str, ImageInfo | str] | None = None
+) -> list[Finding]:
+    """The findings that depend only on the post, the configuration and its images, not on
+    the time: what a reload may keep while none of them changed (``posts.cache``).
+    ``image_cache``: the images checked, by the path written in the post."""
     findings: list[Finding] = []
     post = sp.post
     accounts_cfg = settings.config.accounts
@@ -111,32 +123,40 @@ def check_post(
                     **sp.where("overrides", key, key=True),
                 )
             )
-    if now is not None and post.at is not None and not post.is_draft:
-        if post.expires is not None and post.expires <= now:
-            findings.append(
-                warning(
-                    "expired",
-                    "the post has expired and will not be published",
-                    **sp.where("expires"),
-                )
-            )
-        elif post.at < now - settings.config.publishing.late_grace:
-            findings.append(
-                warning(
-                    "in-the-past",
-                    f"at: is in the past (more than {settings.config.publishing.late_grace} ago): "
-                    "the daemon will skip it as late unless it was already published",
-                    **sp.where("at"),
-                )
-            )
     if post.at is not None and not post.is_draft:
         findings.extend(_blackout_findings(sp, known_targets, settings))
-    image_cache: dict[str, ImageInfo | str] = {}
+    if image_cache is None:
+        image_cache = {}
     for account in known_targets:
         findings.extend(
             _check_rendering(sp, render_post(post, account, settings), settings, image_cache)
         )
     return _dedupe(findings)
+
+
+def dated_findings(sp: SourcedPost, settings: Settings, now: dt.datetime | None) -> list[Finding]:
+    """What the time makes of the post: expired, or too far in the past to be sent."""
+    post = sp.post
+    if now is None or post.at is None or post.is_draft:
+        return []
+    if post.expires is not None and post.expires <= now:
+        return [
+            warning(
+                "expired",
+                "the post has expired and will not be published",
+                **sp.where("expires"),
+            )
+        ]
+    if post.at < now - settings.config.publishing.late_grace:
+        return [
+            warning(
+                "in-the-past",
+                f"at: is in the past (more than {settings.config.publishing.late_grace} ago): "
+                "the daemon will skip it as late unless it was already published",
+                **sp.where("at"),
+            )
+        ]
+    return []
 
 
 def _blackout_findings(sp: SourcedPost, accounts: list[str], settings: Settings) -> list[Finding]:
@@ -402,9 +422,18 @@ def check_catalog(
 
 
 def validate(
-    settings: Settings, paths: list[Path] | None = None, now: dt.datetime | None = None
+    settings: Settings,
+    paths: list[Path] | None = None,
+    now: dt.datetime | None = None,
+    *,
+    cache: PostCache | None = None,
 ) -> Catalog:
-    """Load and check posts: the whole of ``postscheduler validate``."""
+    """Load and check posts: the whole of ``postscheduler validate``. The whole posts folder
+    is read through ``cache`` (the daemon keeps one from reload to reload)."""
+    if paths is None:
+        from .cache import PostCache
+
+        return (cache or PostCache(settings)).read(now)
     from .loader import load_posts
 
     catalog = load_posts(settings, paths)

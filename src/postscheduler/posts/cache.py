@@ -1,0 +1,164 @@
+"""The posts folder as last checked, so that a reload re-reads only what changed.
+
+The daemon reloads on every edit, and with thousands of files reading and checking them all
+took seconds each time (docs/performance.md). What a file gives is kept while nothing it
+depends on changed: its posts, and the findings of the checks that depend only on the file,
+the configuration and the images its posts show. A file counts as changed when its inode,
+size, mtime or ctime differ, or when the watcher names it or one of its images
+(``forget``), since two writes within one clock tick can leave the same stamp. What depends
+on the time (expired, in the past) and on the other files (ids used twice) is worked out
+afresh on every read.
+
+One cache serves one ``Settings``: a new configuration means a new cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import stat
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import Finding
+from .images import ImageInfo
+from .loader import Catalog, _check_duplicate_ids, load_file, no_posts_dir, post_file_names
+from .rules import check_post_as_written, dated_findings
+
+Stamp = tuple[int, int, int, int]
+
+
+def _stamp(info: os.stat_result) -> Stamp:
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _stamp_of(path: str) -> Stamp | None:
+    try:
+        return _stamp(Path(path).stat())
+    except OSError:
+        return None  # missing: an image added later is a change too
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Checked:
+    """One file as read: its posts and findings (``loaded``), the checks of each of its
+    posts in order, and the images those checks read with their stamps then."""
+
+    stamp: Stamp | None  # None: never kept (a symlink, a pipe): read again each time
+    loaded: Catalog
+    checks: tuple[list[Finding], ...]
+    images: tuple[tuple[str, Stamp | None], ...]
+
+
+class PostCache:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._files: dict[str, _Checked] = {}
+        self._lock = threading.Lock()
+        self._forgotten: set[str] = set()
+        self.last_read = 0  # files read (not taken from the cache) by the last read
+
+    def forget(self, paths: Iterable[Path | str]) -> None:
+        """Read these again next time, and any file whose posts show one of them (an image):
+        the watcher's word, safe to give from any thread, even while a read runs."""
+        with self._lock:
+            self._forgotten.update(str(p) for p in paths)
+
+    def read(self, now: dt.datetime | None) -> Catalog:
+        """Every post file under posts_dir, loaded and checked: what ``validate`` gives for
+        the whole folder."""
+        with self._lock:
+            forgotten, self._forgotten = self._forgotten, set()
+        settings = self.settings
+        root = settings.posts_dir
+        if not root.is_dir():
+            self._files = {}
+            catalog = Catalog()
+            catalog.findings.append(no_posts_dir(settings, root))
+            return catalog
+        images_now: dict[str, Stamp | None] = {}  # each image stat'ed once per read
+
+        def unchanged(entry: _Checked | None, stamp: Stamp | None) -> bool:
+            if entry is None or stamp is None or entry.stamp != stamp:
+                return False
+            for path, then in entry.images:
+                if path in forgotten:
+                    return False
+                if path not in images_now:
+                    images_now[path] = _stamp_of(path)
+                if images_now[path] != then:
+                    return False
+            return True
+
+        kept: dict[str, _Checked] = {}
+        pieces: list[_Checked] = []
+        self.last_read = 0
+        for name in post_file_names(root):
+            try:
+                info = os.lstat(name)
+            except OSError:
+                info = None
+            # The stamp is taken before the file is read: a write after it changes the stamp.
+            stamp = _stamp(info) if info is not None and stat.S_ISREG(info.st_mode) else None
+            entry = None if name in forgotten else self._files.get(name)
+            if not unchanged(entry, stamp):
+                entry = self._check(Path(name), stamp, root)
+                self.last_read += 1
+            assert entry is not None
+            if entry.stamp is not None:
+                kept[name] = entry
+            pieces.append(entry)
+        self._files = kept
+        return _assemble(pieces, settings, now)
+
+    def _check(self, path: Path, stamp: Stamp | None, root: Path) -> _Checked:
+        settings = self.settings
+        loaded = Catalog()
+        load_file(path, settings, loaded)
+        seen: dict[str, ImageInfo | str] = {}
+        checks = tuple(check_post_as_written(sp, settings, seen) for sp in loaded.posts)
+        images = tuple((name, _stamp_of(name)) for name in sorted({str(root / f) for f in seen}))
+        return _Checked(stamp, loaded, checks, images)
+
+
+def _assemble(pieces: list[_Checked], settings: Settings, now: dt.datetime | None) -> Catalog:
+    """One catalog from the files' pieces, in the order ``load_posts`` and ``check_catalog``
+    give: what loading found in every file, then the ids used twice, then each post's
+    checks. The pieces are left as they are, to be used again."""
+    catalog = Catalog()
+    id_sites = catalog.id_sites
+    for piece in pieces:
+        loaded = piece.loaded
+        catalog.files.extend(loaded.files)
+        catalog.posts.extend(loaded.posts)
+        # Most files hold one good post: the rest is mostly empty, and skipped so.
+        if loaded.findings:
+            catalog.findings.extend(loaded.findings)
+        if loaded.blocked_ids:
+            catalog.blocked_ids.update(loaded.blocked_ids)
+        if loaded.unreadable:
+            catalog.unreadable.extend(loaded.unreadable)
+        for post_id, sites in loaded.id_sites.items():
+            if post_id in id_sites:
+                id_sites[post_id].extend(sites)
+            else:
+                id_sites[post_id] = list(sites)
+    _check_duplicate_ids(catalog, settings.base_dir)
+    # The posts left once those whose id is used twice are out (None: all of them).
+    remaining = None
+    if len(catalog.posts) < sum(len(piece.loaded.posts) for piece in pieces):
+        remaining = {id(sp) for sp in catalog.posts}
+    findings = catalog.findings
+    for piece in pieces:
+        for sp, found in zip(piece.loaded.posts, piece.checks, strict=True):
+            if remaining is not None and id(sp) not in remaining:
+                continue  # its id is used twice: blocked, and not checked further
+            if found:
+                if any(f.is_error for f in found):
+                    catalog.blocked_ids.add(sp.id)
+                findings.extend(found)
+            findings.extend(dated_findings(sp, settings, now))
+    return catalog

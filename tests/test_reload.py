@@ -1,0 +1,219 @@
+"""Reloads re-read only what changed, and end where reading everything again would.
+
+The daemon keeps a ``PostCache`` and its engine plans only the posts new, changed or gone
+since its last plan. Each test here holds that against the slow, obvious way: a fresh
+``validate`` of the whole folder, and a full plan into a ledger of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from postscheduler.delivery.engine import Engine
+from postscheduler.ledger.sqlite import SqliteLedger
+from postscheduler.posts.cache import PostCache
+from postscheduler.posts.rules import validate
+
+from .conftest import Project
+from .test_engine import CONFIG
+
+NOW = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def project(make_project: Callable[[str], Project]) -> Project:
+    return make_project(CONFIG)
+
+
+def _summary(catalog: Any) -> dict[str, Any]:
+    return {
+        "posts": [(sp.id, sp.post.model_dump_json()) for sp in catalog.posts],
+        "findings": [f.as_text() for f in catalog.findings],
+        "files": [str(p) for p in catalog.files],
+        "blocked": sorted(catalog.blocked_ids),
+        "unreadable": [str(p) for p in catalog.unreadable],
+    }
+
+
+def _rows(ledger: SqliteLedger) -> list[tuple[Any, ...]]:
+    return [
+        (r.key, r.state, r.due_at, r.content_hash, r.reason)
+        for r in sorted(ledger.deliveries(), key=lambda r: r.key)
+    ]
+
+
+def _random_post(rng: random.Random, post_id: str, minute: int) -> str:
+    """A post file: mostly good, sometimes with an error, a draft, a thread or an image."""
+    at = (NOW + dt.timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M")
+    accounts = rng.choice(["", "accounts: [a]\n", "accounts: [a, b]\n", "accounts: [nobody]\n"])
+    body = rng.choice(
+        [
+            "text: Hello.\n",
+            f"text: Words {rng.randint(0, 3)}.\n",
+            "text: A thread.\nthread:\n  - Second part.\n  - Third part.\n",
+            "txt: a typo\n",
+            "status: draft\ntext: Not yet.\n",
+            "text: With a photo.\nimage: {file: images/photo.png, alt: A march., credit: Ana}\n",
+        ]
+    )
+    if rng.random() < 0.1:
+        return f"id: {post_id}\nat: {at}\ntext: 'unclosed\n"  # not YAML at all
+    return f"id: {post_id}\nat: {at}\n{accounts}{body}"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_edits_end_where_reading_everything_again_does(project: Project, seed: int) -> None:
+    rng = random.Random(seed)
+    settings = project.settings()
+    cache = PostCache(settings)
+    kept = Engine(settings, SqliteLedger(project.root / "kept.db"), clock=lambda: NOW)
+    names = [f"p{i}.yaml" for i in range(8)]
+    for step in range(40):
+        name = rng.choice(names)
+        path = project.posts / name
+        what = rng.random()
+        if what < 0.15 and path.exists():
+            path.unlink()
+        elif what < 0.25:
+            # An id another file may hold too: both are blocked while it lasts.
+            project.write(name, _random_post(rng, "shared", rng.randint(-90, 90)))
+        elif what < 0.32:
+            photo = project.posts / "images" / "photo.png"
+            if photo.exists():
+                photo.unlink()
+            else:
+                project.image("images/photo.png", fmt="PNG")
+            cache.forget([photo])
+        else:
+            project.write(name, _random_post(rng, path.stem, rng.randint(-90, 90)))
+        if rng.random() < 0.5:
+            cache.forget([path])  # the watcher names most changes; the stamps catch the rest
+        now = NOW + dt.timedelta(minutes=step)
+        got = cache.read(now)
+        fresh = validate(settings, None, now, cache=PostCache(settings))
+        assert _summary(got) == _summary(fresh), f"step {step}"
+        # The same plan as a full one, into a ledger of its own that starts afresh each time.
+        kept.clock = lambda now=now: now
+        kept.load(got)
+        full_path = project.root / f"full-{step}.db"
+        if step:
+            full_path.write_bytes((project.root / f"full-{step - 1}.db").read_bytes())
+        full = Engine(settings, SqliteLedger(full_path), clock=lambda now=now: now)
+        full.load(fresh)
+        assert _rows(kept.ledger) == _rows(full.ledger), f"step {step}"  # type: ignore[arg-type]
+        full.ledger.close()
+
+
+def test_a_reload_reads_only_the_files_that_changed(project: Project) -> None:
+    for i in range(20):
+        project.write(f"p{i}.yaml", f"id: p{i}\nat: 2027-02-01 09:00\ntext: Post {i}.\n")
+    cache = PostCache(project.settings())
+    assert len(cache.read(NOW).posts) == 20 and cache.last_read == 20
+    cache.read(NOW)
+    assert cache.last_read == 0
+    project.write("p3.yaml", "id: p3\nat: 2027-02-01 09:00\ntext: Edited.\n")
+    catalog = cache.read(NOW)
+    assert cache.last_read == 1
+    assert [sp.post.text for sp in catalog.posts if sp.id == "p3"] == ["Edited."]
+
+
+def test_a_rewrite_the_stamps_cannot_see_is_read_once_the_watcher_names_it(
+    project: Project,
+) -> None:
+    path = project.write("p.yaml", "id: p\nat: 2027-02-01 09:00\ntext: One.\n")
+    cache = PostCache(project.settings())
+    cache.read(NOW)
+    before = path.stat()
+    path.write_text("id: p\nat: 2027-02-01 09:00\ntext: Two.\n")  # the same size
+    # Within one tick of the file system's clock, the stamp would not change: as if so.
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    cache.forget([path])
+    assert [sp.post.text for sp in cache.read(NOW).posts] == ["Two."]
+
+
+def test_an_image_replaced_under_an_unchanged_post_is_checked_again(project: Project) -> None:
+    project.image("images/photo.png", fmt="PNG")
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-02-01 09:00\ntext: Photo.\n"
+        "image: {file: images/photo.png, alt: A march., credit: Ana}\n",
+    )
+    cache = PostCache(project.settings())
+    assert cache.read(NOW).blocked_ids == set()
+    (project.posts / "images" / "photo.png").write_bytes(b"not an image at all")
+    catalog = cache.read(NOW)  # no forget(): the image's stamp changed
+    assert catalog.blocked_ids == {"p"}
+    assert [f.code for f in catalog.findings] == ["image-invalid"]
+    (project.posts / "images" / "photo.png").unlink()
+    assert [f.code for f in cache.read(NOW).findings] == ["image-invalid"]
+    project.image("images/photo.png", fmt="PNG")  # added back: the post goes out again
+    assert cache.read(NOW).blocked_ids == set()
+
+
+def test_the_time_is_worked_out_afresh_on_every_read(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: Soon.\n")
+    cache = PostCache(project.settings())
+    assert cache.read(NOW).findings == []
+    later = cache.read(NOW + dt.timedelta(hours=2))
+    assert cache.last_read == 0
+    assert [f.code for f in later.findings] == ["in-the-past"]
+
+
+def test_an_id_taken_by_a_new_file_blocks_both_and_the_old_one_comes_back(
+    project: Project,
+) -> None:
+    project.write("a.yaml", "id: p\nat: 2027-02-01 09:00\ntext: First.\n")
+    cache = PostCache(project.settings())
+    assert [sp.id for sp in cache.read(NOW).posts] == ["p"]
+    project.write("b.yaml", "id: p\nat: 2027-02-01 10:00\ntext: Second.\n")
+    catalog = cache.read(NOW)
+    assert catalog.posts == [] and catalog.blocked_ids == {"p"}
+    assert [f.code for f in catalog.findings] == ["duplicate-id", "duplicate-id"]
+    (project.posts / "b.yaml").unlink()
+    assert [sp.post.text for sp in cache.read(NOW).posts] == ["First."]
+    assert cache.last_read == 0
+
+
+def test_an_edit_plans_only_its_post_and_a_deletion_cancels_what_was_planned(
+    project: Project,
+) -> None:
+    for i in range(5):
+        project.write(f"p{i}.yaml", f"id: p{i}\nat: 2027-02-01 09:00\ntext: Post {i}.\n")
+    settings = project.settings()
+    cache = PostCache(settings)
+    engine = Engine(settings, SqliteLedger(project.root / "ledger.db"), clock=lambda: NOW)
+    first = engine.load(cache.read(NOW))
+    assert first.touched is None and first.planned == 5  # the first plan: everything
+    project.write("p2.yaml", "id: p2\nat: 2027-02-01 09:00\naccounts: [a, b]\ntext: Two.\n")
+    (project.posts / "p4.yaml").unlink()
+    result = engine.load(cache.read(NOW))
+    assert result.touched == {"p2", "p4"} and result.planned == 2
+    states = {(r.key.post_id, r.key.account): (r.state.value, r.reason) for r in _all(engine)}
+    assert states[("p2", "outbox")] == ("skipped", "deleted")  # the account left the post
+    assert states[("p2", "a")] == states[("p2", "b")] == ("planned", None)
+    assert states[("p4", "outbox")] == ("skipped", "deleted")
+    assert engine.load(cache.read(NOW)).touched == frozenset()
+
+
+def test_a_post_held_by_an_error_then_deleted_is_cancelled(project: Project) -> None:
+    project.write("p.yaml", "id: p\nat: 2027-02-01 09:00\ntext: One.\n")
+    settings = project.settings()
+    cache = PostCache(settings)
+    engine = Engine(settings, SqliteLedger(project.root / "ledger.db"), clock=lambda: NOW)
+    engine.load(cache.read(NOW))
+    project.write("p.yaml", "id: p\nat: 2027-02-01 09:00\ntxt: typo\n")
+    engine.load(cache.read(NOW))
+    assert [r.state.value for r in _all(engine)] == ["planned"]  # held, not cancelled
+    (project.posts / "p.yaml").unlink()
+    engine.load(cache.read(NOW))
+    assert [(r.state.value, r.reason) for r in _all(engine)] == [("skipped", "deleted")]
+
+
+def _all(engine: Engine) -> list[Any]:
+    return sorted(engine.ledger.deliveries(), key=lambda r: r.key)
