@@ -423,3 +423,23 @@ def test_queue_marks_what_a_pause_holds(project: Project) -> None:
     assert "outbox: paused" in cli(project, "queue").stdout  # known to the ledger or not
     assert cli(project, "resume", "--account", "outbox").returncode == 0
     assert "paused" not in cli(project, "queue").stdout
+
+
+def test_sigterm_right_after_start_up_with_thousands_of_jobs_stops_the_daemon(
+    project: Project,
+) -> None:
+    """Each job added to a running APScheduler wakes it with a byte on the event loop's
+    self-pipe; thousands filled the pipe, and a SIGTERM whose byte found it full was lost:
+    the daemon ran on (found by bench/daemon_bench.py startup)."""
+    for i in range(3000):
+        project.write(f"p{i}.yaml", f"id: p{i}\nat: {at(86400)}\ntext: Post {i}.\n")
+    daemon = Daemon([sys.executable, "-m", "postscheduler", "run", "-c", str(project.config_path)])
+    try:
+        assert wait_for(lambda: daemon.logged("daemon started"), timeout=120), daemon.lines
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate(timeout=10)
+    assert daemon.returncode == 0 and "daemon stopped" in output, output
