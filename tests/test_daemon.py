@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import re
@@ -330,12 +331,8 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
         return real(settings, now, cache)
 
     monkeypatch.setattr(daemon_module, "posts_to_publish", flaky)
-    daemon = daemon_module.Daemon(project.config_path, settings=project.settings())
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),))
     caplog.set_level(logging.INFO, logger="postscheduler")
-    runner.start()
-    try:
+    with in_process(project) as daemon:
         assert wait_for(lambda: "daemon started" in caplog.text)
         project.write("a.yaml", f"id: a\nat: {at(-1)}\ntext: The reload of this one fails.\n")
         assert wait_for(lambda: "reloading the posts failed" in caplog.text), caplog.text
@@ -343,10 +340,45 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
         project.write("b.yaml", f"id: b\nat: {at(-1)}\ntext: This edit is still followed.\n")
         assert wait_for(lambda: outbox(project, "b").exists()), caplog.text
         assert outbox(project, "a").exists()  # the next reload picked a.yaml up too
+        assert daemon.failure is None
+
+
+@contextlib.contextmanager
+def in_process(project: Project) -> Iterator[Any]:
+    """The daemon run on a thread of this process, so a test can patch it or look inside."""
+    from postscheduler.delivery.daemon import Daemon as InProcess
+
+    daemon = InProcess(project.config_path, settings=project.settings())
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),))
+    runner.start()
+    try:
+        yield daemon
     finally:
         loop.call_soon_threadsafe(daemon.stop)
         runner.join(timeout=30)
         loop.close()
+
+
+def test_a_post_due_beyond_the_scheduling_horizon_is_scheduled_as_it_nears(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only what is due within SCHEDULE_AHEAD is an APScheduler job; the rescan adds the
+    rest as it nears (here the horizon is a second, the rescan a tenth of one)."""
+    import logging
+
+    from postscheduler.delivery import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "SCHEDULE_AHEAD", dt.timedelta(seconds=1))
+    monkeypatch.setattr(daemon_module, "RESCAN_INTERVAL", 0.1)
+    project.write("far.yaml", f"id: far\nat: {at(3)}\ntext: Beyond the horizon at first.\n")
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    with in_process(project) as daemon:
+        assert wait_for(lambda: "daemon started" in caplog.text)
+        assert daemon.scheduler.get_job("far@outbox") is None  # not a job yet
+        assert wait_for(lambda: daemon.scheduler.get_job("far@outbox") is not None)
+        assert wait_for(lambda: outbox(project, "far").exists()), caplog.text
+    assert row(project, "far") is DeliveryState.PUBLISHED
 
 
 def test_a_ledger_removed_under_the_daemon_stops_it_and_is_not_started_afresh(

@@ -15,6 +15,7 @@ import pytest
 
 from postscheduler.errors import LeaseLostError
 from postscheduler.ledger import (
+    CLAIMABLE_STATES,
     DeliveryKey,
     DeliveryState,
     Ledger,
@@ -141,6 +142,9 @@ def test_due_deliveries_and_counts(ledger: Ledger) -> None:
     ledger.record_retry(keys[0], later(25), "429", now=T0)
     due = [d.key for d in ledger.iter_due(later(20))]
     assert due == [keys[1], keys[2]]  # keys[0] waits until its retry time
+    assert {d.key for d in ledger.iter_due(later(25))} == {keys[0], keys[1], keys[2]}
+    soon = ledger.deliveries(states=CLAIMABLE_STATES, due_by=later(10))
+    assert [d.key for d in soon] == [keys[1]]
     assert ledger.counts()[DeliveryState.PLANNED] == 3
     assert ledger.counts()[DeliveryState.RETRY] == 1
 

@@ -56,6 +56,10 @@ RESCAN_INTERVAL = 2.0
 # How far back each rescan reads again: a row changed as the previous scan read is not missed.
 RESCAN_OVERLAP = dt.timedelta(seconds=1)
 WATCH_START_TIMEOUT = 10.0
+# Only deliveries due this soon are APScheduler jobs; the rescan adds the others as their
+# time nears, every half of it. Months of posts as 10,000 jobs took 1.5 s to schedule at each
+# start, and memory for as long as the daemon ran.
+SCHEDULE_AHEAD = dt.timedelta(minutes=10)
 # Where a delivery waits for someone (retry --failed, resolve): run --once reports them.
 NEEDS_A_PERSON = frozenset({DeliveryState.FAILED, DeliveryState.UNCONFIRMED})
 JOB_ERROR_DELAY = 60.0  # seconds before a job that failed unexpectedly runs again
@@ -414,7 +418,8 @@ class Daemon:
     def _schedule_all(self) -> None:
         assert self.ledger is not None
         wanted: dict[str, dt.datetime] = {}
-        for row in self.ledger.deliveries(states=CLAIMABLE_STATES):
+        soon = self.clock() + SCHEDULE_AHEAD
+        for row in self.ledger.deliveries(states=CLAIMABLE_STATES, due_by=soon):
             when = row.next_attempt_at
             job_id = f"{row.key.post_id}@{row.key.account}"
             wanted[job_id] = min(when, wanted.get(job_id, when))
@@ -451,6 +456,11 @@ class Daemon:
 
     def _schedule(self, job_id: str, when: dt.datetime) -> None:
         post_id, account = job_id.rsplit("@", 1)
+        if when > self.clock() + SCHEDULE_AHEAD:
+            # Not a job yet: the rescan makes it one when it nears (SCHEDULE_AHEAD).
+            if (job := self.scheduler.get_job(job_id)) is not None:
+                job.remove()
+            return
         if job_id in self._running:
             # APScheduler would skip a second instance of a running job; run it again when
             # this one ends instead.
@@ -573,13 +583,15 @@ class Daemon:
                 self._schedule_all()  # resolved ones may let later thread parts go
 
     async def _rescan(self) -> None:
-        """Schedule what changed in the ledger behind the daemon's back (publish --now...).
+        """Schedule what changed in the ledger behind the daemon's back (publish --now...),
+        and, every half of ``SCHEDULE_AHEAD``, what comes due within it.
 
         Only rows changed since the last scan are read: with thousands queued, a full scan
         every few seconds would stall the loop and make every delivery late.
         """
         assert self.ledger is not None
         since = self.clock()
+        next_sweep = since + SCHEDULE_AHEAD / 2  # _schedule_all has just looked that far
         while not self._stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), RESCAN_INTERVAL)
@@ -618,6 +630,15 @@ class Daemon:
                         changed_since=since - RESCAN_OVERLAP,
                     )
                 )
+                if now >= next_sweep:
+                    changed += await self.engine.db(
+                        functools.partial(
+                            self.ledger.deliveries,
+                            states=CLAIMABLE_STATES,
+                            due_by=now + SCHEDULE_AHEAD,
+                        )
+                    )
+                    next_sweep = now + SCHEDULE_AHEAD / 2
                 await self._see_peers()  # who else shares the work, as often
             except LedgerError:
                 continue  # the database gone: the lease keeper says so, once

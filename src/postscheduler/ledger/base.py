@@ -300,8 +300,10 @@ class Ledger(abc.ABC):
         account: str | None = None,
         states: Iterable[DeliveryState] | None = None,
         changed_since: dt.datetime | None = None,
+        due_by: dt.datetime | None = None,
     ) -> list[Delivery]:
-        """Rows matching every given filter, by due time then key."""
+        """Rows matching every given filter, by due time then key. ``due_by``: only those
+        whose next attempt (``Delivery.next_attempt_at``) is at or before it."""
 
     @abc.abstractmethod
     def states_of(self, post_ids: Iterable[str]) -> dict[tuple[str, str], set[DeliveryState]]:
@@ -404,6 +406,4 @@ class Ledger(abc.ABC):
 
     def iter_due(self, until: dt.datetime) -> Iterator[Delivery]:
         """Claimable deliveries due (or due to retry) by ``until``."""
-        for d in self.deliveries(states=CLAIMABLE_STATES):
-            if d.next_attempt_at <= until:
-                yield d
+        yield from self.deliveries(states=CLAIMABLE_STATES, due_by=until)

@@ -967,11 +967,17 @@ class SqliteLedger(Ledger):
         account: str | None = None,
         states: Iterable[DeliveryState] | None = None,
         changed_since: dt.datetime | None = None,
+        due_by: dt.datetime | None = None,
     ) -> list[Delivery]:
         where, args = [], []
         if changed_since is not None:
             where.append("updated_at>=?")
             args.append(_ts(changed_since))
+        if due_by is not None:  # next_attempt_at, in SQL
+            where.append(
+                "(CASE WHEN state=? AND retry_at IS NOT NULL THEN retry_at ELSE due_at END)<=?"
+            )
+            args += [DeliveryState.RETRY.value, _ts(due_by)]
         if post_id is not None:
             where.append("post_id=?")
             args.append(post_id)
