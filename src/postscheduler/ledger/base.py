@@ -41,6 +41,8 @@ class DeliveryState(enum.StrEnum):
 
 # States from which the daemon may start an attempt.
 CLAIMABLE_STATES = frozenset({DeliveryState.PLANNED, DeliveryState.RETRY})
+# Skips that end when the post is seen again (the file is back, the draft is ready).
+REVIVING_SKIPS = frozenset({"deleted", "draft"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)
@@ -153,6 +155,22 @@ class AlertSend:
     next_at: dt.datetime
     error: str | None = None
     sent_at: dt.datetime | None = None
+
+
+def plan_changes(current: Delivery | None, scheduled_at: dt.datetime, content_hash: str) -> bool:
+    """Whether ``Ledger.plan`` would change ``current`` (None: not in the ledger yet): a plan
+    of thousands of unchanged posts reads their rows at once and plans only these."""
+    if current is None:
+        return True
+    if current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
+        current.scheduled_at != scheduled_at
+        or (
+            current.state is DeliveryState.SKIPPED
+            and (current.reason in REVIVING_SKIPS or current.content_hash != content_hash)
+        )
+    ):
+        return True
+    return current.state in CLAIMABLE_STATES and current.content_hash != content_hash
 
 
 class Ledger(abc.ABC):

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import LeaseLostError, LedgerError, LedgerLockedError
 from .base import (
     CLAIMABLE_STATES,
+    REVIVING_SKIPS,
     Alert,
     AlertSend,
     AlertState,
@@ -27,6 +28,7 @@ from .base import (
     Event,
     Ledger,
     Pause,
+    plan_changes,
 )
 
 # Named migrations, applied in order and recorded in schema_migrations. Never edit one that
@@ -174,9 +176,6 @@ COPIED_TABLES = (
     "alert_sends",
     "alert_cursor",
 )
-
-# Skips that end when the post is seen again (the file is back, the draft is ready).
-REVIVING_SKIPS = frozenset({"deleted", "draft"})
 
 _COLUMNS = (
     "post_id, account, part, state, due_at, scheduled_at, content_hash, attempts, identity, "
@@ -453,6 +452,8 @@ class SqliteLedger(Ledger):
     ) -> Delivery:
         with self._write() as db:
             current = self._select(db, key)
+            if current is not None and not plan_changes(current, scheduled_at, content_hash):
+                return current  # as planned already: the common case of every reload
             where = (key.post_id, key.account, key.part)
             if current is None:
                 inserted = db.execute(
@@ -510,8 +511,6 @@ class SqliteLedger(Ledger):
                     "WHERE post_id=? AND account=? AND part=?",
                     (content_hash, _ts(now), *where),
                 )
-            else:
-                return current  # as planned already: the common case of every reload
             result = self._select(db, key)
         assert result is not None
         return result

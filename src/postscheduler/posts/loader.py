@@ -300,7 +300,7 @@ def _owned(doc: Document, findings: list[Finding]) -> list[Finding]:
     pack, each entry of ``posts:`` runs to the next (what precedes is shared, and stays the
     file's)."""
     data = doc.data
-    if not isinstance(data, dict):
+    if not findings or not isinstance(data, dict):
         return findings
     starts: list[tuple[int, str]] = []
     entries = data.get("posts")

@@ -172,8 +172,12 @@ def _fail(
 _COLUMN_BITS = 24
 
 
+_COLUMN_MAX = (1 << _COLUMN_BITS) - 1
+
+
 def _pack(m: yaml.Mark) -> int:
-    return (m.line << _COLUMN_BITS) | min(m.column, (1 << _COLUMN_BITS) - 1)
+    column = m.column  # not min(): this runs for every key and value of every file
+    return (m.line << _COLUMN_BITS) | (column if column < _COLUMN_MAX else _COLUMN_MAX)
 
 
 def _unpack(packed: int) -> Mark:
@@ -408,7 +412,13 @@ def read_yaml(file: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
     """Read and parse ``file``; every problem becomes a YamlSourceError carrying a finding."""
     try:
         with file.open("rb") as fh:
-            raw = fh.read(max_bytes + 1)  # never read more than the cap, whatever the size
+            # Asked for the cap at once, read() allocates it (a megabyte) for every file,
+            # which cost more than parsing; asked for the size, a file that grows
+            # meanwhile is read on, never past the cap.
+            size = os.fstat(fh.fileno()).st_size
+            raw = fh.read(min(size, max_bytes) + 1)
+            if len(raw) > size:
+                raw += fh.read(max_bytes + 1 - len(raw))
             if len(raw) > max_bytes:
                 size = os.fstat(fh.fileno()).st_size
                 raise YamlSourceError(
