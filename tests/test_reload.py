@@ -217,3 +217,69 @@ def test_a_post_held_by_an_error_then_deleted_is_cancelled(project: Project) -> 
 
 def _all(engine: Engine) -> list[Any]:
     return sorted(engine.ledger.deliveries(), key=lambda r: r.key)
+
+
+@pytest.fixture
+def keep_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep parses after any read, and of files however new (the tests write them just
+    before reading them)."""
+    from postscheduler.posts import cache, parsed
+
+    monkeypatch.setattr(cache, "SAVE_AFTER", 1)
+    monkeypatch.setattr(parsed, "RACY_NS", 0)
+
+
+@pytest.mark.usefixtures("keep_at_once")
+def test_a_restart_parses_only_the_files_changed_since(project: Project) -> None:
+    project.write("a.yaml", "id: a\nat: 2027-02-01 09:00\ntext: Join us #Peru\n")  # a warning
+    project.write("b.yaml", "id: b\nat: 2027-02-01 09:00\ntxt: a typo\n")  # an error
+    project.write("c.yaml", "id: c\nat: 2027-02-01 09:00\ntext: Fine.\n")
+    settings = project.settings()
+    state = project.root / "state"
+    first = PostCache(settings, keep=state).read(NOW)
+    assert (state / "parsed-posts.cache").is_file()
+    project.write("c.yaml", "id: c\nat: 2027-02-01 10:00\ntext: Edited while stopped.\n")
+    again = PostCache(settings, keep=state)
+    catalog = again.read(NOW)
+    assert (again.last_read, again.last_parsed) == (3, 1)  # all checked, one parsed
+    assert _summary(catalog) == _summary(validate(settings, None, NOW))
+    assert [f.code for f in catalog.findings] == [f.code for f in first.findings]
+    assert "hashtag-is-comment" in [f.code for f in catalog.findings]
+
+
+@pytest.mark.usefixtures("keep_at_once")
+def test_kept_parses_that_cannot_be_used_are_ignored(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from postscheduler.posts import parsed
+
+    project.write("a.yaml", "id: a\nat: 2027-02-01 09:00\ntext: One.\n")
+    settings = project.settings()
+    state = project.root / "state"
+    PostCache(settings, keep=state).read(NOW)
+    kept = state / "parsed-posts.cache"
+    good = kept.read_bytes()
+    kept.write_bytes(good[: len(good) // 2])  # cut off: a disk full, a crash mid-write
+    cache = PostCache(settings, keep=state)
+    assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
+    assert "damaged" in caplog.text
+    kept.write_bytes(good)
+    monkeypatch.setattr(parsed, "_key", lambda: "a parser changed since")
+    cache = PostCache(settings, keep=state)
+    assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
+
+
+def test_a_file_written_a_moment_ago_is_not_kept(project: Project) -> None:
+    """Its stamp may not tell a second write within the same clock tick from this one."""
+    project.write("a.yaml", "id: a\nat: 2027-02-01 09:00\ntext: Just written.\n")
+    old = project.write("b.yaml", "id: b\nat: 2027-02-01 09:00\ntext: Written long ago.\n")
+    an_hour_ago = old.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(old, ns=(an_hour_ago, an_hour_ago))
+    settings = project.settings()
+    state = project.root / "state"
+    first = PostCache(settings, keep=state)
+    first.read(NOW)
+    first.keep()  # fewer files than SAVE_AFTER: kept by hand
+    again = PostCache(settings, keep=state)
+    again.read(NOW)
+    assert again.last_parsed == 1  # a.yaml, parsed again; b.yaml was kept

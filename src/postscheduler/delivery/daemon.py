@@ -155,7 +155,7 @@ async def run_once(
         alerter.begin()
         _log_missing_secrets(settings, alerter)
         posts_as_of = await asyncio.to_thread(sync_posts_repo, settings, alerter)
-        catalog = posts_to_publish(settings, clock())
+        catalog = posts_to_publish(settings, clock(), PostCache(settings, settings.state_dir))
         errors = _log_findings(catalog)
         alerter.see_catalog(catalog)
         engine = Engine(
@@ -267,7 +267,9 @@ class Daemon:
         self.metrics_address = metrics_address
         self.metrics: Metrics | None = None
         self.settings = settings or load_settings(config_path)
-        self.posts = PostCache(self.settings)  # what each reload need not read again
+        self.posts = PostCache(
+            self.settings, keep=self.settings.state_dir
+        )  # what each reload need not read again
         self.dry_run = dry_run
         self.clock = clock
         self.redactor = Redactor.for_settings(self.settings)
@@ -341,7 +343,7 @@ class Daemon:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 return
             self.redactor = Redactor.for_settings(self.settings)
-            self.posts = PostCache(self.settings)
+            self.posts = PostCache(self.settings, keep=self.settings.state_dir)
             assert self.alerter is not None
             self._retiring.add(
                 asyncio.get_running_loop().create_task(

@@ -9,7 +9,8 @@ size, mtime or ctime differ, or when the watcher names it or one of its images
 on the time (expired, in the past) and on the other files (ids used twice) is worked out
 afresh on every read.
 
-One cache serves one ``Settings``: a new configuration means a new cache.
+One cache serves one ``Settings``: a new configuration means a new cache. Given a folder
+(``keep``), the files' parses are also kept there for the next run (``posts.parsed``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from ..config import Settings
 from ..errors import Finding
 from .images import ImageInfo
 from .loader import Catalog, _check_duplicate_ids, load_file, no_posts_dir, post_file_names
+from .parsed import ParsedFiles, Stamp
 from .rules import check_post_as_written, dated_findings
-
-Stamp = tuple[int, int, int, int]
 
 
 def _stamp(info: os.stat_result) -> Stamp:
@@ -53,13 +53,20 @@ class _Checked:
     images: tuple[tuple[str, Stamp | None], ...]
 
 
+# A read that parsed this many files keeps the parses for the next run; after one edit,
+# parsing it again at the next start costs less than writing them all out.
+SAVE_AFTER = 100
+
+
 class PostCache:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keep: Path | None = None) -> None:
         self.settings = settings
+        self.parsed = ParsedFiles(keep)
         self._files: dict[str, _Checked] = {}
         self._lock = threading.Lock()
         self._forgotten: set[str] = set()
         self.last_read = 0  # files read (not taken from the cache) by the last read
+        self.last_parsed = 0  # of them, those parsed (not found in ``parsed``)
 
     def forget(self, paths: Iterable[Path | str]) -> None:
         """Read these again next time, and any file whose posts show one of them (an image):
@@ -95,7 +102,7 @@ class PostCache:
 
         kept: dict[str, _Checked] = {}
         pieces: list[_Checked] = []
-        self.last_read = 0
+        self.last_read = self.last_parsed = 0
         for name in post_file_names(root):
             try:
                 info = os.lstat(name)
@@ -105,19 +112,30 @@ class PostCache:
             stamp = _stamp(info) if info is not None and stat.S_ISREG(info.st_mode) else None
             entry = None if name in forgotten else self._files.get(name)
             if not unchanged(entry, stamp):
-                entry = self._check(Path(name), stamp, root)
+                entry = self._check(name, stamp, root)
                 self.last_read += 1
             assert entry is not None
             if entry.stamp is not None:
                 kept[name] = entry
             pieces.append(entry)
         self._files = kept
+        if self.last_parsed >= SAVE_AFTER:
+            self.keep()
         return _assemble(pieces, settings, now)
 
-    def _check(self, path: Path, stamp: Stamp | None, root: Path) -> _Checked:
+    def keep(self) -> None:
+        """Keep the parses of the files as last read for the next run (with ``keep``)."""
+        self.parsed.save(self._files)
+
+    def _check(self, name: str, stamp: Stamp | None, root: Path) -> _Checked:
         settings = self.settings
         loaded = Catalog()
-        load_file(path, settings, loaded)
+        kept = None if stamp is None else self.parsed.get(name, stamp)
+        doc = load_file(Path(name), settings, loaded, kept)
+        if kept is None:
+            self.last_parsed += 1
+            if doc is not None and stamp is not None:
+                self.parsed.put(name, stamp, doc)
         seen: dict[str, ImageInfo | str] = {}
         checks = tuple(check_post_as_written(sp, settings, seen) for sp in loaded.posts)
         images = tuple((name, _stamp_of(name)) for name in sorted({str(root / f) for f in seen}))

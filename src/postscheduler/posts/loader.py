@@ -252,20 +252,33 @@ def _refused(path: Path, settings: Settings) -> Finding | None:
     return None
 
 
-def load_file(path: Path, settings: Settings, catalog: Catalog) -> None:
-    """Load one post file into ``catalog``."""
+def load_file(
+    path: Path, settings: Settings, catalog: Catalog, parsed: Document | None = None
+) -> Document | None:
+    """Load one post file into ``catalog``; the parse it went by, if the file could be
+    parsed. ``parsed``: the file's parse kept from before (``posts.parsed``), of a regular
+    file whose stamp has not changed since."""
     catalog.files.append(path)
-    refused = _refused(path, settings)
-    if refused is not None:
-        catalog.findings.append(refused)
-        catalog.unreadable.append(path)
-        return
-    try:
-        doc = read_yaml(path)
-    except YamlSourceError as exc:
-        catalog.findings.append(exc.finding)
-        catalog.unreadable.append(path)
-        return
+    if parsed is not None:
+        doc = parsed
+    else:
+        refused = _refused(path, settings)
+        if refused is not None:
+            catalog.findings.append(refused)
+            catalog.unreadable.append(path)
+            return None
+        try:
+            doc = read_yaml(path)
+        except YamlSourceError as exc:
+            catalog.findings.append(exc.finding)
+            catalog.unreadable.append(path)
+            return None
+    _load_document(doc, settings, catalog)
+    return doc
+
+
+def _load_document(doc: Document, settings: Settings, catalog: Catalog) -> None:
+    path = doc.path
     catalog.findings.extend(_owned(doc, doc.warnings))
     data = doc.data
     if data is None:
