@@ -275,6 +275,7 @@ class Daemon:
         self.redactor = Redactor.for_settings(self.settings)
         self._stop = asyncio.Event()
         self._watching = asyncio.Event()
+        self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._running: set[str] = set()  # job ids being delivered now
@@ -333,8 +334,14 @@ class Daemon:
 
         Validating and planning run on a worker thread, so deliveries due meanwhile still go
         out (thousands of files take seconds). ``recover_first``: at start-up, plan only;
-        scheduling waits until the deliveries a crash left in flight are resolved.
+        scheduling waits until the deliveries a crash left in flight are resolved. One
+        reload at a time: an edit seen during the start-up's waits for it, rather than
+        reading the same PostCache and planning on the same engine at once.
         """
+        async with self._reloading:
+            await self._reload(config_changed=config_changed, recover_first=recover_first)
+
+    async def _reload(self, *, config_changed: bool, recover_first: bool) -> None:
         assert self.ledger is not None and self.engine is not None
         if config_changed:
             try:

@@ -130,8 +130,9 @@ class PostCache:
     def _check(self, name: str, stamp: Stamp | None, root: Path) -> _Checked:
         settings = self.settings
         loaded = Catalog()
-        kept = None if stamp is None else self.parsed.get(name, stamp)
-        doc = load_file(Path(name), settings, loaded, kept)
+        path = Path(name)
+        kept = None if stamp is None else self.parsed.get(path, name, stamp)
+        doc = load_file(path, settings, loaded, kept)
         if kept is None:
             self.last_parsed += 1
             if doc is not None and stamp is not None:

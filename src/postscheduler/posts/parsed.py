@@ -81,14 +81,13 @@ class ParsedFiles:
             return {}
         return files
 
-    def get(self, name: str, stamp: Stamp) -> Document | None:
-        """The kept parse of ``name`` if its stamp is still ``stamp``."""
+    def get(self, path: Path, name: str, stamp: Stamp) -> Document | None:
+        """The kept parse of ``path`` (``name`` as a string) if its stamp is still ``stamp``."""
         entry = self._kept.pop(name, None)  # used once: the reads after keep it themselves
         if entry is None or entry[0] != stamp:
             return None
         try:
             _, data, value_marks, key_marks, warnings = entry
-            path = Path(name)
             found = [_unfinding(w, path) for w in warnings]
             doc = Document(path, data, value_marks, key_marks, found)
         except (TypeError, ValueError):
