@@ -322,11 +322,11 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
     from postscheduler.delivery import daemon as daemon_module
 
     real = daemon_module.posts_to_publish
-    calls: list[str] = []
+    armed: list[str] = []  # once started: the next reload fails, the one after does not
 
     def flaky(settings: Any, now: dt.datetime, cache: Any = None) -> Any:
-        calls.append("load")
-        if len(calls) == 2:
+        if armed == ["armed"]:
+            armed.append("fired")
             raise RuntimeError("boom: a rule with a bug")
         return real(settings, now, cache)
 
@@ -334,6 +334,7 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
     caplog.set_level(logging.INFO, logger="postscheduler")
     with in_process(project) as daemon:
         assert wait_for(lambda: "daemon started" in caplog.text)
+        armed.append("armed")
         project.write("a.yaml", f"id: a\nat: {at(-1)}\ntext: The reload of this one fails.\n")
         assert wait_for(lambda: "reloading the posts failed" in caplog.text), caplog.text
         assert "boom: a rule with a bug" in caplog.text  # with its traceback, for a report

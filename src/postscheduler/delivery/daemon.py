@@ -393,7 +393,8 @@ class Daemon:
         self.alerter.see_catalog(catalog)
         if self.metrics is not None:
             self.metrics.reloaded()
-        log.info(
+        quiet = posts.last_read == 0 and result.touched == frozenset()
+        (log.debug if quiet else log.info)(
             "loaded %d posts from %d files (%d read again): %d deliveries planned",
             len(catalog.posts),
             len(catalog.files),
@@ -830,11 +831,15 @@ class Daemon:
                     posts_dir.mkdir(parents=True)
                     log.warning("posts_dir %s did not exist: created it, empty", posts_dir)
                 watcher = asyncio.create_task(self._watch())
+                # The posts are read while the watcher starts (its first wait takes a fifth
+                # of a second), then read again once it watches, so that no edit falls
+                # between the two: the second read takes only what changed meanwhile. A
+                # reload that fails keeps what the ledger already has planned.
+                await self._survive("loading the posts", self.reload(recover_first=True))
                 try:
                     await asyncio.wait_for(self._watching.wait(), WATCH_START_TIMEOUT)
                 except TimeoutError:
                     log.warning("the file watcher is slow to start; edits may wait for it")
-                # A reload that fails keeps what the ledger already has planned.
                 await self._survive("loading the posts", self.reload(recover_first=True))
                 self.engine.prepare()
                 await self._survive("seeing the other daemons", self._see_peers())
