@@ -8,6 +8,7 @@ since its last plan. Each test here holds that against the slow, obvious way: a 
 from __future__ import annotations
 
 import datetime as dt
+import marshal
 import os
 import random
 from collections.abc import Callable
@@ -263,6 +264,10 @@ def test_kept_parses_that_cannot_be_used_are_ignored(
     cache = PostCache(settings, keep=state)
     assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
     assert "damaged" in caplog.text
+    name = str(project.posts.resolve() / "a.yaml")
+    kept.write_bytes(marshal.dumps((parsed._key(), {name: 5})))  # readable, the wrong shape
+    cache = PostCache(settings, keep=state)
+    assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
     kept.write_bytes(good)
     monkeypatch.setattr(parsed, "_key", lambda: "a parser changed since")
     cache = PostCache(settings, keep=state)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import Finding, Severity
 from . import yamlsource
 from .yamlsource import Document
@@ -43,8 +44,11 @@ Entry = tuple[Stamp, Any, dict[Any, int], dict[Any, int], tuple[tuple[Any, ...],
 def _key() -> str:
     """What a kept parse was made by: a change to the parser's code or to Python (marshal's
     format) leaves every kept parse unused."""
-    source = Path(yamlsource.__file__).read_bytes()
-    return f"{sys.version}\0{hashlib.sha256(source).hexdigest()}"
+    try:
+        made_by = hashlib.sha256(Path(yamlsource.__file__).read_bytes()).hexdigest()
+    except OSError:  # installed without its sources: the release says what the parser is
+        made_by = f"postscheduler {__version__}"
+    return f"{sys.version}\0{made_by}"
 
 
 def _finding(f: Finding) -> tuple[Any, ...]:
@@ -84,16 +88,19 @@ class ParsedFiles:
     def get(self, path: Path, name: str, stamp: Stamp) -> Document | None:
         """The kept parse of ``path`` (``name`` as a string) if its stamp is still ``stamp``."""
         entry = self._kept.pop(name, None)  # used once: the reads after keep it themselves
-        if entry is None or entry[0] != stamp:
+        if entry is None:
             return None
-        try:
-            _, data, value_marks, key_marks, warnings = entry
+        try:  # whatever the file holds, a wrong shape is a parse not kept
+            kept_stamp, data, value_marks, key_marks, warnings = entry
+            if kept_stamp != stamp or not isinstance(value_marks, dict):
+                return None
+            if not isinstance(key_marks, dict):
+                return None
             found = [_unfinding(w, path) for w in warnings]
-            doc = Document(path, data, value_marks, key_marks, found)
         except (TypeError, ValueError):
             return None
         self._new[name] = entry
-        return doc
+        return Document(path, data, value_marks, key_marks, found)
 
     def put(self, name: str, stamp: Stamp, doc: Document) -> None:
         if time.time_ns() - stamp[2] < RACY_NS:
