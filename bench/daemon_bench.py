@@ -264,6 +264,8 @@ def _fanout_once(root: Path, args: argparse.Namespace, ledger: str) -> float:
     logs = "".join((d.root / "daemon.log").read_text() for d in daemons)
     assert len(records) == args.accounts, f"{len(records)} arrived; daemon logs:\n{logs}"
     last = max(float(r["arrived"]) for r in records) + args.latency  # answered
+    if last - due.timestamp() > 5:  # a run far off the others: show why, it is gone after
+        print(f"slow run ({last - due.timestamp():.1f} s); daemon logs:\n{logs}", file=sys.stderr)
     return last - due.timestamp()
 
 
