@@ -267,9 +267,8 @@ class Daemon:
         self.metrics_address = metrics_address
         self.metrics: Metrics | None = None
         self.settings = settings or load_settings(config_path)
-        self.posts = PostCache(
-            self.settings, keep=self.settings.state_dir
-        )  # what each reload need not read again
+        # What each reload need not read again, and each start need not parse again.
+        self.posts = PostCache(self.settings, keep=self.settings.state_dir)
         self.dry_run = dry_run
         self.clock = clock
         self.redactor = Redactor.for_settings(self.settings)
@@ -656,6 +655,8 @@ class Daemon:
                 log.exception("reading the ledger for new work failed; trying again")
                 continue
             since = now
+            if not changed:
+                continue
             with self._adding_jobs():  # a `resume` may have let thousands go at once
                 for row in changed:
                     when = row.next_attempt_at

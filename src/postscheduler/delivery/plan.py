@@ -106,10 +106,10 @@ def plan(
     for sp in todo:
         planned += _plan_post(sp, settings, seen, now, as_of, live, changed)
 
-    def gone_ones(rows: Iterable[Delivery]) -> list[Delivery]:
+    def gone_ones(claimable: Iterable[Delivery]) -> list[Delivery]:
         return [
             row
-            for row in rows
+            for row in claimable
             if row.key not in live
             and row.key.post_id not in held
             and not (ledger.shared and _not_ours(row, settings, as_of, now))

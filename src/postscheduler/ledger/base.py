@@ -157,18 +157,23 @@ class AlertSend:
     sent_at: dt.datetime | None = None
 
 
-def plan_changes(current: Delivery | None, scheduled_at: dt.datetime, content_hash: str) -> bool:
-    """Whether ``Ledger.plan`` would change ``current`` (None: not in the ledger yet): a plan
-    of thousands of unchanged posts reads their rows at once and plans only these."""
-    if current is None:
-        return True
-    if current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
+def replans(current: Delivery, scheduled_at: dt.datetime, content_hash: str) -> bool:
+    """Whether ``Ledger.plan`` makes ``current`` due again at ``scheduled_at``: the post's
+    time changed, or a skipped post came back (undeleted, no longer a draft, rewritten)."""
+    return current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
         current.scheduled_at != scheduled_at
         or (
             current.state is DeliveryState.SKIPPED
             and (current.reason in REVIVING_SKIPS or current.content_hash != content_hash)
         )
-    ):
+    )
+
+
+def plan_changes(current: Delivery | None, scheduled_at: dt.datetime, content_hash: str) -> bool:
+    """Whether ``Ledger.plan`` would change ``current`` (None: not in the ledger yet): a plan
+    of thousands of unchanged posts reads their rows at once and plans only these. Besides
+    ``replans``, a delivery not yet attempted takes new words."""
+    if current is None or replans(current, scheduled_at, content_hash):
         return True
     return current.state in CLAIMABLE_STATES and current.content_hash != content_hash
 

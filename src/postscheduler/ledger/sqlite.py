@@ -17,7 +17,6 @@ from typing import Any
 from ..errors import LeaseLostError, LedgerError, LedgerLockedError
 from .base import (
     CLAIMABLE_STATES,
-    REVIVING_SKIPS,
     Alert,
     AlertSend,
     AlertState,
@@ -29,6 +28,7 @@ from .base import (
     Ledger,
     Pause,
     plan_changes,
+    replans,
 )
 
 # Named migrations, applied in order and recorded in schema_migrations. Never edit one that
@@ -472,16 +472,9 @@ class SqliteLedger(Ledger):
                 # Not inserted: another daemon planned it a moment ago, from the same posts.
                 if inserted:
                     self._event(db, key, DeliveryState.PLANNED, 0, now, f"due {_ts(scheduled_at)}")
-            elif current.state in (DeliveryState.PLANNED, DeliveryState.SKIPPED) and (
-                current.scheduled_at != scheduled_at
-                or (
-                    current.state is DeliveryState.SKIPPED
-                    and (current.reason in REVIVING_SKIPS or current.content_hash != content_hash)
-                )
-            ):
-                # The post's time changed, or a skipped post came back (undeleted, no longer a
-                # draft, rewritten): it is due at its time, whatever a person asked before. A
-                # post skipped as late or expired stays skipped until it is given a new time.
+            elif replans(current, scheduled_at, content_hash):
+                # Due at the post's time, whatever a person asked before. A post skipped as
+                # late or expired stays skipped until it is given a new time.
                 db.execute(
                     "UPDATE deliveries SET state=?, due_at=?, scheduled_at=?, content_hash=?, "
                     "reason=NULL, progress=NULL, updated_at=? "
@@ -503,9 +496,9 @@ class SqliteLedger(Ledger):
                     now,
                     f"due {_ts(scheduled_at)}",
                 )
-            elif current.state in CLAIMABLE_STATES and current.content_hash != content_hash:
-                # Only the words changed: keep the time, which may be a `publish --now`. What
-                # an earlier attempt prepared (a container) holds the old words: forget it.
+            else:  # what plan_changes leaves: only the words of one not yet attempted
+                # Keep the time, which may be a `publish --now`. What an earlier attempt
+                # prepared (a container) holds the old words: forget it.
                 db.execute(
                     "UPDATE deliveries SET content_hash=?, progress=NULL, updated_at=? "
                     "WHERE post_id=? AND account=? AND part=?",
