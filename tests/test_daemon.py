@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from postscheduler.config import Settings
 from postscheduler.ledger import DeliveryKey, DeliveryState
 from postscheduler.ledger.sqlite import SqliteLedger
 
@@ -286,6 +287,30 @@ def test_configuration_edits_are_followed(project: Project, daemon: Daemon) -> N
     assert daemon.returncode == 0 and "Traceback" not in output
 
 
+def test_a_configuration_edit_made_before_the_watcher_starts_is_followed(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CLI reads scheduler.yaml well before the daemon watches it: an edit in between
+    (seen in CI, where the test edits the file as soon as the first read logs HELD) is
+    picked up at start-up rather than at the next edit."""
+    import logging
+
+    project.write(
+        "a.yaml", f"id: a\nat: {at(-1)}\ntext: For the new account.\naccounts: [second]\n"
+    )
+    settings = project.settings()  # as the CLI read it
+    project.config_path.write_text(
+        CONFIG.replace("accounts:\n", "accounts:\n  second: {platform: outbox, path: outbox2}\n")
+    )
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    with in_process(project, settings) as daemon:
+        assert wait_for(lambda: (project.root / "outbox2" / "a.second.1.json").exists()), (
+            caplog.text
+        )
+        assert "second" in daemon.settings.config.accounts
+    assert "Traceback" not in caplog.text
+
+
 def test_sigterm_lets_a_delivery_in_flight_finish(make_project) -> None:  # type: ignore[no-untyped-def]
     from .fakes.platforms import FakeWebhook
 
@@ -346,11 +371,11 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
 
 
 @contextlib.contextmanager
-def in_process(project: Project) -> Iterator[Any]:
+def in_process(project: Project, settings: Settings | None = None) -> Iterator[Any]:
     """The daemon run on a thread of this process, so a test can patch it or look inside."""
     from postscheduler.delivery.daemon import Daemon as InProcess
 
-    daemon = InProcess(project.config_path, settings=project.settings())
+    daemon = InProcess(project.config_path, settings=settings or project.settings())
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),))
     runner.start()

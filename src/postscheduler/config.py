@@ -386,6 +386,14 @@ class Settings:
     path: Path | None  # None: the embedded default
     base_dir: Path  # relative paths in the config are relative to this
     env: Mapping[str, str]
+    # A digest of the file's bytes as read (None: the embedded default, or not known), so a
+    # daemon can tell whether the file changed before it began watching it.
+    digest: str | None = None
+
+    def changed_on_disk(self) -> bool:
+        """Whether the configuration file now differs from what these settings were read
+        from (a file gone or unreadable counts as changed: the reload says why)."""
+        return self.path is not None and file_digest(self.path) != self.digest
 
     @property
     def posts_dir(self) -> Path:
@@ -509,18 +517,31 @@ def load_settings(
     try:
         if path is None:
             doc = parse_yaml(embedded_default_text(), Path(DEFAULT_CONFIG_NAME))
-            base = cwd
+            base, digest = cwd, None
         else:
             if not path.exists():
                 raise ConfigError(
                     f"{path}: no such configuration file (run `postscheduler init` to create one)"
                 )
+            # Taken before the read: a write in between makes the digest older than the
+            # settings, so the change is seen once more (a harmless reload), never missed.
+            digest = file_digest(path)
             doc = read_yaml(path)
             base = path.absolute().parent  # not resolve(): a symlinked config keeps its folder
     except YamlSourceError as exc:
         raise ConfigError("the configuration cannot be read", [exc.finding]) from None
     config = _config_from_document(doc)
-    return Settings(config, path, base, _read_env(base, environ))
+    return Settings(config, path, base, _read_env(base, environ), digest)
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of the file's bytes; None when it cannot be read."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def unknown_account_finding(name: str, settings: Settings, **where: Any) -> Finding:

@@ -358,7 +358,8 @@ class Daemon:
             )
             old, in_flight = self.engine, set(self._in_flight)
             self.engine = self._new_engine(self.ledger)
-            self.engine.prepare()
+            if not recover_first:  # start-up prepares the engine it ends up with
+                self.engine.prepare()
 
             async def retire() -> None:
                 # Deliveries in flight finish with the engine (and publishers) they began with.
@@ -841,7 +842,13 @@ class Daemon:
                     await asyncio.wait_for(self._watching.wait(), WATCH_START_TIMEOUT)
                 except TimeoutError:
                     log.warning("the file watcher is slow to start; edits may wait for it")
-                await self._survive("loading the posts", self.reload(recover_first=True))
+                # The configuration was read before any of this (by the CLI): an edit
+                # since then, before the watcher saw the file, would otherwise wait for
+                # the next one.
+                await self._survive(
+                    "loading the posts",
+                    self.reload(config_changed=self.settings.changed_on_disk(), recover_first=True),
+                )
                 self.engine.prepare()
                 await self._survive("seeing the other daemons", self._see_peers())
                 await self.engine.recover()
