@@ -38,6 +38,7 @@ from ..ledger import (
     DeliveryKey,
     DeliveryState,
     Ledger,
+    Pause,
 )
 from ..ledger.worker import LedgerWorker
 from ..posts.images import resolve_image_path
@@ -58,6 +59,7 @@ from ..publishers.base import delivery_identity
 from .plan import PlanResult, content_hash, plan, valid_posts
 
 if TYPE_CHECKING:
+    from ..publishers.http import Clients
     from .metrics import Metrics
 
 log = logging.getLogger("postscheduler")
@@ -134,7 +136,8 @@ class Engine:
         self.catalog = Catalog()
         self._publishers: dict[str, Publisher] = dict(publishers or {})
         self._http = http
-        self._owns_http = False
+        self._clients: Clients | None = None  # the engine's own, when no ``http`` is given
+        self._account_index = {name: i for i, name in enumerate(settings.config.accounts)}
         self._posts: dict[str, SourcedPost] = {}
         # What the last plan accounted for, and as of which posts_repo fetch.
         self._planned: tuple[dict[str, SourcedPost | None], dt.datetime | None] | None = None
@@ -193,7 +196,7 @@ class Engine:
             from ..publishers import publisher_class
 
             platform = self.settings.config.accounts[account].platform
-            http = self._http_client() if publisher_class(platform).uses_http else None
+            http = self._http_client(account) if publisher_class(platform).uses_http else None
             self._publishers[account] = make_publisher(account, self.settings, http=http)
         return self._publishers[account]
 
@@ -215,21 +218,22 @@ class Engine:
                 log.warning("%s", self.redact(warning))
                 self.notify(alert_messages.credential_alert(account, warning))
 
-    def _http_client(self) -> Any:
-        if self._http is None:
+    def _http_client(self, account: str) -> Any:
+        if self._http is not None:  # given (a test's transport): every account uses it
+            return self._http
+        if self._clients is None:
             # Only a run with an HTTP platform pays for importing httpx.
-            from ..publishers.http import new_client
+            from ..publishers.http import Clients
 
             # A read slower than 30 s: the outcome is unknown.
-            self._http = new_client(read=30.0, connect=10.0)
-            self._owns_http = True
-        return self._http
+            self._clients = Clients(read=30.0, connect=10.0)
+        return self._clients.client(self._account_index[account])
 
     async def aclose(self) -> None:
         for publisher in self._publishers.values():
             await publisher.aclose()
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
+        if self._clients is not None:
+            await self._clients.aclose()
         if self._worker is not None:
             self._worker.close()
             self._worker = None
@@ -456,7 +460,7 @@ class Engine:
         previous: list[Published] = []
         for part in rendering.parts:
             key = DeliveryKey(post.id, account, part.index)
-            row = await self.db(self.ledger.get, key)
+            row, pause = await self.db(self.ledger.get_unless_paused, key, self.clock())
             if row is None:
                 return None
             if row.state is DeliveryState.PUBLISHED:
@@ -480,7 +484,7 @@ class Engine:
                 return None
             # Held, not late, while paused: what resume finds late is skipped then, or sent
             # (resume --send-held).
-            held = await self._held_by_pause(key)
+            held = self._held_by_pause(key, pause, now)
             if held is None:
                 held = self._held_by_blackout(key, now)
             if held is None:
@@ -500,24 +504,36 @@ class Engine:
                     await self._record(self.ledger.record_failed, key, exc.message, self.clock())
                     log.error("FAILED %s: %s", key, exc.message)
                 return None
-            # Again just before the claim: a pause recorded while min_gap was being waited
-            # out must hold this delivery too.
-            held = await self._held_by_pause(key)
-            if held is None:
-                held = await self._held_by_account(account)
-            if held is not None:
-                return held
             self._in_flight.add(key)
             try:
+                # The pause again (one recorded while min_gap was being waited out holds
+                # this delivery too), the account's holds, and the claim: one round trip.
+                now = self.clock()
                 try:
-                    claimed = await self.db(
-                        self.ledger.claim, key, publisher.identity(key, self.clock()), self.clock()
+                    attempt = await self.db(
+                        self.ledger.claim_unless_held,
+                        key,
+                        publisher.identity(key, now),
+                        self._gap(account) if self.ledger.shared else dt.timedelta(0),
+                        now,
                     )
                 except LedgerError as exc:
                     # Nothing was sent. If the claim did commit before the connection went,
                     # the row is this daemon's and orphaned: recovery finds it.
                     log.warning("could not claim %s, trying again soon: %s", key, exc)
                     return self.clock() + CLAIM_RETRY
+                if attempt.pause is not None:
+                    return self._held_by_pause(key, attempt.pause, now)
+                if attempt.held is not None:
+                    until, reason = attempt.held
+                    log.info(
+                        "%s waits until %s: %s",
+                        account,
+                        until.isoformat(timespec="seconds"),
+                        reason,
+                    )
+                    return until
+                claimed = attempt.claimed
                 if claimed is None:
                     return None
                 result = await self._attempt(publisher, rendering, part, claimed, previous)
@@ -528,11 +544,12 @@ class Engine:
             previous.append(result)
         return None
 
-    async def _held_by_pause(self, key: DeliveryKey) -> dt.datetime | None:
-        """When to look again if a pause holds ``key``'s account (read from the ledger just
-        before the claim, so nothing is claimed once a pause is recorded), else None."""
-        now = self.clock()
-        pause = await self.db(self.ledger.paused, key.account, now)
+    def _held_by_pause(
+        self, key: DeliveryKey, pause: Pause | None, now: dt.datetime
+    ) -> dt.datetime | None:
+        """When to look again if ``pause`` (read from the ledger with the row, and again
+        with the claim, so nothing is claimed once a pause is recorded) holds ``key``'s
+        account, else None."""
         if pause is None:
             self._paused_seen.discard(key)
             return None
@@ -683,18 +700,6 @@ class Engine:
     def _gap(self, account: str) -> dt.timedelta:
         cfg = self.settings.config
         return cfg.accounts[account].min_gap or cfg.publishing.min_gap
-
-    async def _held_by_account(self, account: str) -> dt.datetime | None:
-        """When to look again if the ledger holds ``account`` (a rate limit any daemon met;
-        on a shared ledger, another daemon's send within ``min_gap``), else None; on a
-        shared ledger, a free account is then held for ``min_gap`` by this send."""
-        gap = self._gap(account) if self.ledger.shared else dt.timedelta(0)
-        held = await self.db(self.ledger.reserve_account, account, gap, self.clock())
-        if held is None:
-            return None
-        until, reason = held
-        log.info("%s waits until %s: %s", account, until.isoformat(timespec="seconds"), reason)
-        return until
 
     async def _wait_for_gap(self, account: str) -> None:
         gap = self._gap(account)

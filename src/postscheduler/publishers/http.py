@@ -25,22 +25,71 @@ _MAYBE_SENT = (
 
 
 MAX_CONNECTIONS = 600
+# How many clients the publishers' connections are spread over (see Clients).
+SHARDS = 16
 
 
-def new_client(read: float, connect: float) -> httpx.AsyncClient:
-    """The client publishers share: no redirects followed (a platform's answer is read as
-    it is), and the timeouts the caller chose: ``connect``, a refused or slow connection
+def new_client(
+    read: float,
+    connect: float,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    verify: Any = True,
+) -> httpx.AsyncClient:
+    """A client as publishers use it: no redirects followed (a platform's answer is read
+    as it is), and the timeouts the caller chose: ``connect``, a refused or slow connection
     is retried; ``read``, a platform that takes longer has it in hand."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(read, connect=connect),
         # Every account due at one instant gets its connection at once: past the limit,
         # requests queue in httpcore, whose queue costs grow with its square (500 accounts
         # at once took 16 s with httpx's default of 100, bench/daemon_bench.py fanout).
-        # Below the usual 1,024 open files a process may have.
-        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max(8, max_connections // 6),
+        ),
         headers={"User-Agent": "postscheduler"},
         follow_redirects=False,
+        verify=verify,
     )
+
+
+class Clients:
+    """The engine's HTTP clients: account number ``i`` (in the configuration's order) uses
+    client ``i % SHARDS``.
+
+    httpcore's pool looks at every connection it holds on each request and on each answer
+    (and polls the socket of each idle one), so one pool serving 500 accounts at one instant
+    does 500 x 500 of those checks; sixteen pools of about 31 do a sixteenth of that. The
+    accounts are dealt round-robin rather than hashed, so the pools are even and the
+    ``MAX_CONNECTIONS`` in total (below the usual 1,024 open files a process may have)
+    give each account its own connection up to 16 x 37 accounts. Accounts of one instance
+    dealt to one client share its connections. One TLS context (its CA bundle read once)
+    serves them all.
+    """
+
+    def __init__(self, read: float, connect: float, shards: int = SHARDS) -> None:
+        self.read, self.connect, self.shards = read, connect, shards
+        self._clients: dict[int, httpx.AsyncClient] = {}
+        self._tls: Any = None
+
+    def client(self, index: int) -> httpx.AsyncClient:
+        shard = index % self.shards
+        if shard not in self._clients:
+            if self._tls is None:
+                self._tls = httpx.create_ssl_context()
+            self._clients[shard] = new_client(
+                self.read,
+                self.connect,
+                max_connections=MAX_CONNECTIONS // self.shards,
+                verify=self._tls,
+            )
+        return self._clients[shard]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
