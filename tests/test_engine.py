@@ -257,6 +257,22 @@ def test_retry_hints_are_read_defensively() -> None:
     assert wait is not None and wait > 0  # finite: read, and the engine caps it
 
 
+def test_accounts_are_dealt_round_robin_over_clients_sharing_one_tls_context() -> None:
+    """httpcore's pool checks every connection it holds on each request: 500 accounts share
+    out over SHARDS small pools instead of one large one (bench/daemon_bench.py fanout)."""
+    from postscheduler.publishers.http import MAX_CONNECTIONS, Clients
+
+    clients = Clients(read=30.0, connect=10.0, shards=4)
+    dealt = [clients.client(i) for i in range(9)]
+    assert dealt[0] is dealt[4] is dealt[8] and len({id(c) for c in dealt}) == 4
+    pools = [c._transport._pool for c in dealt[:4]]  # type: ignore[attr-defined]
+    assert {p._max_connections for p in pools} == {MAX_CONNECTIONS // 4}
+    assert len({id(p._ssl_context) for p in pools}) == 1  # the CA bundle read once
+    assert not dealt[0].follow_redirects
+    run(clients.aclose())
+    assert all(c.is_closed for c in dealt)
+
+
 def test_permanent_error_fails_at_once_with_the_platform_words(project: Project) -> None:
     project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: One.\n")
     fake = Scripted([PermanentError("mastodon: 422 Text character limit of 500 exceeded")])

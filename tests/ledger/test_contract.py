@@ -23,6 +23,7 @@ from postscheduler.ledger import (
     LedgerLockedError,
     open_ledger,
 )
+from postscheduler.ledger.base import ClaimAttempt
 from postscheduler.ledger.sqlite import SqliteLedger
 
 T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
@@ -438,6 +439,33 @@ def test_an_account_is_held_for_min_gap_and_by_a_rate_limit(ledger: Ledger) -> N
         "429 rate limited",
     )
     assert ledger.reserve_account("x", dt.timedelta(0), later(60)) is None
+
+
+def test_claim_unless_held_asks_the_pause_then_the_account_then_claims(ledger: Ledger) -> None:
+    """What a delivery asks just before it is sent, in one round trip: each hold, in
+    order, keeps the row claimable; only a free account is reserved and claimed."""
+    gap = dt.timedelta(minutes=5)
+    ledger.plan(KEY, T0, "h", T0)
+    row, pause = ledger.get_unless_paused(KEY, T0)
+    assert row is not None and row.state is DeliveryState.PLANNED and pause is None
+    assert ledger.get_unless_paused(DeliveryKey("gone", "outbox"), T0) == (None, None)
+    ledger.pause("outbox", later(10), "breaking news", now=T0)
+    held = ledger.claim_unless_held(KEY, "id", gap, later(1))
+    assert held.pause is not None and held.pause.reason == "breaking news"
+    assert held.claimed is None and held.held is None
+    assert ledger.get_unless_paused(KEY, later(1))[1] == held.pause
+    # the pause was asked first: nothing was reserved for the account meanwhile
+    assert ledger.reserve_account("outbox", dt.timedelta(0), later(1)) is None
+    ledger.hold_account("outbox", later(30), "429 rate limited")
+    waiting = ledger.claim_unless_held(KEY, "id", gap, later(10))
+    assert waiting.held == (later(30), "429 rate limited") and waiting.claimed is None
+    assert ledger.get(KEY).state is DeliveryState.PLANNED  # type: ignore[union-attr]
+    won = ledger.claim_unless_held(KEY, "id", gap, later(30))
+    assert won.claimed is not None and won.claimed.state is DeliveryState.SENDING
+    assert won.pause is None and won.held is None
+    assert ledger.reserve_account("outbox", gap, later(31)) == (later(30) + gap, "min_gap")
+    # not claimable any more (in flight): neither claimed nor held
+    assert ledger.claim_unless_held(KEY, "id", dt.timedelta(0), later(60)) == ClaimAttempt()
 
 
 def at_once(ledgers: list[Any], call: Callable[[Any], Any]) -> list[Any]:
