@@ -16,6 +16,7 @@ import pytest
 from postscheduler.errors import LeaseLostError
 from postscheduler.ledger import (
     CLAIMABLE_STATES,
+    ClaimAttempt,
     DeliveryKey,
     DeliveryState,
     Ledger,
@@ -23,7 +24,6 @@ from postscheduler.ledger import (
     LedgerLockedError,
     open_ledger,
 )
-from postscheduler.ledger.base import ClaimAttempt
 from postscheduler.ledger.sqlite import SqliteLedger
 
 T0 = dt.datetime(2027, 1, 14, 9, 0, tzinfo=dt.UTC)
