@@ -212,3 +212,31 @@ def test_threads_counts_emoji_as_their_utf8_bytes(text: str, length: int) -> Non
     from postscheduler.platforms.threads import threads_length
 
     assert threads_length(text) == length
+
+
+def test_finding_urls_leaves_twitter_texts_tweet_parser_unloaded() -> None:
+    """url_spans skips twitter_text's __init__ (its emoji table costs most of the import);
+    the package is whole again for whoever uses the rest of it, in either order."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from postscheduler.platforms import counting\n"
+        "print(counting.url_spans('see https://example.org/a. now'))\n"
+        "print(sorted(m for m in ('pkg_resources', 'twitter_text.regexp.emoji') "
+        "if m in sys.modules))\n"
+        "import twitter_text\n"
+        "print(twitter_text.parse_tweet('https://example.org ✊🏽').weightedLength)\n"
+        "from twitter_text import extract_emojis_with_indices as e\n"
+        "print(e('a ✊🏽'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == [
+        "[(4, 25, 'https://example.org/a')]",
+        "[]",
+        "26",
+        "[{'emoji': '✊🏽', 'indices': [2, 4]}]",
+    ]

@@ -10,15 +10,19 @@ code units and code points, and the URLs twitter-text finds (Mastodon counts eac
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
-from typing import TYPE_CHECKING
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import regex
 
-# twitter_text compiles its URL and emoji expressions on import (~0.4 s), so it is imported
-# only when a text can contain a URL or an X account needs counting (platforms/x.py):
-# organiser commands on posts for other platforms never pay for it.
+# twitter_text compiles its URL and emoji expressions on import, so it is imported only when
+# a text can contain a URL or an X account needs counting (platforms/x.py): organiser
+# commands on posts for other platforms never pay for it.
 
 
 @functools.cache
@@ -79,10 +83,50 @@ def url_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, url) of every URL with a scheme, as twitter-text extracts them."""
     if "://" not in text:
         return []  # only URLs with a scheme count, and they all contain "://"
-    from twitter_text.extract_urls import extract_urls_with_indices
-
-    found = extract_urls_with_indices(text, extract_urls_without_protocol=False)
+    found = _url_extractor()(text, extract_urls_without_protocol=False)
     return [(u["indices"][0], u["indices"][1], u["url"]) for u in found]
+
+
+_TWITTER_TEXT = "twitter_text"
+_package_lock = threading.RLock()
+
+
+@functools.cache
+def _url_extractor() -> Callable[..., list[dict[str, Any]]]:
+    with _package_lock:
+        if _TWITTER_TEXT not in sys.modules:
+            _defer_package_init(_TWITTER_TEXT)
+        from twitter_text.extract_urls import extract_urls_with_indices
+
+    extract: Callable[..., list[dict[str, Any]]] = extract_urls_with_indices
+    return extract
+
+
+def _defer_package_init(name: str) -> None:
+    """Make ``name`` importable without running its ``__init__`` until one of its own names
+    is used (PEP 562's module ``__getattr__``).
+
+    twitter_text's ``__init__`` imports its tweet parser, and with it an emoji expression
+    built from a Unicode table read through ``pkg_resources``: 115 ms of a 170 ms import,
+    none of it needed to find URLs. Every ``validate`` with a Mastodon or Bluesky account
+    paid it (docs/performance.md). Imported by name (``twitter_text.parse_tweet``) or used
+    as a whole (``twitter_text.parse_tweet(...)``), the package is still the same.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return  # not an ordinary package: imported as usual
+    loader = spec.loader
+    package = importlib.util.module_from_spec(spec)
+
+    def complete(attribute: str) -> Any:
+        with _package_lock:
+            if "__getattr__" in vars(package):
+                del package.__getattr__
+                loader.exec_module(package)
+        return getattr(package, attribute)
+
+    setattr(package, "__getattr__", complete)  # noqa: B010 (a module, not a class)
+    sys.modules[name] = package
 
 
 _HASHTAG = re.compile(r"(?<![\w&/])#(\w+)")

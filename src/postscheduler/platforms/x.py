@@ -27,7 +27,7 @@ def _x_options(version: int = 3) -> dict[str, Any]:
 
 def x_parse(text: str, options: dict[str, Any] | None = None) -> Any:
     """Full twitter-text parse result (weightedLength, valid, permillage, ranges)."""
-    from twitter_text import parse_tweet
+    from twitter_text.parse_tweet import parse_tweet
 
     return parse_tweet(text, options=options or _x_options())
 
