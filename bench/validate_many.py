@@ -1,19 +1,28 @@
 """Validate N generated post files; compare with bare libyaml parsing of the same files.
 
     python bench/validate_many.py [--files 10000] [--repeat 5] [--accounts outbox]
+    python bench/validate_many.py --process [--files 2000] [--repeat 11] [--accounts ...]
 
 Prints files/s for `validate` (load + rules, as the CLI runs it, minus printing) and for
 `yaml.load(..., CSafeLoader)` on the same files, and the ratio of the medians. Times are
 CPU seconds of this process (time.process_time): on a shared machine they vary far less
 than wall-clock time, and both sides are single-threaded and CPU-bound.
+
+With --process, each side is a whole fresh interpreter, as a CI check or an organiser runs
+it: `python -m postscheduler validate` (start-up, imports, printing included) against a
+bare script that imports yaml and parses the same files; rounds alternate the two, and the
+figure is the median of the rounds' ratios, in the children's CPU seconds and wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,16 +111,74 @@ def bench_validate(settings: Settings, paths: list[Path]) -> float:
     return elapsed
 
 
+BARE_PARSE = """\
+import sys
+from pathlib import Path
+import yaml
+for path in sorted(Path("posts").glob("*.yaml")):
+    yaml.load(path.read_bytes().decode("utf-8"), Loader=yaml.CSafeLoader)
+"""
+
+
+def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one child process run to its end."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} exited with {done.returncode}: {done.stderr.decode()[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall
+
+
+def bench_processes(root: Path, repeat: int) -> dict[str, list[float]]:
+    # Secrets the generated accounts name, so the configuration loads as in real use.
+    env = dict(os.environ, T="t", P="p", A="a", B="b", C="c", D="d")
+    validate_cmd = [sys.executable, "-m", "postscheduler", "validate"]
+    parse_cmd = [sys.executable, "-c", BARE_PARSE]
+    run_child(validate_cmd, root, env)  # warms the page cache and the .pyc files
+    run_child(parse_cmd, root, env)
+    times: dict[str, list[float]] = {k: [] for k in ("v_cpu", "v_wall", "p_cpu", "p_wall")}
+    for _ in range(repeat):
+        v_cpu, v_wall = run_child(validate_cmd, root, env)
+        p_cpu, p_wall = run_child(parse_cmd, root, env)
+        times["v_cpu"].append(v_cpu)
+        times["v_wall"].append(v_wall)
+        times["p_cpu"].append(p_cpu)
+        times["p_wall"].append(p_wall)
+    return times
+
+
+def report_processes(args: argparse.Namespace, times: dict[str, list[float]]) -> None:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(
+        f"python {sys.version.split()[0]}, {args.files} files, accounts [{args.accounts}], "
+        f"whole processes, median of {args.repeat} alternating rounds"
+    )
+    print(f"bare libyaml parse     : {med['p_cpu']:6.3f} s CPU  {med['p_wall']:6.3f} s wall")
+    print(f"postscheduler validate : {med['v_cpu']:6.3f} s CPU  {med['v_wall']:6.3f} s wall")
+    for unit in ("cpu", "wall"):
+        ratios = [v / p for v, p in zip(times[f"v_{unit}"], times[f"p_{unit}"], strict=True)]
+        q1, q2, q3 = statistics.quantiles(ratios, n=4)
+        print(f"ratio ({unit:4})           : {q2:.2f}x (quartiles {q1:.2f}-{q3:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=1000, help="files per timed round")
     parser.add_argument("--accounts", default="outbox", help="comma-separated target accounts")
+    parser.add_argument("--process", action="store_true", help="time whole fresh processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate(root, args.files, args.accounts)
+        if args.process:
+            report_processes(args, bench_processes(root, args.repeat))
+            return
         settings = load_settings(root / "scheduler.yaml", environ={})
         paths = sorted((root / "posts").glob("*.yaml"))
         chunks = [paths[i : i + args.chunk] for i in range(0, len(paths), args.chunk)]
