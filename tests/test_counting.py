@@ -240,3 +240,35 @@ def test_finding_urls_leaves_twitter_texts_tweet_parser_unloaded() -> None:
         "26",
         "[{'emoji': '✊🏽', 'indices': [2, 4]}]",
     ]
+
+
+def _whole_text_urls(text: str) -> list[tuple[int, int, str]]:
+    from twitter_text.extract_urls import extract_urls_with_indices
+
+    found = extract_urls_with_indices(text, extract_urls_without_protocol=False)
+    return [(u["indices"][0], u["indices"][1], u["url"]) for u in found]
+
+
+def test_url_spans_word_by_word_match_the_whole_text() -> None:
+    """url_spans runs twitter-text on the words with "://" only: the same URLs as running it
+    on the whole text, for every text of twitter-text's extraction conformance and for
+    random texts made of their pieces and hostile joins."""
+    import random
+
+    groups = yaml.safe_load(shared_file("twitter-text/conformance/extract.yml").read_text())
+    texts = [case["text"] for cases in groups["tests"].values() for case in cases]
+    assert len(texts) > 200
+    checked_urls = 0
+    for text in texts:
+        expected = _whole_text_urls(text)
+        assert counting.url_spans(text) == expected, text
+        checked_urls += len(expected)
+    assert checked_urls > 50
+    rng = random.Random(15)
+    pieces = [w for t in texts for w in t.split(" ")] + ["", "://", "(", ")", ".", "\n", "\t"]
+    pieces += ["https://example.org/a_(b)", "http://t.co/abc", "x.com", "#tag", "@who", "✊🏽"]
+    for _ in range(3000):
+        text = rng.choice(["", " ", "\n"]).join(
+            rng.choice(pieces) for _ in range(rng.randint(1, 9))
+        )
+        assert counting.url_spans(text) == _whole_text_urls(text), repr(text)

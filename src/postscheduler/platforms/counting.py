@@ -83,8 +83,21 @@ def url_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, url) of every URL with a scheme, as twitter-text extracts them."""
     if "://" not in text:
         return []  # only URLs with a scheme count, and they all contain "://"
-    found = _url_extractor()(text, extract_urls_without_protocol=False)
-    return [(u["indices"][0], u["indices"][1], u["url"]) for u in found]
+    extract = _url_extractor()
+    spans = []
+    # twitter-text's expression costs ~0.2 µs a character, tried at every one of them (47 µs
+    # for a 200-character post): it runs only on each word with a "://" in it, with the
+    # character before it (the expression looks one back). A URL never spans ASCII
+    # whitespace, so the words give what the whole text gives (tested on twitter-text's
+    # conformance texts).
+    for word in _WORD_WITH_SCHEME.finditer(text):
+        lo = max(word.start() - 1, 0)
+        for u in extract(text[lo : word.end()], extract_urls_without_protocol=False):
+            spans.append((u["indices"][0] + lo, u["indices"][1] + lo, u["url"]))
+    return spans
+
+
+_WORD_WITH_SCHEME = re.compile(r"[^ \t\n\r]*://[^ \t\n\r]*")
 
 
 _TWITTER_TEXT = "twitter_text"

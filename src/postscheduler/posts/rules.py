@@ -226,9 +226,9 @@ def _check_rendering(
     for part in rendering.parts:
         if not part.limited:
             continue
-        text_loc = text_location(sp, rendering, part.index)
         for measure in part.measures:
             if measure.over:
+                text_loc = text_location(sp, rendering, part.index)
                 what = "the post" if part.index == 0 else f"thread part {part.index + 1}"
                 findings.append(
                     error(
