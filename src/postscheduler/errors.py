@@ -170,6 +170,15 @@ class LedgerLockedError(LedgerError):
     """Another daemon is running on this ledger."""
 
 
+class DaemonIdInUseError(LedgerError):
+    """A live daemon elsewhere is registered with this daemon's id (its state folder was
+    copied): registering as it would put that daemon's deliveries in flight in doubt."""
+
+    def __init__(self, daemon_id: str, host: str, pid: int) -> None:
+        super().__init__(f"daemon id {daemon_id} is in use by pid {pid} on {host}")
+        self.daemon_id, self.host, self.pid = daemon_id, host, pid
+
+
 class LeaseLostError(LedgerError):
     """This daemon's lease on the ledger ran out (it lost the database for longer than the
     lease): it claims nothing until the lease is renewed."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from postscheduler.errors import LeaseLostError
+from postscheduler.errors import DaemonIdInUseError, LeaseLostError
 from postscheduler.ledger import (
     CLAIMABLE_STATES,
     ClaimAttempt,
@@ -394,6 +394,39 @@ def test_a_restarted_daemon_finds_what_it_left_in_flight_at_once(ledger: Ledger)
     (adopted,) = ledger.adopt_in_doubt(later(0.1))
     assert (adopted.key, adopted.owner) == (KEY, "d1")
     assert ledger.adopt_in_doubt(later(0.1)) == []  # adopted once
+
+
+def test_a_live_registration_of_an_id_is_replaced_only_when_allowed(
+    make_ledger: Callable[[], Ledger],
+) -> None:
+    """A second process registering a live daemon's id (a copied state folder) is refused
+    on a shared ledger, leaving the first's registration and its claims as they were; an
+    id whose lease ran out is taken without asking. One daemon at a time (SQLite) never
+    asks: the daemon lock already keeps a second process out."""
+    first, second = make_ledger(), make_ledger()
+    first.register("d1", "host-a", 101, LEASE, T0)
+    first.plan(KEY, T0, "h", T0)
+    first.claim(KEY, "id-1", T0)
+    asked: list[tuple[str, int]] = []
+
+    def refuse(host: str, pid: int) -> bool:
+        asked.append((host, pid))
+        return False
+
+    if not second.shared:
+        second.register("d1", "host-b", 202, LEASE, later(0.1), refuse)
+        assert asked == []
+        return
+    with pytest.raises(DaemonIdInUseError) as refused:
+        second.register("d1", "host-b", 202, LEASE, later(0.1), refuse)
+    assert (refused.value.host, refused.value.pid, asked) == ("host-a", 101, [("host-a", 101)])
+    ((alive, sending),) = [(d, d.in_flight) for d in second.daemons(later(0.1))]
+    assert (alive.host, alive.pid, sending) == ("host-a", 101, 1)
+    asked.clear()
+    second.register("d1", "host-b", 202, LEASE, T0 + LEASE, refuse)  # the lease ran out
+    assert asked == []
+    (alive,) = second.daemons(T0 + LEASE)
+    assert (alive.host, alive.pid) == ("host-b", 202)
 
 
 def test_a_live_daemons_deliveries_are_never_adopted(postgres: Any) -> None:

@@ -547,6 +547,34 @@ class Daemon:
             if self._stop.is_set():
                 return None
 
+    async def _recover_at_start(self) -> bool:
+        """Resolve what is in doubt before anything is scheduled. The database lost since
+        it was opened (PostgreSQL restarted while this daemon starts) is waited for, saying
+        so, as at the start; False if stopped meanwhile."""
+        assert self.engine is not None
+        said = False
+        while True:
+            try:
+                await self.engine.recover()
+            except LedgerError as exc:
+                if not said:
+                    log.error(
+                        "LEDGER UNREACHABLE at start: %s; trying again every %g s",
+                        exc,
+                        CLAIM_RETRY.total_seconds(),
+                    )
+                    said = True
+            else:
+                if said:
+                    log.warning("ledger reachable again: publishing goes on")
+                    await self._survive("loading the posts", self.reload(recover_first=True))
+                    await self._survive("seeing the other daemons", self._see_peers())
+                return True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), CLAIM_RETRY.total_seconds())
+            if self._stop.is_set():
+                return False
+
     async def _see_peers(self) -> None:
         assert self.engine is not None and self.ledger is not None
         if self.ledger.shared:
@@ -851,7 +879,8 @@ class Daemon:
                 )
                 self.engine.prepare()
                 await self._survive("seeing the other daemons", self._see_peers())
-                await self.engine.recover()
+                if not await self._recover_at_start():
+                    return
                 if self.engine.recovered:
                     self.alerter.notify(
                         alert_messages.recovery_alert(self.clock(), self.engine.recovered)

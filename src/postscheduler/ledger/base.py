@@ -25,7 +25,7 @@ import abc
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
 
@@ -371,10 +371,21 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     def register(
-        self, daemon_id: str, host: str, pid: int, lease: dt.timedelta, now: dt.datetime
+        self,
+        daemon_id: str,
+        host: str,
+        pid: int,
+        lease: dt.timedelta,
+        now: dt.datetime,
+        may_replace: Callable[[str, int], bool] | None = None,
     ) -> None:
         """Register this process as daemon ``daemon_id``, alive until ``now + lease`` unless
-        renewed. What an earlier process with this id left in flight is in doubt from now."""
+        renewed. What an earlier process with this id left in flight is in doubt from now.
+
+        On a shared ledger, where a registration of ``daemon_id`` is still live (its lease
+        not run out) and ``may_replace(its host, its pid)`` says it is not a dead earlier
+        process of this daemon, raise DaemonIdInUseError and change nothing: of processes
+        registering one id at once, at most one succeeds."""
 
     @abc.abstractmethod
     def heartbeat(self, now: dt.datetime) -> bool:

@@ -149,6 +149,11 @@ class PostgresLedger(SqliteLedger):
             db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
             super()._migrate()
 
+    def _lock_daemon_id(self, db: Any, daemon_id: str) -> None:
+        # Two processes registering one id with no row yet would both insert it: the second
+        # waits here until the first has committed, then sees its row.
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"daemon:{daemon_id}",))
+
     def _after_load(self, db: Any, table: str) -> None:
         if table in ("events", "alerts"):  # identity columns: go on after the copied ids
             db.execute(

@@ -10,11 +10,11 @@ import inspect
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import LeaseLostError, LedgerError, LedgerLockedError
+from ..errors import DaemonIdInUseError, LeaseLostError, LedgerError, LedgerLockedError
 from .base import (
     CLAIMABLE_STATES,
     Alert,
@@ -653,12 +653,26 @@ class SqliteLedger(Ledger):
         return row is not None
 
     def register(
-        self, daemon_id: str, host: str, pid: int, lease: dt.timedelta, now: dt.datetime
+        self,
+        daemon_id: str,
+        host: str,
+        pid: int,
+        lease: dt.timedelta,
+        now: dt.datetime,
+        may_replace: Callable[[str, int], bool] | None = None,
     ) -> None:
         with self._write() as db:
             if not self.shared:
                 # One daemon at a time (the daemon lock): any other registered is dead.
                 db.execute("DELETE FROM daemons WHERE id<>?", (daemon_id,))
+            elif may_replace is not None:
+                self._lock_daemon_id(db, daemon_id)
+                row = db.execute(
+                    "SELECT host, pid, lease_until FROM daemons WHERE id=?", (daemon_id,)
+                ).fetchone()
+                live = row is not None and (_from_ts(row[2]) or now) > now
+                if live and not may_replace(row[0], int(row[1])):
+                    raise DaemonIdInUseError(daemon_id, row[0], int(row[1]))
             self._upsert_daemon(db, daemon_id, host, pid, lease, now)
             # A process gone with this id left these in flight: in doubt now, not in 30 s.
             db.execute(
@@ -667,6 +681,10 @@ class SqliteLedger(Ledger):
             )
         self.owner = daemon_id
         self._registration = (host, pid, lease)
+
+    def _lock_daemon_id(self, db: Any, daemon_id: str) -> None:
+        """Hold ``daemon_id`` until the transaction ends, row or no row (SQLite's BEGIN
+        IMMEDIATE holds the whole database already)."""
 
     def _upsert_daemon(
         self, db: Any, daemon_id: str, host: str, pid: int, lease: dt.timedelta, now: dt.datetime
