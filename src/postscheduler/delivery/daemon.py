@@ -530,11 +530,37 @@ class Daemon:
         """The ledger, once its database answers: a daemon started while PostgreSQL is down
         (a reboot of both) waits for it, saying so, instead of exiting. None if stopped
         meanwhile. A ledger that is wrong (not a database, too new) raises at once."""
+
+        async def attempt() -> Ledger:
+            return open_ledger(self.settings.config.ledger, self.settings.base_dir)
+
+        opened = await self._until_reachable(attempt, LedgerUnreachableError)
+        return None if opened is None else opened[0]
+
+    async def _recover_at_start(self) -> bool:
+        """Resolve what is in doubt before anything is scheduled. The database lost since
+        it was opened (PostgreSQL restarted while this daemon starts) is waited for, saying
+        so, as at the start; False if stopped meanwhile."""
+        assert self.engine is not None
+        recovered = await self._until_reachable(self.engine.recover, LedgerError)
+        if recovered is None:
+            return False
+        if recovered[1]:
+            log.warning("ledger reachable again: publishing goes on")
+            await self._survive("loading the posts", self.reload(recover_first=True))
+            await self._survive("seeing the other daemons", self._see_peers())
+        return True
+
+    async def _until_reachable(
+        self, attempt: Callable[[], Awaitable[T]], unreachable: type[LedgerError]
+    ) -> tuple[T, bool] | None:
+        """``attempt()`` again every CLAIM_RETRY while it finds the database unreachable,
+        said once: its result, and whether it had to wait. None if stopped meanwhile."""
         said = False
         while True:
             try:
-                return open_ledger(self.settings.config.ledger, self.settings.base_dir)
-            except LedgerUnreachableError as exc:
+                return await attempt(), said
+            except unreachable as exc:
                 if not said:
                     log.error(
                         "LEDGER UNREACHABLE at start: %s; trying again every %g s",
@@ -546,34 +572,6 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), CLAIM_RETRY.total_seconds())
             if self._stop.is_set():
                 return None
-
-    async def _recover_at_start(self) -> bool:
-        """Resolve what is in doubt before anything is scheduled. The database lost since
-        it was opened (PostgreSQL restarted while this daemon starts) is waited for, saying
-        so, as at the start; False if stopped meanwhile."""
-        assert self.engine is not None
-        said = False
-        while True:
-            try:
-                await self.engine.recover()
-            except LedgerError as exc:
-                if not said:
-                    log.error(
-                        "LEDGER UNREACHABLE at start: %s; trying again every %g s",
-                        exc,
-                        CLAIM_RETRY.total_seconds(),
-                    )
-                    said = True
-            else:
-                if said:
-                    log.warning("ledger reachable again: publishing goes on")
-                    await self._survive("loading the posts", self.reload(recover_first=True))
-                    await self._survive("seeing the other daemons", self._see_peers())
-                return True
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), CLAIM_RETRY.total_seconds())
-            if self._stop.is_set():
-                return False
 
     async def _see_peers(self) -> None:
         assert self.engine is not None and self.ledger is not None
