@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -120,30 +117,19 @@ for path in sorted(Path("posts").glob("*.yaml")):
 """
 
 
-def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one child process run to its end."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{argv} exited with {done.returncode}: {done.stderr.decode()[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, wall
-
-
 def bench_processes(root: Path, repeat: int) -> dict[str, list[float]]:
+    from cli_startup import ENV, wall  # bench/ is this script's folder: on sys.path
+
     # Secrets the generated accounts name, so the configuration loads as in real use.
-    env = dict(os.environ, T="t", P="p", A="a", B="b", C="c", D="d")
+    env = dict(ENV, T="t", P="p", A="a", B="b", C="c", D="d")
     validate_cmd = [sys.executable, "-m", "postscheduler", "validate"]
     parse_cmd = [sys.executable, "-c", BARE_PARSE]
-    run_child(validate_cmd, root, env)  # warms the page cache and the .pyc files
-    run_child(parse_cmd, root, env)
+    wall(validate_cmd, root, env)  # warms the page cache and the .pyc files
+    wall(parse_cmd, root, env)
     times: dict[str, list[float]] = {k: [] for k in ("v_cpu", "v_wall", "p_cpu", "p_wall")}
     for _ in range(repeat):
-        v_cpu, v_wall = run_child(validate_cmd, root, env)
-        p_cpu, p_wall = run_child(parse_cmd, root, env)
+        v_wall, v_cpu = wall(validate_cmd, root, env)
+        p_wall, p_cpu = wall(parse_cmd, root, env)
         times["v_cpu"].append(v_cpu)
         times["v_wall"].append(v_wall)
         times["p_cpu"].append(p_cpu)
