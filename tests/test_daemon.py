@@ -502,3 +502,96 @@ def test_sigterm_right_after_start_up_with_thousands_of_jobs_stops_the_daemon(
             daemon.kill()
             daemon.communicate(timeout=10)
     assert daemon.returncode == 0 and "daemon stopped" in output, output
+
+
+def test_a_database_lost_between_opening_the_ledger_and_registering_is_waited_for(
+    make_project: Callable[[str], Project],
+    postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL stopping while a daemon starts, after the ledger opened but before the
+    daemon registered on it: the daemon waits for the database, saying so, then starts and
+    publishes, instead of exiting (the chaos test's restarted daemons met it)."""
+    import logging
+
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    project = make_project(CONFIG.replace("state/ledger.db", f'"{url}"'))
+    project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Sent once the database is back.\n")
+    register = PostgresLedger.register
+    stops: list[str] = []
+
+    def register_as_the_database_goes(self: PostgresLedger, *args: Any, **kwargs: Any) -> Any:
+        if not stops:
+            stops.append("immediate")
+            postgres.stop("immediate")
+        return register(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostgresLedger, "register", register_as_the_database_goes)
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    try:
+        with in_process(project) as daemon:
+            assert wait_for(lambda: "LEDGER UNREACHABLE at start" in caplog.text), caplog.text
+            assert "register failed" in caplog.text
+            postgres.start()
+            assert wait_for(lambda: outbox(project, "p").exists(), timeout=60), caplog.text
+            assert daemon.failure is None
+    finally:
+        if stops and not _answers(url):  # the test failed before starting it again
+            postgres.start()
+    with PostgresLedger(url) as ledger:
+        got = ledger.get(DeliveryKey("p", "outbox"))
+    assert got is not None and got.state is DeliveryState.PUBLISHED
+    assert "Traceback" not in caplog.text
+
+
+def _answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def test_the_lease_keeper_outlives_the_database_lost_again_as_it_returns(
+    make_project: Callable[[str], Project],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ledger failing again just after a heartbeat got through (a flapping database):
+    the lease is still renewed afterwards. A lease keeper that ended there would leave the
+    daemon sending with a lapsed lease, its deliveries in flight taken over by another."""
+    import logging
+
+    from postscheduler.errors import LedgerError
+
+    project = make_project(CONFIG + "publishing: {lease: 2s}\n")
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    beats: list[dt.datetime] = []
+    lost_again = threading.Event()
+
+    def heartbeat(now: dt.datetime) -> bool:
+        beats.append(now)
+        return len(beats) > 1  # the first: the lease had run out, registered anew
+
+    with in_process(project) as daemon:
+        assert wait_for(lambda: "daemon started" in caplog.text), caplog.text
+        schedule_all = daemon._schedule_all
+
+        def flapping() -> None:
+            if not lost_again.is_set():
+                lost_again.set()
+                raise LedgerError("the ledger: deliveries failed: the server closed the connection")
+            schedule_all()
+
+        monkeypatch.setattr(daemon, "_schedule_all", flapping)
+        monkeypatch.setattr(daemon.ledger, "heartbeat", heartbeat)
+        assert wait_for(lambda: len(beats) >= 4), caplog.text
+    assert lost_again.is_set()
+    assert "LEDGER UNREACHABLE: the ledger: deliveries failed" in caplog.text
+    assert "reachable again: publishing goes on" in caplog.text
+    assert "Traceback" not in caplog.text and "keeping the lease failed" not in caplog.text

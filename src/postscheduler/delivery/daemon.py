@@ -526,16 +526,26 @@ class Daemon:
         if times:
             self._schedule(job_id, min(times))
 
-    async def _open_ledger(self) -> Ledger | None:
-        """The ledger, once its database answers: a daemon started while PostgreSQL is down
-        (a reboot of both) waits for it, saying so, instead of exiting. None if stopped
+    async def _take_ledger(self, stack: contextlib.ExitStack) -> bool:
+        """Open the ledger and register on it (``stack`` holds both), once its database
+        answers: a daemon started while PostgreSQL is down (a reboot of both), or losing it
+        between the two, waits for it, saying so, instead of exiting. False if stopped
         meanwhile. A ledger that is wrong (not a database, too new) raises at once."""
 
-        async def attempt() -> Ledger:
-            return open_ledger(self.settings.config.ledger, self.settings.base_dir)
+        async def attempt() -> contextlib.ExitStack:
+            with contextlib.ExitStack() as held:
+                ledger = held.enter_context(
+                    open_ledger(self.settings.config.ledger, self.settings.base_dir)
+                )
+                held.enter_context(registered(self.settings, ledger, self.clock))
+                self.ledger = ledger
+                return held.pop_all()
 
-        opened = await self._until_reachable(attempt, LedgerUnreachableError)
-        return None if opened is None else opened[0]
+        taken = await self._until_reachable(attempt, LedgerUnreachableError)
+        if taken is None:
+            return False
+        stack.enter_context(taken[0])
+        return True
 
     async def _recover_at_start(self) -> bool:
         """Resolve what is in doubt before anything is scheduled. The database lost since
@@ -583,8 +593,9 @@ class Daemon:
         """Renew this daemon's lease a quarter of it apart, and resolve what is in doubt:
         another daemon's deliveries once its lease has run out, and this one's whose platform
         could not be asked before. Losing the database stops the claims (they need the
-        lease) and is said once; its return is said too, and publishing goes on by itself."""
-        assert self.engine is not None and self.ledger is not None
+        lease) and is said once; its return is said too, and publishing goes on by itself.
+        Nothing ends this loop but the stop: a daemon whose lease lapses while it sends would
+        have its deliveries in flight taken over by another, and sent twice."""
         every = self.settings.config.publishing.lease.total_seconds() / 4
         lost: str | None = None
         while not self._stop.is_set():
@@ -593,30 +604,43 @@ class Daemon:
             if self._stop.is_set():
                 return
             try:
-                kept = await self.engine.db(self.ledger.heartbeat, self.clock())
-            except LedgerError as exc:
-                if lost is None:
-                    lost = str(exc)
-                    log.error(
-                        "LEDGER UNREACHABLE: %s; nothing new is claimed until it is back "
-                        "(what is in flight is recorded when it returns)",
-                        exc,
-                    )
-                continue
-            if lost is not None or not kept:
-                log.warning(
-                    "ledger reachable again%s: publishing goes on",
-                    "" if kept else " after the lease ran out (registered anew)",
-                )
-                lost = None
+                lost = await self._renew_lease(lost)
+            except Exception:
+                log.exception("keeping the lease failed; trying again in %g s", every)
+
+    async def _renew_lease(self, lost: str | None) -> str | None:
+        """One round of ``_keep_lease``; ``lost``: why the database was unreachable at the
+        last round, if it was. Returns the same for this round."""
+        assert self.engine is not None and self.ledger is not None
+        try:
+            kept = await self.engine.db(self.ledger.heartbeat, self.clock())
+            back = lost is not None or not kept
+            if back:
                 self._schedule_all()
-            before = self.engine.recovered[:]
-            await self._survive("resolving deliveries in doubt", self.engine.recover())
-            found = [r for r in self.engine.recovered if r not in before]
-            if found:
-                assert self.alerter is not None
-                self.alerter.notify(alert_messages.recovery_alert(self.clock(), found))
-                self._schedule_all()  # resolved ones may let later thread parts go
+        except LedgerError as exc:
+            if lost is None:
+                log.error(
+                    "LEDGER UNREACHABLE: %s; nothing new is claimed until it is back "
+                    "(what is in flight is recorded when it returns)",
+                    exc,
+                )
+            return lost or str(exc)
+        if back:
+            log.warning(
+                "ledger reachable again%s: publishing goes on",
+                "" if kept else " after the lease ran out (registered anew)",
+            )
+        before = self.engine.recovered[:]
+        await self._survive("resolving deliveries in doubt", self.engine.recover())
+        found = [r for r in self.engine.recovered if r not in before]
+        if found:
+            assert self.alerter is not None
+            self.alerter.notify(alert_messages.recovery_alert(self.clock(), found))
+            # Resolved ones may let later thread parts go; the database lost again meanwhile
+            # is said at the next round, and the rescan sees the resolved rows anyway.
+            with contextlib.suppress(LedgerError):
+                self._schedule_all()
+        return None
 
     async def _rescan(self) -> None:
         """Schedule what changed in the ledger behind the daemon's back (publish --now...),
@@ -827,15 +851,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        ledger = await self._open_ledger()
-        if ledger is None:
-            return
-        self.ledger = ledger
-        with (
-            self.ledger,
-            registered(self.settings, self.ledger, self.clock),
-            self._serving_metrics(),
-        ):
+        with contextlib.ExitStack() as held:
+            if not await self._take_ledger(held):
+                return
+            assert self.ledger is not None
+            held.enter_context(self._serving_metrics())
             self.alerter = Alerter(
                 self.settings,
                 self.ledger,
@@ -843,7 +863,10 @@ class Daemon:
                 redact=self.redactor,
                 on_sent=self.metrics.alert if self.metrics else None,
             )
-            self.alerter.begin()
+            try:
+                self.alerter.begin()
+            except LedgerError as exc:  # the database lost since: its first scan begins
+                log.error("alerts: cannot read the ledger yet: %s", exc)
             self.engine = self._new_engine(self.ledger)
             self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
             self.scheduler.start()
@@ -883,7 +906,10 @@ class Daemon:
                     self.alerter.notify(
                         alert_messages.recovery_alert(self.clock(), self.engine.recovered)
                     )
-                self._schedule_all()
+                try:
+                    self._schedule_all()
+                except LedgerError as exc:  # lost since the recovery: rescheduled when it is back
+                    log.error("scheduling waits for the ledger: %s", exc)
                 log.info("daemon started as %s: watching %s", self.ledger.owner, posts_dir)
                 rescan = asyncio.create_task(self._rescan())
                 follow = asyncio.create_task(self._follow_repo())

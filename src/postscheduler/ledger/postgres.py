@@ -161,6 +161,14 @@ class PostgresLedger(SqliteLedger):
                 f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
             )
 
+    @staticmethod
+    def _out_of_reach(exc: Exception) -> bool:
+        # A lost connection, the server shutting down or starting, too many clients: not a
+        # deadlock or a serialization failure, which psycopg files under the same class.
+        return isinstance(exc, psycopg.OperationalError) and not isinstance(
+            exc, psycopg.errors.TransactionRollback
+        )
+
     def _disk_problem(self) -> str | None:
         return None  # the database server's disk: PostgreSQL refuses the write itself
 

@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import DaemonIdInUseError, LeaseLostError, LedgerError, LedgerLockedError
+from ..errors import (
+    DaemonIdInUseError,
+    LeaseLostError,
+    LedgerError,
+    LedgerLockedError,
+    LedgerUnreachableError,
+)
 from .base import (
     CLAIMABLE_STATES,
     Alert,
@@ -246,7 +252,8 @@ def _as_ledger_errors(cls: type[Ledger]) -> type[Ledger]:
             try:
                 return method(self, *args, **kwargs)
             except self.DRIVER_ERRORS as exc:
-                raise LedgerError(f"the ledger {self.path}: {name} failed: {exc}") from None
+                kind = LedgerUnreachableError if self._out_of_reach(exc) else LedgerError
+                raise kind(f"the ledger {self.path}: {name} failed: {exc}") from None
 
         return wrapped
 
@@ -1135,6 +1142,12 @@ class SqliteLedger(Ledger):
 
     def _after_load(self, db: Any, table: str) -> None:
         """SQLite's AUTOINCREMENT follows the largest id by itself."""
+
+    @staticmethod
+    def _out_of_reach(exc: Exception) -> bool:
+        """Whether a driver error means the database server is out of reach and may be
+        back soon (a file on this machine never is)."""
+        return False
 
     def close(self) -> None:
         self._db.close()
