@@ -151,7 +151,12 @@ class Fleet:
             if seen():
                 return
             if time.monotonic() > deadline:
-                pytest.fail(f"not logged within {timeout} s: {text!r}")
+                tails = "".join(
+                    f"\n--- {p.name} ---\n{p.read_text(errors='replace')[-3000:]}"
+                    for p in self.current.values()
+                    if text not in p.read_text(errors="replace")
+                )
+                pytest.fail(f"not logged within {timeout} s: {text!r}; the logs without it:{tails}")
 
     def output(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
@@ -234,11 +239,13 @@ def test_three_daemons_killed_at_random_and_the_database_restarted(
                 fleet.kill_and_restart(rng.randrange(DAEMONS))
                 if kill == outage_at:
                     postgres.stop("immediate")
-                    fleet.until_logged("LEDGER UNREACHABLE", every=True)
-                    # The outage must outlast the leases: their running out is a matter of
-                    # time, there is nothing to wait for but the clock.
-                    time.sleep(LEASE_SECONDS)
-                    postgres.start()
+                    try:
+                        fleet.until_logged("LEDGER UNREACHABLE", every=True)
+                        # The outage must outlast the leases: their running out is a matter
+                        # of time, there is nothing to wait for but the clock.
+                        time.sleep(LEASE_SECONDS)
+                    finally:  # the server is the session's: the tests after this need it
+                        postgres.start()
                     fleet.until_logged("after the lease ran out", every=False)
             until_settled(url, timeout=120)
             fleet.stop()
