@@ -601,3 +601,28 @@ def test_run_once_and_status_on_a_postgresql_ledger(postgres: Any, tmp_path: Pat
     assert "published: q → outbox" in done.stdout and "skipped: p → outbox" in done.stdout, done
     status = cli("status")
     assert "published: 1" in status.stdout and "skipped: 1" in status.stdout, status.stderr
+
+
+def test_a_postgresql_connection_notices_a_silent_network_within_a_lease(postgres: Any) -> None:
+    """Keep-alives and a TCP user timeout, unless the ledger URL sets its own."""
+    from postscheduler.ledger.postgres import CONNECTION_DEFAULTS, PostgresLedger
+
+    def options(ledger: PostgresLedger) -> dict[str, str]:
+        info = ledger._db._connection.pgconn.info  # type: ignore[attr-defined]
+        return {o.keyword.decode(): (o.val or b"").decode() for o in info}
+
+    url = postgres.new_database()
+    default, tuned = PostgresLedger(url), PostgresLedger(f"{url}?keepalives_idle=42")
+    try:
+        assert {k: options(default)[k] for k in CONNECTION_DEFAULTS} == CONNECTION_DEFAULTS
+        assert options(tuned)["keepalives_idle"] == "42"
+        assert options(tuned)["tcp_user_timeout"] == CONNECTION_DEFAULTS["tcp_user_timeout"]
+        # Together they give up on a dead peer well before the default lease of 60 s.
+        idle, every, count = (
+            int(CONNECTION_DEFAULTS[k])
+            for k in ("keepalives_idle", "keepalives_interval", "keepalives_count")
+        )
+        assert idle + every * count < 60
+    finally:
+        default.close()
+        tuned.close()
