@@ -582,11 +582,11 @@ def test_the_lease_keeper_outlives_the_database_lost_again_as_it_returns(
         assert wait_for(lambda: "daemon started" in caplog.text), caplog.text
         schedule_all = daemon._schedule_all
 
-        def flapping() -> None:
+        async def flapping() -> None:
             if not lost_again.is_set():
                 lost_again.set()
                 raise LedgerError("the ledger: deliveries failed: the server closed the connection")
-            schedule_all()
+            await schedule_all()
 
         monkeypatch.setattr(daemon, "_schedule_all", flapping)
         monkeypatch.setattr(daemon.ledger, "heartbeat", heartbeat)
@@ -595,3 +595,59 @@ def test_the_lease_keeper_outlives_the_database_lost_again_as_it_returns(
     assert "LEDGER UNREACHABLE: the ledger: deliveries failed" in caplog.text
     assert "reachable again: publishing goes on" in caplog.text
     assert "Traceback" not in caplog.text and "keeping the lease failed" not in caplog.text
+
+
+def test_a_job_scheduled_while_the_whole_schedule_is_read_is_kept(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rows are read off the event loop, so the rescan may schedule a row changed since
+    (publish --now) meanwhile: what they say must not remove that newer job."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    with in_process(project) as daemon:
+        assert wait_for(lambda: "daemon started" in caplog.text), caplog.text
+        engine, read = daemon.engine, daemon.engine.db
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+
+        async def read_then_rescan(fn: Callable[..., Any], *args: Any) -> Any:
+            rows = await read(fn, *args)
+            daemon._schedule("sent-now@outbox", later)  # as the rescan does, meanwhile
+            return rows
+
+        monkeypatch.setattr(engine, "db", read_then_rescan)
+        loop = daemon.scheduler._eventloop
+        asyncio.run_coroutine_threadsafe(daemon._schedule_all(), loop).result(timeout=30)
+        assert daemon.scheduler.get_job("sent-now@outbox") is not None
+        monkeypatch.setattr(engine, "db", read)
+        asyncio.run_coroutine_threadsafe(daemon._schedule_all(), loop).result(timeout=30)
+        assert daemon.scheduler.get_job("sent-now@outbox") is None  # the ledger has no such row
+
+
+def test_a_ledger_that_does_not_answer_does_not_stall_the_event_loop(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Scheduling reads the ledger on its own thread: while a read hangs (a database across
+    a dead network), the sends in flight and the lease keeper go on."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    answer = threading.Event()
+    with in_process(project) as daemon:
+        assert wait_for(lambda: "daemon started" in caplog.text), caplog.text
+        deliveries = daemon.ledger.deliveries
+
+        def hanging(**filters: Any) -> Any:
+            answer.wait(timeout=60)
+            return deliveries(**filters)
+
+        monkeypatch.setattr(daemon.ledger, "deliveries", hanging)
+        loop = daemon.scheduler._eventloop
+        try:
+            scheduling = asyncio.run_coroutine_threadsafe(daemon._schedule_all(), loop)
+            other = asyncio.run_coroutine_threadsafe(asyncio.sleep(0, "the loop runs"), loop)
+            assert other.result(timeout=30) == "the loop runs"
+            assert not scheduling.done()
+        finally:
+            answer.set()
+        scheduling.result(timeout=30)

@@ -404,9 +404,9 @@ class Daemon:
         if recover_first:
             return
         if result.touched is None:
-            self._schedule_all()
+            await self._schedule_all()
         else:
-            self._schedule_posts(result.touched)
+            await self._schedule_posts(result.touched)
 
     @contextlib.contextmanager
     def _adding_jobs(self) -> Iterator[None]:
@@ -425,34 +425,50 @@ class Daemon:
             if running:
                 self.scheduler.resume()
 
-    def _schedule_all(self) -> None:
-        assert self.ledger is not None
+    async def _schedule_all(self) -> None:
+        # The rows are read on the ledger's thread: a database that does not answer must
+        # not stall the loop, and with it every send in flight and the lease keeper.
+        assert self.ledger is not None and self.engine is not None
         wanted: dict[str, dt.datetime] = {}
         soon = self.clock() + SCHEDULE_AHEAD
-        for row in self.ledger.deliveries(states=CLAIMABLE_STATES, due_by=soon):
+        # A job added or moved while the rows are read (by the rescan, for a row changed
+        # since) is newer than what they say: only the jobs as they were are removed.
+        jobs_before = {job.id: job for job in self.scheduler.get_jobs()}
+        rows = await self.engine.db(
+            functools.partial(self.ledger.deliveries, states=CLAIMABLE_STATES, due_by=soon)
+        )
+        for row in rows:
             when = row.next_attempt_at
             job_id = f"{row.key.post_id}@{row.key.account}"
             wanted[job_id] = min(when, wanted.get(job_id, when))
         with self._adding_jobs():
             for job in self.scheduler.get_jobs():
-                if job.id not in wanted:
+                if job.id not in wanted and id(jobs_before.get(job.id)) == id(job):
                     job.remove()
             for job_id, when in wanted.items():
                 self._schedule(job_id, when)
 
-    def _schedule_posts(self, post_ids: Iterable[str]) -> None:
+    async def _schedule_posts(self, post_ids: Iterable[str]) -> None:
         """``_schedule_all`` for these posts alone: after a reload for one edit, the jobs of
         thousands of other posts need not be looked at."""
-        assert self.ledger is not None
-        with self._adding_jobs():
-            for post_id in post_ids:
-                self._schedule_post(post_id)
+        assert self.ledger is not None and self.engine is not None
+        ledger = self.ledger
 
-    def _schedule_post(self, post_id: str) -> None:
-        assert self.ledger is not None
+        def read() -> list[tuple[str, list[Delivery]]]:
+            return [(post_id, ledger.deliveries(post_id=post_id)) for post_id in post_ids]
+
+        jobs_before = {job.id: job for job in self.scheduler.get_jobs()}  # as in _schedule_all
+        read_rows = await self.engine.db(read)
+        with self._adding_jobs():
+            for post_id, rows in read_rows:
+                self._schedule_post(post_id, rows, jobs_before)
+
+    def _schedule_post(
+        self, post_id: str, rows: list[Delivery], jobs_before: dict[str, Any]
+    ) -> None:
         wanted: dict[str, dt.datetime] = {}
         jobs = set()
-        for row in self.ledger.deliveries(post_id=post_id):
+        for row in rows:
             job_id = f"{post_id}@{row.key.account}"
             jobs.add(job_id)
             if row.state in CLAIMABLE_STATES:
@@ -461,7 +477,9 @@ class Daemon:
         for job_id in jobs:
             if job_id in wanted:
                 self._schedule(job_id, wanted[job_id])
-            elif (job := self.scheduler.get_job(job_id)) is not None:
+            elif (job := self.scheduler.get_job(job_id)) is not None and id(
+                jobs_before.get(job_id)
+            ) == id(job):
                 job.remove()
 
     def _schedule(self, job_id: str, when: dt.datetime) -> None:
@@ -616,7 +634,7 @@ class Daemon:
             kept = await self.engine.db(self.ledger.heartbeat, self.clock())
             back = lost is not None or not kept
             if back:
-                self._schedule_all()
+                await self._schedule_all()
         except LedgerError as exc:
             if lost is None:
                 log.error(
@@ -639,7 +657,7 @@ class Daemon:
             # Resolved ones may let later thread parts go; the database lost again meanwhile
             # is said at the next round, and the rescan sees the resolved rows anyway.
             with contextlib.suppress(LedgerError):
-                self._schedule_all()
+                await self._schedule_all()
         return None
 
     async def _rescan(self) -> None:
@@ -907,7 +925,7 @@ class Daemon:
                         alert_messages.recovery_alert(self.clock(), self.engine.recovered)
                     )
                 try:
-                    self._schedule_all()
+                    await self._schedule_all()
                 except LedgerError as exc:  # lost since the recovery: rescheduled when it is back
                     log.error("scheduling waits for the ledger: %s", exc)
                 log.info("daemon started as %s: watching %s", self.ledger.owner, posts_dir)
