@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cli_startup import ENV  # bench/ is this script's folder: on sys.path; .pyc files kept
 
 from postscheduler.ledger import DeliveryKey
 from postscheduler.ledger.sqlite import SqliteLedger
@@ -65,7 +66,7 @@ def timed(root: Path, *args: str) -> float:
         [sys.executable, "-m", "postscheduler", *args, "-c", "scheduler.yaml"],
         cwd=root,
         capture_output=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**ENV, "COLUMNS": "200"},
         check=False,
     )
     return time.perf_counter() - began
