@@ -132,3 +132,17 @@ def test_the_commented_example_accounts_in_scheduler_yaml_are_valid(tmp_path: Pa
     settings = load_settings(config, environ={})
     platforms = {a.platform for a in settings.config.accounts.values()}
     assert platforms == set(PLATFORMS)  # every platform has an example
+
+
+def test_an_edit_of_the_configuration_or_its_dotenv_is_a_change_on_disk(project: Project) -> None:
+    settings = project.settings()
+    assert not settings.changed_on_disk()
+    (project.root / ".env").write_text("MASTODON_TOKEN=first\n")  # a .env where there was none
+    assert settings.changed_on_disk()
+    settings = project.settings()
+    assert settings.env["MASTODON_TOKEN"] == "first" and not settings.changed_on_disk()
+    (project.root / ".env").write_text("MASTODON_TOKEN=rotated\n")
+    assert settings.changed_on_disk()
+    settings = project.settings()
+    project.config_path.write_text(project.config_path.read_text() + "\n# a comment\n")
+    assert settings.changed_on_disk()

@@ -371,11 +371,15 @@ def test_a_failing_reload_is_logged_and_edits_are_still_followed(
 
 
 @contextlib.contextmanager
-def in_process(project: Project, settings: Settings | None = None) -> Iterator[Any]:
+def in_process(
+    project: Project, settings: Settings | None = None, redactor: Any = None
+) -> Iterator[Any]:
     """The daemon run on a thread of this process, so a test can patch it or look inside."""
     from postscheduler.delivery.daemon import Daemon as InProcess
 
-    daemon = InProcess(project.config_path, settings=settings or project.settings())
+    daemon = InProcess(
+        project.config_path, settings=settings or project.settings(), redactor=redactor
+    )
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),))
     runner.start()
@@ -651,3 +655,37 @@ def test_a_ledger_that_does_not_answer_does_not_stall_the_event_loop(
         finally:
             answer.set()
         scheduling.result(timeout=30)
+
+
+def test_a_secret_rotated_in_dotenv_is_used_without_a_restart(
+    make_project: Callable[[str], Project],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A token revoked and replaced in .env reaches the running daemon as an edit of
+    scheduler.yaml does: the next delivery is signed with the new one."""
+    import logging
+
+    from .fakes.platforms import FakeWebhook
+
+    monkeypatch.delenv("S", raising=False)  # the real environment would win over .env
+    new = "rotated-webhook-secret-NEW-7"
+    with FakeWebhook(new) as server:
+        project = make_project(
+            CONFIG.replace(
+                "accounts:\n",
+                f'accounts:\n  site: {{platform: webhook, url: "{server.url}", '
+                'secret: "${S}"}\n',
+            )
+        )
+        dotenv = project.root / ".env"
+        dotenv.write_text("S=revoked-webhook-secret-OLD-7\n")
+        caplog.set_level(logging.INFO, logger="postscheduler")
+        with in_process(project) as daemon:
+            assert wait_for(lambda: "daemon started" in caplog.text), caplog.text
+            dotenv.write_text(f"S={new}\n")
+            assert wait_for(lambda: daemon.settings.env.get("S") == new), caplog.text
+            project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Newly signed.\naccounts: [site]\n")
+            assert wait_for(lambda: len(server.received) == 1), caplog.text
+        assert server.bad_signatures == 0
+    assert "Traceback" not in caplog.text

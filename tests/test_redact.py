@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -74,3 +74,42 @@ def test_derived_kept_and_learned_secrets_are_masked(project: Project) -> None:
     shown = redact(echoed)
     assert "canary" not in shown and basic not in shown, shown
     assert "did:plc:abc" in shown  # not a secret: left alone
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_secret_a_reload_brings_is_masked_in_the_log_and_the_old_ones_stay_masked(
+    make_project: Callable[[str], Project],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The log handler is set up before the daemon starts; an account added to the running
+    daemon's configuration brings a secret it must mask as well."""
+    from .test_daemon import CONFIG, in_process, wait_for
+
+    added = "canary-added-by-a-reload-TOKEN-42"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", CANARY)
+    monkeypatch.setenv("NEW_TOKEN", added)
+    first = CONFIG.replace(
+        "accounts:\n",
+        'accounts:\n  tg: {platform: telegram, bot_token: "${TELEGRAM_BOT_TOKEN}", '
+        'chat_id: "@c"}\n',
+    )
+    project = make_project(first)
+    settings = project.settings({"TELEGRAM_BOT_TOKEN": CANARY})
+    redactor = setup_logging(settings)
+    with in_process(project, settings, redactor) as daemon:
+        assert wait_for(lambda: "daemon started" in capsys.readouterr().err)
+        # The telegram account is gone, a mastodon one comes with a token of its own.
+        project.config_path.write_text(
+            CONFIG.replace(
+                "accounts:\n",
+                'accounts:\n  m: {platform: mastodon, instance: "https://m.test", '
+                'token: "${NEW_TOKEN}"}\n',
+            )
+        )
+        assert wait_for(lambda: "m" in daemon.settings.config.accounts)
+        logging.getLogger("httpx").error("GET https://m.test/?access_token=%s failed", added)
+        logging.getLogger("postscheduler").error("late answer for bot%s", CANARY)
+    err = capsys.readouterr().err
+    assert "access_token=***" in err and "late answer for bot***" in err
+    assert added not in err and CANARY not in err

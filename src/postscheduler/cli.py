@@ -633,7 +633,11 @@ def run(
 
             parse_address(metrics)  # a mistyped address is told before anything starts
         daemon = Daemon(
-            _config_path(config), settings=settings, dry_run=dry_run, metrics_address=metrics
+            _config_path(config),
+            settings=settings,
+            dry_run=dry_run,
+            metrics_address=metrics,
+            redactor=redactor,
         )
         asyncio.run(daemon.run())
 

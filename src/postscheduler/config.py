@@ -36,6 +36,7 @@ from .posts.validation import findings_from_validation_error
 from .posts.yamlsource import Document, parse_yaml, read_yaml
 
 DEFAULT_CONFIG_NAME = "scheduler.yaml"
+DOTENV_NAME = ".env"  # secrets beside the configuration, under the real environment
 
 
 def _account(value: Any) -> Any:
@@ -389,11 +390,22 @@ class Settings:
     # A digest of the file's bytes as read (None: the embedded default, or not known), so a
     # daemon can tell whether the file changed before it began watching it.
     digest: str | None = None
+    # The same of the ``.env`` beside it (None: there is none): a token rotated there is a
+    # configuration change too, or a running daemon would go on with the revoked one.
+    env_digest: str | None = None
+
+    @property
+    def dotenv_path(self) -> Path:
+        return self.base_dir / DOTENV_NAME
 
     def changed_on_disk(self) -> bool:
-        """Whether the configuration file now differs from what these settings were read
-        from (a file gone or unreadable counts as changed: the reload says why)."""
-        return self.path is not None and file_digest(self.path) != self.digest
+        """Whether the configuration file or its ``.env`` now differs from what these
+        settings were read from (a file gone or unreadable counts as changed: the reload
+        says why)."""
+        return self.path is not None and (
+            file_digest(self.path) != self.digest
+            or file_digest(self.dotenv_path) != self.env_digest
+        )
 
     @property
     def posts_dir(self) -> Path:
@@ -477,7 +489,7 @@ def embedded_default_text() -> str:
 
 def _read_env(base_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
     env: dict[str, str] = {}
-    dotenv = base_dir / ".env"
+    dotenv = base_dir / DOTENV_NAME
     if dotenv.is_file():
         from dotenv import dotenv_values
 
@@ -517,7 +529,7 @@ def load_settings(
     try:
         if path is None:
             doc = parse_yaml(embedded_default_text(), Path(DEFAULT_CONFIG_NAME))
-            base, digest = cwd, None
+            base, digest, env_digest = cwd, None, None
         else:
             if not path.exists():
                 raise ConfigError(
@@ -528,10 +540,11 @@ def load_settings(
             digest = file_digest(path)
             doc = read_yaml(path)
             base = path.absolute().parent  # not resolve(): a symlinked config keeps its folder
+            env_digest = file_digest(base / DOTENV_NAME)
     except YamlSourceError as exc:
         raise ConfigError("the configuration cannot be read", [exc.finding]) from None
     config = _config_from_document(doc)
-    return Settings(config, path, base, _read_env(base, environ), digest)
+    return Settings(config, path, base, _read_env(base, environ), digest, env_digest)
 
 
 def file_digest(path: Path) -> str | None:

@@ -97,6 +97,10 @@ class Redactor:
         values.extend(_kept_secrets(settings.state_dir))
         return cls(values)
 
+    def widen(self, other: Redactor) -> None:
+        """Mask ``other``'s secrets too, from now on, wherever this redactor is used."""
+        self._secrets = self._secrets | other._secrets  # a new set: readers need no lock
+
     def __call__(self, text: str) -> str:
         # Longest first, so a secret that contains another is masked whole.
         for secret in sorted(self._secrets.union(_learned), key=len, reverse=True):

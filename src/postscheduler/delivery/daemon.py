@@ -262,7 +262,10 @@ class Daemon:
         dry_run: bool = False,
         clock: Callable[[], dt.datetime] = utc_now,
         metrics_address: str | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        """``redactor``: the one the log handler masks with (``setup_logging``), which a
+        reload widens to the new configuration's secrets."""
         self.config_path = config_path
         self.metrics_address = metrics_address
         self.metrics: Metrics | None = None
@@ -271,7 +274,7 @@ class Daemon:
         self.posts = PostCache(self.settings, keep=self.settings.state_dir)
         self.dry_run = dry_run
         self.clock = clock
-        self.redactor = Redactor.for_settings(self.settings)
+        self.redactor = redactor or Redactor.for_settings(self.settings)
         self._stop = asyncio.Event()
         self._watching = asyncio.Event()
         self._reloading = asyncio.Lock()
@@ -348,7 +351,9 @@ class Daemon:
             except ConfigError as exc:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 return
-            self.redactor = Redactor.for_settings(self.settings)
+            # Widened, not replaced: the log handler holds this one, and what was a secret
+            # (a token rotated out, an account removed) stays masked.
+            self.redactor.widen(Redactor.for_settings(self.settings))
             self.posts = PostCache(self.settings, keep=self.settings.state_dir)
             assert self.alerter is not None
             self._retiring.add(
@@ -751,8 +756,11 @@ class Daemon:
         posts_dir = self.settings.posts_dir
         paths = [posts_dir]
         config = self.settings.path.resolve() if self.settings.path else None
+        dotenv = self.settings.dotenv_path.resolve()
         if config is not None:
             paths.append(config.parent)
+            if not dotenv.is_relative_to(config.parent):  # a symlinked configuration
+                paths.append(dotenv.parent)
         # yield_on_timeout: the first (empty) yield says the watcher is running, so start-up
         # can load the posts after it, and no edit falls between loading and watching.
         async for changes in watchfiles.awatch(
@@ -768,7 +776,7 @@ class Daemon:
             if not changes:
                 continue
             changed = {Path(p).resolve() for _, p in changes}
-            config_changed = config is not None and config in changed
+            config_changed = config is not None and (config in changed or dotenv in changed)
             self.posts.forget(changed)
             if config_changed or any(p.is_relative_to(posts_dir) for p in changed):
                 log.info("change seen in %d files: reloading", len(changed))
