@@ -689,3 +689,38 @@ def test_a_secret_rotated_in_dotenv_is_used_without_a_restart(
             assert wait_for(lambda: len(server.received) == 1), caplog.text
         assert server.bad_signatures == 0
     assert "Traceback" not in caplog.text
+
+
+def test_a_daemon_schedules_the_accounts_another_has_the_first_try_at_later(
+    make_project: Callable[[str], Project],
+    postgres: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At a post's time each daemon runs the jobs of its own share of the accounts only:
+    the rest, a quarter lease later, do not queue their ledger reads before its claims."""
+    import logging
+
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    names = [f"a{i}" for i in range(24)]
+    accounts = "".join(f"  {n}: {{platform: outbox, path: out-{n}}}\n" for n in names)
+    project = make_project(
+        CONFIG.replace("state/ledger.db", f'"{url}"')
+        .replace("accounts:\n", "accounts:\n" + accounts)
+        .replace("defaults: {accounts: [outbox]}", f"defaults: {{accounts: [{', '.join(names)}]}}")
+    )
+    due = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=5)
+    project.write("p.yaml", f"id: p\nat: {due.isoformat()}\ntext: Everyone at once.\n")
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    with PostgresLedger(url) as peer:  # another daemon, alive for the whole test
+        peer.register("peer", "elsewhere", 1, dt.timedelta(hours=1), dt.datetime.now(dt.UTC))
+        with in_process(project) as daemon:
+            assert wait_for(lambda: "daemon started" in caplog.text), caplog.text
+            assert sorted(daemon.engine.peers) == sorted(["peer", daemon.ledger.owner])
+            handoff = daemon.settings.config.publishing.lease / 4
+            runs = {n: daemon.scheduler.get_job(f"p@{n}").next_run_time for n in names}
+            mine = {n for n in names if runs[n] == due}
+            assert mine and len(mine) < len(names)  # 24 accounts: both daemons have some
+            assert all(runs[n] == due + handoff for n in set(names) - mine)
+            assert {n for n in names if daemon.engine.first_look_at(n, due) == due} == mine

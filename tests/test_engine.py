@@ -230,6 +230,56 @@ def test_min_gap_holds_across_daemons_sharing_a_ledger(
         engine.ledger.close()
 
 
+def test_daemons_sharing_a_ledger_share_out_the_accounts_first_try(
+    make_project: Callable[[str], Project], postgres: Any
+) -> None:
+    """Each account is tried first by one daemon; the others look a quarter lease after its
+    time (their jobs are scheduled then), in case the first cannot send it."""
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    project = make_project(
+        CONFIG.replace("ledger: ledger.db", f"ledger: {url}").replace(
+            "defaults: {accounts: [outbox]}", "defaults: {accounts: [outbox, a, b]}"
+        )
+    )
+    project.write("p.yaml", "id: p\nat: 2027-01-14 09:00\ntext: one\n")
+    clock = Clock()
+    settings = project.settings()
+    handoff = settings.config.publishing.lease / 4
+    fakes = [Scripted(), Scripted()]
+    engines = []
+    for n in range(2):
+        ledger = PostgresLedger(url)
+        ledger.register(f"d{n}", "h", n, dt.timedelta(minutes=30), clock())
+        engine = Engine(
+            settings, ledger, clock=clock, publishers=dict.fromkeys(("outbox", "a", "b"), fakes[n])
+        )
+        engine.peers = ["d0", "d1"]
+        engine.load(validate(settings, now=clock()))
+        engines.append(engine)
+    try:
+        firsts = {}
+        for account in ("outbox", "a", "b"):
+            looks = [e.first_look_at(account, T0) for e in engines]
+            assert sorted(looks) == [T0, T0 + handoff], account  # one first, one after
+            firsts[account] = looks.index(T0)
+            second = engines[1 - firsts[account]]
+            assert run(second.deliver("p", account)) == T0 + handoff  # not yet its turn
+        assert fakes[0].calls == [] and fakes[1].calls == []
+        for account, n in firsts.items():
+            assert run(engines[n].deliver("p", account)) is None  # sent by the first
+        clock.now = T0 + handoff
+        for account, n in firsts.items():
+            assert run(engines[1 - n].deliver("p", account)) is None  # found it published
+        assert len(fakes[0].calls) + len(fakes[1].calls) == 3
+        engines[0].peers = ["d0"]  # alone: every account is its own at once
+        assert all(engines[0].first_look_at(a, T0) == T0 for a in ("outbox", "a", "b"))
+    finally:
+        for engine in engines:
+            engine.ledger.close()
+
+
 @pytest.mark.parametrize("hint", [math.inf, math.nan, 1e20, 99_999_999_999.0, -5.0])
 def test_a_wild_retry_hint_is_capped_not_obeyed(project: Project, hint: float) -> None:
     """A broken or hostile server's hint (infinite, not a number, years away) must neither

@@ -443,7 +443,7 @@ class Daemon:
             functools.partial(self.ledger.deliveries, states=CLAIMABLE_STATES, due_by=soon)
         )
         for row in rows:
-            when = row.next_attempt_at
+            when = self._first_look(row)
             job_id = f"{row.key.post_id}@{row.key.account}"
             wanted[job_id] = min(when, wanted.get(job_id, when))
         with self._adding_jobs():
@@ -477,7 +477,7 @@ class Daemon:
             job_id = f"{post_id}@{row.key.account}"
             jobs.add(job_id)
             if row.state in CLAIMABLE_STATES:
-                when = row.next_attempt_at
+                when = self._first_look(row)
                 wanted[job_id] = min(when, wanted.get(job_id, when))
         for job_id in jobs:
             if job_id in wanted:
@@ -486,6 +486,13 @@ class Daemon:
                 jobs_before.get(job_id)
             ) == id(job):
                 job.remove()
+
+    def _first_look(self, row: Delivery) -> dt.datetime:
+        """When to run the job for ``row``: its next attempt, later on a shared ledger if
+        another daemon has the first try at its account."""
+        if self.engine is None:
+            return row.next_attempt_at
+        return self.engine.first_look_at(row.key.account, row.next_attempt_at)
 
     def _schedule(self, job_id: str, when: dt.datetime) -> None:
         post_id, account = job_id.rsplit("@", 1)
@@ -733,7 +740,7 @@ class Daemon:
                 continue
             with self._adding_jobs():  # a `resume` may have let thousands go at once
                 for row in changed:
-                    when = row.next_attempt_at
+                    when = self._first_look(row)
                     job_id = f"{row.key.post_id}@{row.key.account}"
                     job = self.scheduler.get_job(job_id)
                     if job is None or job.next_run_time > max(when, now):

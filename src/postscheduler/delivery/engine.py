@@ -688,14 +688,24 @@ class Engine:
         others try a delivery a quarter lease after its time, in case the first one cannot
         send it (its checkout lacks the post or the account) or is gone. The claim still
         decides who sends: this only keeps the daemons from racing for every delivery."""
+        handoff = self._handoff(account)
+        return None if handoff is None else max(row.due_at, row.next_attempt_at) + handoff
+
+    def first_look_at(self, account: str, when: dt.datetime) -> dt.datetime:
+        """When this daemon should first look at a delivery to ``account`` due at ``when``
+        (see ``_first_try``): scheduled then, the deliveries another daemon has the first
+        try at do not queue their ledger reads before this one's own at the due instant."""
+        handoff = self._handoff(account)
+        return when if handoff is None else when + handoff
+
+    def _handoff(self, account: str) -> dt.timedelta | None:
         me = self.ledger.owner
         if not self.ledger.shared or me is None or len(self.peers) < 2:
             return None
         first = max(self.peers, key=lambda peer: _rendezvous(peer, account))
         if first == me:
             return None
-        handoff = self.settings.config.publishing.lease / 4
-        return max(row.due_at, row.next_attempt_at) + handoff
+        return self.settings.config.publishing.lease / 4
 
     def _gap(self, account: str) -> dt.timedelta:
         cfg = self.settings.config
