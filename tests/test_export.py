@@ -84,3 +84,22 @@ def test_migrate_moves_the_ledger_with_its_history_into_postgresql(
     events = [json.loads(line) for line in cli(project, "ledger", "export").stdout.splitlines()]
     d = next(r for r in events if r["type"] == "delivery" and r["key"]["post_id"] == "d")
     assert [e["state"] for e in d["events"]] == ["planned", "sending", "published"]
+
+
+def test_the_migrate_progress_counts_rows_and_shows_only_once_copying(
+    make_project: Callable[[str], Project],
+) -> None:
+    import io
+
+    from postscheduler.cli import RowsProgress
+
+    with RowsProgress("copying", io.StringIO()) as progress:
+        for done in [*range(5000, 402_000, 5000), 402_000]:  # chunks of a big ledger
+            progress(done, 402_000)
+            assert progress.bar.pos == done  # not a table per step, done after the seventh
+    assert progress.bar.pos == progress.bar.length == 402_000
+    project = make_project(CONFIG)
+    cli(project, "run", "--once")
+    refused = cli(project, "ledger", "migrate", "--to", "postgresql://nobody@127.0.0.1:9/x")
+    assert refused.returncode == 2 and "cannot open the ledger" in refused.stderr
+    assert "copying" not in refused.stderr and "Traceback" not in refused.stderr

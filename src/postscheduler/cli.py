@@ -896,6 +896,28 @@ ledger_app = typer.Typer(help="The ledger itself: backups.", no_args_is_help=Tru
 app.add_typer(ledger_app, name="ledger")
 
 
+class RowsProgress:
+    """A progress bar over rows, for ``progress(done, total)`` callbacks: shown from the
+    first rows copied (not while the target is still being reached, which may fail)."""
+
+    def __init__(self, label: str, file: Any) -> None:
+        self.label, self.file = label, file
+        self.bar: Any = None
+
+    def __enter__(self) -> RowsProgress:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = typer.progressbar(length=total, label=self.label, file=self.file)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 @ledger_app.command("migrate")
 def ledger_migrate(
     to: Annotated[
@@ -911,12 +933,11 @@ def ledger_migrate(
     Example: postscheduler ledger migrate --to 'postgresql://postscheduler:${PGPASSWORD}@db/ps'
     """
     from .delivery.status import migrate_ledger
-    from .ledger.sqlite import COPIED_TABLES
 
     with _reported():
         settings = _settings(config)
-        with typer.progressbar(length=len(COPIED_TABLES), label="copying", file=sys.stderr) as bar:
-            done = migrate_ledger(settings, to, lambda table, rows: bar.update(1))
+        with RowsProgress("copying", sys.stderr) as progress:
+            done = migrate_ledger(settings, to, progress)
     counts = ", ".join(f"{n} {table}" for table, n in done.rows.items() if n)
     typer.echo(f"copied to {done.target}: {counts or 'an empty ledger'}")
     _echo_err(f"now set `ledger: {done.target}` in {settings.describe()} (the password as ${{…}})")
