@@ -361,3 +361,53 @@ def test_a_token_about_to_expire_is_an_alert_at_start_up(project: Project) -> No
     [(subject, body)] = rig.channel.sent
     assert subject == "CREDENTIALS: outbox" and "expires on 2027-01-20" in body
     assert "postscheduler accounts check outbox" in body
+
+
+def test_daemons_sharing_a_ledger_send_each_alert_once(
+    make_project: Callable[[str], Project], postgres: Any
+) -> None:
+    """Every daemon on a PostgreSQL ledger runs an alerter over the same alerts: while one
+    is sending a channel's (an SMTP server taking its time), the others leave it alone."""
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    project = make_project(CONFIG.replace("ledger: ledger.db", f'ledger: "{url}"'))
+    settings = project.settings({"TEAM_SECRET": "s" * 20})
+    clock = Clock(T0)
+    release = asyncio.Event()
+
+    class Slow(Recording):
+        entered = 0
+
+        async def send(self, subject: str, body: str) -> None:
+            self.entered += 1
+            await asyncio.wait_for(release.wait(), 10)
+            await super().send(subject, body)
+
+    ledgers = [PostgresLedger(url), PostgresLedger(url)]
+    channels = [Slow("team"), Recording("team")]
+    alerters = [
+        Alerter(settings, ledger, clock=clock, channels={"team": channel})
+        for ledger, channel in zip(ledgers, channels, strict=True)
+    ]
+    try:
+        alerters[0]._raise(Alert("trouble", "x:1", "LEDGER UNREACHABLE", "Details.", None, None))
+
+        async def both() -> list[int]:
+            first = asyncio.ensure_future(alerters[0].dispatch(flush=True))
+            for _ in range(1000):  # until the first is inside its send
+                if channels[0].entered:
+                    break
+                await asyncio.sleep(0.01)
+            second = await alerters[1].dispatch(flush=True)  # meanwhile: not its turn
+            release.set()
+            return [await first, second]
+
+        assert asyncio.run(both()) == [1, 0]
+        assert [len(c.sent) for c in channels] == [1, 0]
+        assert asyncio.run(alerters[1].dispatch(flush=True)) == 0  # sent: nothing left
+        [send] = ledgers[1].alert_sends()
+        assert send.state is AlertState.SENT
+    finally:
+        for ledger in ledgers:
+            ledger.close()

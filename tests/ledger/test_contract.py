@@ -626,3 +626,32 @@ def test_a_postgresql_connection_notices_a_silent_network_within_a_lease(postgre
     finally:
         default.close()
         tuned.close()
+
+
+def test_one_daemon_at_a_time_sends_a_channels_alerts(postgres: Any) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    a, b = PostgresLedger(url), PostgresLedger(url)
+    try:
+        assert a.take_alert_turn("team")
+        assert not b.take_alert_turn("team")  # a is sending
+        assert b.take_alert_turn("email")  # another channel: its own turn
+        a.end_alert_turn("team")
+        assert b.take_alert_turn("team")
+        b.end_alert_turn("team")
+        assert a.take_alert_turn("team")
+        a.close()  # a dies mid-send: its turn goes with its connection
+        assert b.take_alert_turn("team")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_ledger_of_one_daemon_always_gives_the_alert_turn(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    try:
+        assert ledger.take_alert_turn("team") and ledger.take_alert_turn("team")
+        ledger.end_alert_turn("team")
+    finally:
+        ledger.close()

@@ -324,6 +324,14 @@ class Alerter:
         return 1
 
     async def _dispatch_channel(self, name: str, channel: Channel, flush: bool) -> int:
+        if not await asyncio.to_thread(self.ledger.take_alert_turn, name):
+            return 0  # another daemon is sending this channel's alerts
+        try:
+            return await self._dispatch_turn(name, channel, flush)
+        finally:
+            await asyncio.to_thread(self.ledger.end_alert_turn, name)
+
+    async def _dispatch_turn(self, name: str, channel: Channel, flush: bool) -> int:
         now = self.clock()
         pending = await asyncio.to_thread(self.ledger.alerts_pending, name)
         due = [s for s in pending if s.next_at <= now]

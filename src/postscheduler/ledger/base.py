@@ -300,6 +300,17 @@ class Ledger(abc.ABC):
         """How many messages ``channel`` was sent since ``since`` (a summary is one)."""
 
     @abc.abstractmethod
+    def take_alert_turn(self, channel: str) -> bool:
+        """Whether this process may send ``channel``'s pending alerts now: on a ledger
+        several daemons share, one at a time, or an alert whose message is on its way (an
+        SMTP server taking its time) is sent again by every other daemon. Until
+        ``end_alert_turn``; a daemon that dies gives its turn up with its connection."""
+
+    @abc.abstractmethod
+    def end_alert_turn(self, channel: str) -> None:
+        """The end of a turn ``take_alert_turn`` gave."""
+
+    @abc.abstractmethod
     def alert_sends(self, limit: int | None = 50) -> list[AlertSend]:
         """The newest alerts on every channel, newest first (None: all of them)."""
 

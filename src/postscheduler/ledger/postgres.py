@@ -165,6 +165,18 @@ class PostgresLedger(SqliteLedger):
             db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
             super()._migrate()
 
+    def take_alert_turn(self, channel: str) -> bool:
+        # A session lock, not a transaction's: it lasts while the message is sent.
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pg_try_advisory_lock(hashtext(?))", (f"alerts:{channel}",)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def end_alert_turn(self, channel: str) -> None:
+        with self._lock:
+            self._db.execute("SELECT pg_advisory_unlock(hashtext(?))", (f"alerts:{channel}",))
+
     def _lock_daemon_id(self, db: Any, daemon_id: str) -> None:
         # Two processes registering one id with no row yet would both insert it: the second
         # waits here until the first has committed, then sees its row.

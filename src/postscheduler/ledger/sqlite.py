@@ -921,6 +921,12 @@ class SqliteLedger(Ledger):
                     [(state.value, _ts(next_at), error, i, channel) for i in ids],
                 )
 
+    def take_alert_turn(self, channel: str) -> bool:
+        return True  # one daemon per SQLite ledger: always its turn
+
+    def end_alert_turn(self, channel: str) -> None:
+        pass
+
     def alert_messages_since(self, channel: str, since: dt.datetime) -> int:
         with self._lock:
             row = self._db.execute(
