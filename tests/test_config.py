@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,27 @@ def test_an_edit_of_the_configuration_or_its_dotenv_is_a_change_on_disk(project:
     settings = project.settings()
     project.config_path.write_text(project.config_path.read_text() + "\n# a comment\n")
     assert settings.changed_on_disk()
+
+
+def test_an_x_account_on_rotating_tokens_is_told_when_daemons_share_the_ledger(
+    make_project: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from postscheduler.delivery.daemon import _log_account_problems
+
+    accounts = (
+        "accounts:\n"
+        "  x2: {platform: x, client_id: app-42, refresh_token: '${XR}'}\n"
+        "  x1: {platform: x, consumer_key: '${A}', consumer_secret: '${B}',"
+        " access_token: '${C}', access_token_secret: '${D}'}\n"
+    )
+    alone = make_project("ledger: state/ledger.db\n" + accounts).settings()
+    assert alone.shared_ledger_warnings() == []  # one daemon: its token is the only one
+    shared = make_project("ledger: postgresql://ps@db.example/ps\n" + accounts).settings()
+    [finding] = shared.shared_ledger_warnings()
+    assert finding.account == "x2" and "refresh tokens rotate" in finding.message
+    assert "consumer_key" in (finding.hint or "")
+    caplog.set_level(logging.WARNING, logger="postscheduler")
+    _log_account_problems(shared)
+    assert "account x2: OAuth 2.0 refresh tokens rotate" in caplog.text

@@ -461,6 +461,25 @@ class Settings:
             refs.append(("alerts.smtp", "password", smtp.password))
         return refs
 
+    def shared_ledger_warnings(self) -> list[Finding]:
+        """A warning per account several daemons sharing the ledger cannot all publish to
+        (none on a SQLite ledger: one daemon)."""
+        if not self.ledger_is_url:
+            return []
+        return [
+            warning(
+                "account-not-shareable",
+                problem,
+                file=self.path,
+                account=name,
+                hint="give it credentials that do not rotate (for X: consumer_key, "
+                "consumer_secret, access_token, access_token_secret), or list it in one "
+                "daemon's scheduler.yaml only",
+            )
+            for name, account in self.config.accounts.items()
+            if (problem := account.shared_ledger_problem()) is not None
+        ]
+
     def missing_secrets(self) -> list[Finding]:
         """A warning per account whose secret is not in the environment."""
         found = []

@@ -83,7 +83,9 @@ class RunReport:
         return any(state in NEEDS_A_PERSON for state in self.done.values())
 
 
-def _log_missing_secrets(settings: Settings, alerter: Alerter | None = None) -> None:
+def _log_account_problems(settings: Settings, alerter: Alerter | None = None) -> None:
+    for finding in settings.shared_ledger_warnings():
+        log.warning("account %s: %s (%s)", finding.account, finding.message, finding.hint)
     for finding in settings.missing_secrets():
         log.warning("account %s: %s (%s)", finding.account, finding.message, finding.hint)
         if alerter is not None and finding.account:
@@ -153,7 +155,7 @@ async def run_once(
     with ledger, registered(settings, ledger, clock):
         alerter = Alerter(settings, ledger, clock=clock, redact=redactor)
         alerter.begin()
-        _log_missing_secrets(settings, alerter)
+        _log_account_problems(settings, alerter)
         posts_as_of = await asyncio.to_thread(sync_posts_repo, settings, alerter)
         catalog = posts_to_publish(settings, clock(), PostCache(settings, settings.state_dir))
         errors = _log_findings(catalog)
@@ -907,7 +909,7 @@ class Daemon:
             alerts = asyncio.create_task(self.alerter.run(self._stop))
             heart = asyncio.create_task(self._heartbeat())
             try:
-                _log_missing_secrets(self.settings, self.alerter)
+                _log_account_problems(self.settings, self.alerter)
                 if not await self._first_clone():
                     return
                 posts_dir = self.settings.posts_dir

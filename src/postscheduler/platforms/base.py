@@ -120,6 +120,11 @@ class AccountConfig(BaseModel):
     def secrets(self) -> dict[str, EnvRef]:
         return {k: v for k, v in self if isinstance(v, EnvRef)}
 
+    def shared_ledger_problem(self) -> str | None:
+        """Why several daemons cannot all publish to this account as configured, if they
+        cannot (they share a PostgreSQL ledger, each with its own copy of the secrets)."""
+        return None
+
     @classmethod
     def keys_for(cls, data: Mapping[str, Any]) -> set[str]:
         """The keys allowed in ``data``, which depend on its platform."""

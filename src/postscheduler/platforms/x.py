@@ -80,6 +80,16 @@ class XAccount(AccountConfig):
     def uses_oauth2(self) -> bool:
         return self.refresh_token is not None
 
+    def shared_ledger_problem(self) -> str | None:
+        if not self.uses_oauth2:
+            return None
+        # Each daemon keeps the newest refresh token in its own state folder: the first to
+        # refresh leaves the others holding one X has revoked.
+        return (
+            "OAuth 2.0 refresh tokens rotate at each refresh, and each daemon keeps its own: "
+            "the first daemon to refresh leaves the others with a revoked token"
+        )
+
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> XAccount:
         oauth1 = [
