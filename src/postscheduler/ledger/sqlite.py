@@ -434,14 +434,15 @@ class SqliteLedger(Ledger):
                 return current  # not ours to change: the caller reads the state it got
             # Out of flight: it belongs to no daemon any more.
             sets = ", ".join(f"{c}=?" for c in ("state", "updated_at", *columns)) + ", owner=NULL"
-            db.execute(
-                f"UPDATE deliveries SET {sets} WHERE post_id=? AND account=? AND part=?",
+            # RETURNING: the row as written without reading it again (a round trip less on
+            # PostgreSQL, for every delivery's outcome).
+            (updated,) = db.execute(
+                f"UPDATE deliveries SET {sets} WHERE post_id=? AND account=? AND part=? "
+                f"RETURNING {_COLUMNS}",
                 (to.value, _ts(now), *columns.values(), key.post_id, key.account, key.part),
-            )
+            ).fetchall()
             self._event(db, key, to, current.attempts, now, detail)
-            updated = self._select(db, key)
-        assert updated is not None
-        return updated
+        return _row(updated)
 
     def _ours(self, row: Delivery) -> bool:
         """Whether this process may move ``row`` on: not while another live daemon has it
@@ -524,10 +525,11 @@ class SqliteLedger(Ledger):
                     f"this daemon's lease on the ledger {self.path} ran out: it claims "
                     "nothing until the lease is renewed"
                 )
-            cursor = db.execute(
+            rows = db.execute(
                 "UPDATE deliveries SET state=?, attempts=attempts+1, "
                 "identity=COALESCE(identity, ?), retry_at=NULL, updated_at=?, owner=? "
-                f"WHERE post_id=? AND account=? AND part=? AND state IN ({marks})",
+                f"WHERE post_id=? AND account=? AND part=? AND state IN ({marks}) "
+                f"RETURNING {_COLUMNS}",
                 (
                     DeliveryState.SENDING.value,
                     identity,
@@ -538,11 +540,10 @@ class SqliteLedger(Ledger):
                     key.part,
                     *claimable,
                 ),
-            )
-            if cursor.rowcount != 1:
+            ).fetchall()
+            if len(rows) != 1:
                 return None
-            claimed = self._select(db, key)
-            assert claimed is not None
+            claimed = _row(rows[0])
             self._event(db, key, DeliveryState.SENDING, claimed.attempts, now, None)
         return claimed
 
