@@ -724,3 +724,54 @@ def test_a_daemon_schedules_the_accounts_another_has_the_first_try_at_later(
             assert mine and len(mine) < len(names)  # 24 accounts: both daemons have some
             assert all(runs[n] == due + handoff for n in set(names) - mine)
             assert {n for n in names if daemon.engine.first_look_at(n, due) == due} == mine
+
+
+def test_a_daemon_whose_clock_is_off_the_database_s_claims_nothing_until_it_is_back(
+    make_project: Callable[[str], Project],
+    postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Leases are compared across the daemons' clocks: one whose clock is off by about a
+    lease could take a live daemon's deliveries in flight for abandoned and send them
+    again. It says so, alerts, claims nothing, and goes on once the clock is back."""
+    import logging
+
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    url = postgres.new_database()
+    project = make_project(
+        CONFIG.replace("state/ledger.db", f'"{url}"') + "publishing: {lease: 4s}\n"
+    )
+    project.write("p.yaml", f"id: p\nat: {at(-1)}\ntext: Sent once the clock is right.\n")
+    # The database server's clock 30 s behind this machine's (the limit is a quarter
+    # lease, 1 s): the same as this one 30 s ahead, without moving the scheduler's time.
+    offset = [dt.timedelta(seconds=30)]
+    caplog.set_level(logging.INFO, logger="postscheduler")
+    beats = threading.Semaphore(0)
+    skew = PostgresLedger.clock_skew
+
+    def skewed(self: PostgresLedger, now: dt.datetime) -> dt.timedelta | None:
+        try:
+            found = skew(self, now)
+            return None if found is None else found + offset[0]
+        finally:
+            beats.release()
+
+    monkeypatch.setattr(PostgresLedger, "clock_skew", skewed)
+    with in_process(project) as daemon:
+        assert wait_for(lambda: "daemon started" in caplog.text), caplog.text
+        assert "CLOCK SKEW: this machine's clock is 30 s ahead" in caplog.text
+        while beats.acquire(blocking=False):  # the comparisons made so far
+            pass
+        for _ in range(3):  # three more rounds of the lease keeper, the post due all along
+            assert beats.acquire(timeout=30)
+        assert not outbox(project, "p").exists()
+        with PostgresLedger(url) as ledger:
+            held = ledger.get(DeliveryKey("p", "outbox"))
+        assert held is not None and held.state is DeliveryState.PLANNED
+        offset[0] = dt.timedelta(0)
+        assert wait_for(lambda: outbox(project, "p").exists(), timeout=60), caplog.text
+        assert "clock back in step with the database" in caplog.text
+        assert daemon.failure is None
+    assert "Traceback" not in caplog.text

@@ -655,3 +655,22 @@ def test_a_ledger_of_one_daemon_always_gives_the_alert_turn(tmp_path: Path) -> N
         ledger.end_alert_turn("team")
     finally:
         ledger.close()
+
+
+def test_the_clock_skew_is_told_against_the_database_server(postgres: Any, tmp_path: Path) -> None:
+    from postscheduler.ledger.postgres import PostgresLedger
+
+    ledger = PostgresLedger(postgres.new_database())
+    try:
+        now = dt.datetime.now(dt.UTC)
+        skew = ledger.clock_skew(now)
+        assert skew is not None and abs(skew) < dt.timedelta(seconds=5)  # the same machine
+        ahead = ledger.clock_skew(now + dt.timedelta(minutes=5))
+        assert ahead is not None and dt.timedelta(minutes=4) < ahead < dt.timedelta(minutes=6)
+    finally:
+        ledger.close()
+    local = SqliteLedger(tmp_path / "ledger.db")
+    try:
+        assert local.clock_skew(dt.datetime.now(dt.UTC)) is None  # no other clock
+    finally:
+        local.close()

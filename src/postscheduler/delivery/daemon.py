@@ -331,6 +331,7 @@ class Daemon:
         )
         engine.posts_as_of = self._posts_as_of
         engine.peers = self.engine.peers if self.engine is not None else []
+        engine.claims_held = self.engine.claims_held if self.engine is not None else None
         return engine
 
     async def reload(self, *, config_changed: bool = False, recover_first: bool = False) -> None:
@@ -615,6 +616,52 @@ class Daemon:
             if self._stop.is_set():
                 return None
 
+    async def _check_clock(self) -> None:
+        """Hold the claims (and the adoption of what other daemons left in doubt) while this
+        machine's clock is more than a quarter lease off the database server's: leases are
+        written and compared with each daemon's own clock, so a clock off by about a lease
+        makes a live daemon look gone (its deliveries in flight adopted and sent again) or a
+        gone one look alive. Said once, with an alert; claiming resumes by itself once the
+        clock is back within half that."""
+        assert self.engine is not None and self.ledger is not None
+        skew = await self.engine.db(self.ledger.clock_skew, self.clock())
+        if skew is None:
+            return
+        limit = self.settings.config.publishing.lease / 4
+        seconds = skew.total_seconds()
+        if abs(skew) > limit:
+            if self.engine.claims_held is None:
+                why = (
+                    f"this machine's clock is {abs(seconds):.0f} s "
+                    f"{'ahead of' if seconds > 0 else 'behind'} the database server's"
+                )
+                log.error(
+                    "CLOCK SKEW: %s; nothing is claimed until it is within %g s (the daemons "
+                    "compare leases across their clocks: a delivery in flight could be taken "
+                    "for abandoned and sent twice). What to do: keep every host's clock in "
+                    "sync (NTP: timedatectl set-ntp true, or chrony)",
+                    why,
+                    limit.total_seconds(),
+                )
+                assert self.alerter is not None
+                self.alerter.notify(
+                    alert_messages.trouble_alert(
+                        "clock",
+                        f"CLOCK SKEW on {self.ledger.owner}: nothing is published from it",
+                        f"Daemon {self.ledger.owner}: {why}. It claims nothing until its "
+                        "clock is back in step (the daemons compare leases across their "
+                        "clocks, so a delivery in flight could otherwise be sent twice); "
+                        "the other daemons go on.\n\nWhat to do: keep every host's clock in "
+                        "sync with NTP (timedatectl set-ntp true, or chrony), on the database "
+                        "server too.",
+                        scope=self.ledger.owner or "",
+                    )
+                )
+                self.engine.claims_held = why
+        elif self.engine.claims_held is not None and abs(skew) <= limit / 2:
+            log.warning("clock back in step with the database (%+.1f s): claiming again", seconds)
+            self.engine.claims_held = None
+
     async def _see_peers(self) -> None:
         assert self.engine is not None and self.ledger is not None
         if self.ledger.shared:
@@ -646,6 +693,7 @@ class Daemon:
         assert self.engine is not None and self.ledger is not None
         try:
             kept = await self.engine.db(self.ledger.heartbeat, self.clock())
+            await self._check_clock()
             back = lost is not None or not kept
             if back:
                 await self._schedule_all()
@@ -935,6 +983,7 @@ class Daemon:
                 )
                 self.engine.prepare()
                 await self._survive("seeing the other daemons", self._see_peers())
+                await self._survive("comparing the clocks", self._check_clock())
                 if not await self._recover_at_start():
                     return
                 if self.engine.recovered:

@@ -164,6 +164,9 @@ class Engine:
         # account is first tried by one of them (see _first_try), so that they share the
         # work instead of all racing for every claim.
         self.peers: list[str] = []
+        # Why nothing may be claimed or adopted now, if so (this machine's clock is off the
+        # database's: leases would not mean what they say); set and cleared by the daemon.
+        self.claims_held: str | None = None
 
     # --- posts and publishers ---------------------------------------------------------------
 
@@ -356,6 +359,8 @@ class Engine:
         return len(self._ask_again)
 
     async def _recover(self) -> None:
+        if self.claims_held is not None:
+            return  # who is gone cannot be told by leases now: resolved once it can
         for row in await self.db(self._in_doubt, self.clock()):
             key = row.key
             sp = self._post(key.post_id)
@@ -497,6 +502,8 @@ class Engine:
             if self.dry_run:
                 log.info("dry run: would publish %s:\n%s", key, part.text)
                 return None
+            if self.claims_held is not None:
+                return self.clock() + CLAIM_RETRY  # said by the daemon, once
             try:
                 publisher = self.publisher(account)
             except PublishError as exc:  # no publisher for this platform in this version

@@ -380,6 +380,14 @@ class Ledger(abc.ABC):
     # The daemon this process registered as (claims carry it); None when not registered.
     owner: str | None = None
 
+    def clock_skew(self, now: dt.datetime) -> dt.timedelta | None:
+        """How far ``now`` (this machine's clock) is ahead of the database server's (behind:
+        negative); None where there is no other clock (a file on this machine). Leases are
+        written and compared with each daemon's own clock, so a daemon whose clock is off
+        by about a lease would take a live daemon's deliveries in flight for abandoned, or
+        have its own taken: see ``Daemon._check_clock``."""
+        return None
+
     @abc.abstractmethod
     def register(
         self,

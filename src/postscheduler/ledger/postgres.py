@@ -20,6 +20,7 @@ a time under its lock anyway, so a pool would only add waiting.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -164,6 +165,13 @@ class PostgresLedger(SqliteLedger):
         with self._write() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
             super()._migrate()
+
+    def clock_skew(self, now: dt.datetime) -> dt.timedelta | None:
+        with self._lock:
+            row = self._db.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        server: dt.datetime = row[0]
+        return now - server
 
     def take_alert_turn(self, channel: str) -> bool:
         # A session lock, not a transaction's: it lasts while the message is sent.
