@@ -374,13 +374,11 @@ def test_daemons_sharing_a_ledger_send_each_alert_once(
     project = make_project(CONFIG.replace("ledger: ledger.db", f'ledger: "{url}"'))
     settings = project.settings({"TEAM_SECRET": "s" * 20})
     clock = Clock(T0)
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
 
     class Slow(Recording):
-        entered = 0
-
         async def send(self, subject: str, body: str) -> None:
-            self.entered += 1
+            entered.set()
             await asyncio.wait_for(release.wait(), 10)
             await super().send(subject, body)
 
@@ -395,10 +393,7 @@ def test_daemons_sharing_a_ledger_send_each_alert_once(
 
         async def both() -> list[int]:
             first = asyncio.ensure_future(alerters[0].dispatch(flush=True))
-            for _ in range(1000):  # until the first is inside its send
-                if channels[0].entered:
-                    break
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(entered.wait(), 30)  # the first is inside its send
             second = await alerters[1].dispatch(flush=True)  # meanwhile: not its turn
             release.set()
             return [await first, second]
