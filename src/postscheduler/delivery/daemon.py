@@ -96,6 +96,12 @@ def _log_account_problems(settings: Settings, alerter: Alerter | None = None) ->
             )
 
 
+def _untouched(job: Any, jobs_before: dict[str, Any]) -> bool:
+    """Whether ``job`` is the one scheduled before the rows were read (APScheduler replaces
+    a job it reschedules): one added or moved meanwhile is newer than what they say."""
+    return jobs_before.get(job.id) is job
+
+
 def _log_findings(catalog: Any) -> int:
     errors = 0
     for finding in catalog.findings:
@@ -439,8 +445,7 @@ class Daemon:
         assert self.ledger is not None and self.engine is not None
         wanted: dict[str, dt.datetime] = {}
         soon = self.clock() + SCHEDULE_AHEAD
-        # A job added or moved while the rows are read (by the rescan, for a row changed
-        # since) is newer than what they say: only the jobs as they were are removed.
+        # The rescan may schedule a row changed since while the rows are read (_untouched).
         jobs_before = {job.id: job for job in self.scheduler.get_jobs()}
         rows = await self.engine.db(
             functools.partial(self.ledger.deliveries, states=CLAIMABLE_STATES, due_by=soon)
@@ -451,7 +456,7 @@ class Daemon:
             wanted[job_id] = min(when, wanted.get(job_id, when))
         with self._adding_jobs():
             for job in self.scheduler.get_jobs():
-                if job.id not in wanted and id(jobs_before.get(job.id)) == id(job):
+                if job.id not in wanted and _untouched(job, jobs_before):
                     job.remove()
             for job_id, when in wanted.items():
                 self._schedule(job_id, when)
@@ -485,16 +490,15 @@ class Daemon:
         for job_id in jobs:
             if job_id in wanted:
                 self._schedule(job_id, wanted[job_id])
-            elif (job := self.scheduler.get_job(job_id)) is not None and id(
-                jobs_before.get(job_id)
-            ) == id(job):
+            elif (job := self.scheduler.get_job(job_id)) is not None and _untouched(
+                job, jobs_before
+            ):
                 job.remove()
 
     def _first_look(self, row: Delivery) -> dt.datetime:
         """When to run the job for ``row``: its next attempt, later on a shared ledger if
         another daemon has the first try at its account."""
-        if self.engine is None:
-            return row.next_attempt_at
+        assert self.engine is not None
         return self.engine.first_look_at(row.key.account, row.next_attempt_at)
 
     def _schedule(self, job_id: str, when: dt.datetime) -> None:
