@@ -272,3 +272,36 @@ def test_url_spans_word_by_word_match_the_whole_text() -> None:
             rng.choice(pieces) for _ in range(rng.randint(1, 9))
         )
         assert counting.url_spans(text) == _whole_text_urls(text), repr(text)
+
+
+def test_plain_links_are_found_as_twitter_text_finds_them() -> None:
+    """url_spans takes a plain link (lower-case host, a listed TLD, a simple path) as one URL
+    without asking twitter-text: the same spans as twitter-text on the whole text, for every
+    listed TLD and for random words near the edge of "plain" (case, "--", long labels, a
+    query, trailing punctuation, t.co, unlisted TLDs), most of which are not plain."""
+    import random
+
+    for tld in counting.PLAIN_TLDS:
+        text = f"read https://news.example.{tld}/a-b_c/1 now"
+        assert counting.url_spans(text) == _whole_text_urls(text) != [], tld
+    rng = random.Random(2026)
+    near_plain = ("abcxyz019-" * 3 + "_AZé", "abz09_-/" * 4 + ".,;:!?()=#&%+~'éЖ")
+    only_plain = ("abcxyz019-", "abz09_-/")
+    tlds = [*counting.PLAIN_TLDS, "co", "xyz", "zz", "ORG", "c0m", "onion", "pe1", ""]
+    plain = 0
+    for _ in range(20_000):
+        label_chars, path_chars = rng.choice([near_plain, only_plain])
+        labels = [
+            "".join(rng.choice(label_chars) for _ in range(rng.choice([0, 1, 2, 5, 62, 63, 64])))
+            for _ in range(rng.randint(1, 3))
+        ]
+        host = ".".join([*labels, rng.choice(tlds)])
+        path = ""
+        if rng.random() < 0.7:
+            path = "/" + "".join(rng.choice(path_chars) for _ in range(rng.randint(0, 12)))
+        scheme = rng.choice(["https", "http", "https", "HTTPS", "ftp"])
+        word = f"{scheme}://{host}{path}"
+        text = rng.choice(["", "see ", "(", "\n"]) + word + rng.choice(["", " now", ".", "\t#x"])
+        plain += bool(counting._PLAIN_URL.fullmatch(word))
+        assert counting.url_spans(text) == _whole_text_urls(text), repr(text)
+    assert plain > 1_000, plain  # the plain path itself was exercised, not only the fallback

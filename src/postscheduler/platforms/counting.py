@@ -83,7 +83,6 @@ def url_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, url) of every URL with a scheme, as twitter-text extracts them."""
     if "://" not in text:
         return []  # only URLs with a scheme count, and they all contain "://"
-    extract = _url_extractor()
     spans = []
     # twitter-text's expression costs ~0.2 µs a character, tried at every one of them (47 µs
     # for a 200-character post): it runs only on each word with a "://" in it, with the
@@ -91,13 +90,68 @@ def url_spans(text: str) -> list[tuple[int, int, str]]:
     # whitespace, so the words give what the whole text gives (tested on twitter-text's
     # conformance texts).
     for word in _WORD_WITH_SCHEME.finditer(text):
+        if _PLAIN_URL.fullmatch(word[0]):
+            spans.append((word.start(), word.end(), word[0]))
+            continue
         lo = max(word.start() - 1, 0)
+        extract = _url_extractor()
         for u in extract(text[lo : word.end()], extract_urls_without_protocol=False):
             spans.append((u["indices"][0] + lo, u["indices"][1] + lo, u["url"]))
     return spans
 
 
 _WORD_WITH_SCHEME = re.compile(r"[^ \t\n\r]*://[^ \t\n\r]*")
+# A word that is a plain link (https://campaign.example.org/news/peru-2026, as most posts'
+# links are) is one URL, whole, for twitter-text: building its expressions costs ~0.1 s of
+# a ``validate`` (docs/performance.md), for nothing when every link is plain. Plain means
+# lower-case ASCII host labels without "--" (no punycode), one of these top-level domains
+# (each a twitter-text TLD; not "co", for its t.co rule), and a path of letters, digits,
+# "_", "-" and "/" (each a character a twitter-text URL may end with). Anything else
+# (a query, trailing punctuation, a port, another TLD) goes to twitter-text. A test checks
+# the two agree on twitter-text's conformance texts and on random near-plain words.
+PLAIN_TLDS = (
+    "com",
+    "org",
+    "net",
+    "info",
+    "edu",
+    "gov",
+    "int",
+    "io",
+    "app",
+    "dev",
+    "uk",
+    "pe",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "nl",
+    "be",
+    "ch",
+    "at",
+    "ca",
+    "au",
+    "us",
+    "br",
+    "ar",
+    "cl",
+    "mx",
+    "ie",
+    "pt",
+    "se",
+    "no",
+    "dk",
+    "fi",
+    "pl",
+    "nz",
+    "za",
+    "in",
+)
+_PLAIN_URL = re.compile(
+    r"https?://(?:(?!(?:[a-z0-9-]*--))[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.){1,8}"
+    rf"(?:{'|'.join(PLAIN_TLDS)})(?:/[A-Za-z0-9_/-]{{0,500}})?"
+)
 
 
 _TWITTER_TEXT = "twitter_text"
