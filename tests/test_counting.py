@@ -215,14 +215,17 @@ def test_threads_counts_emoji_as_their_utf8_bytes(text: str, length: int) -> Non
 
 
 def test_finding_urls_leaves_twitter_texts_tweet_parser_unloaded() -> None:
-    """url_spans skips twitter_text's __init__ (its emoji table costs most of the import);
-    the package is whole again for whoever uses the rest of it, in either order."""
+    """url_spans skips twitter_text's __init__ (its emoji table costs most of the import),
+    and for a plain link twitter-text altogether; the package is whole again for whoever
+    uses the rest of it, in either order."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
         "from postscheduler.platforms import counting\n"
+        "print(counting.url_spans('see https://example.org/a now'))\n"
+        "print('twitter_text.extract_urls' in sys.modules)\n"  # a plain link: not needed
         "print(counting.url_spans('see https://example.org/a. now'))\n"
         "print(sorted(m for m in ('pkg_resources', 'twitter_text.regexp.emoji') "
         "if m in sys.modules))\n"
@@ -235,6 +238,8 @@ def test_finding_urls_leaves_twitter_texts_tweet_parser_unloaded() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out == [
+        "[(4, 25, 'https://example.org/a')]",
+        "False",
         "[(4, 25, 'https://example.org/a')]",
         "[]",
         "26",
