@@ -11,6 +11,7 @@ import datetime as dt
 import marshal
 import os
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -288,3 +289,116 @@ def test_a_file_written_a_moment_ago_is_not_kept(project: Project) -> None:
     again = PostCache(settings, keep=state)
     again.read(NOW)
     assert again.last_parsed == 1  # a.yaml, parsed again; b.yaml was kept
+
+
+# Configurations a restart may come back with: each changes what some checks find.
+_CONFIG_VARIANTS = [
+    "",
+    "  a: {platform: outbox, path: out-a, max_characters: 12}\n",
+    "blackout:\n  - {name: mourning, from: 2027-01-14, until: 2027-01-16, action: refuse}\n",
+]
+
+
+def _configure(project: Project, variant: str) -> None:
+    text = CONFIG
+    if variant.startswith("  a:"):
+        text = text.replace("  a: {platform: outbox, path: out-a}\n", variant)
+    else:
+        text += variant
+    project.config_path.write_text(text)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_restarts_with_kept_checks_end_where_reading_everything_again_does(
+    project: Project, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Each step is a new process: a cache that keeps its parses and checks in ``state``
+    and begins from what the step before kept, through edits of the posts, of the image
+    they show and of the configuration."""
+    from postscheduler.posts import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "SAVE_AFTER", 1)
+    rng = random.Random(seed)
+    state = project.root / "state"
+    names = [f"p{i}.yaml" for i in range(8)]
+    written = iter(range(time.time_ns() - 10**12, time.time_ns()))
+
+    def aged(path: os.PathLike[str]) -> None:
+        # Old enough to be kept, and each write with a stamp of its own: two writes within
+        # one tick of the file system's clock are the watcher's to report (tested above).
+        ns = next(written)
+        os.utime(path, ns=(ns, ns))
+
+    reused = 0
+    for step in range(40):
+        name = rng.choice(names)
+        path = project.posts / name
+        what = rng.random()
+        if what < 0.1 and path.exists():
+            path.unlink()
+        elif what < 0.2:
+            photo = project.posts / "images" / "photo.png"
+            if photo.exists():
+                photo.write_bytes(b"no longer an image") if rng.random() < 0.5 else photo.unlink()
+            else:
+                project.image("images/photo.png", fmt="PNG")
+            if photo.exists():
+                aged(photo)
+        elif what < 0.3:
+            _configure(project, rng.choice(_CONFIG_VARIANTS))
+        else:
+            aged(project.write(name, _random_post(rng, path.stem, rng.randint(-90, 90))))
+        settings = project.settings()
+        now = NOW + dt.timedelta(minutes=step)
+        cache = PostCache(settings, keep=state)
+        got = cache.read(now)
+        reused += cache.last_read - cache.last_checked
+        fresh = validate(settings, None, now, cache=PostCache(settings))
+        assert _summary(got) == _summary(fresh), f"step {step}"
+    assert reused > 40  # most steps took most files' checks from the step before
+
+
+@pytest.mark.usefixtures("keep_at_once")
+def test_kept_checks_keep_what_each_finding_says(project: Project) -> None:
+    """Every part of a finding, from a kept parse and checks, is as checking found it:
+    errors and warnings, lines, accounts, hints, and a file other than the post's own."""
+    from postscheduler.errors import Finding, Severity, error
+    from postscheduler.posts.parsed import _check_row, _uncheck_row
+
+    post = project.posts / "p.yaml"
+    for f in (
+        error("x", "m", file=post, line=3, column=7, post_id="p", account="a", hint="h"),
+        Finding(Severity.WARNING, "y", "n", project.config_path, 1, 1, "p", None, None),
+        Finding(Severity.WARNING, "z", "o"),
+    ):
+        assert _uncheck_row(_check_row(f, str(post)), post) == f
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-02-01 09:00\naccounts: [a, nobody]\ntext: '#Peru today'\n"
+        "thread:\n  - ''\n",
+    )
+    settings = project.settings()
+    first = PostCache(settings, keep=project.root / "state")
+    checked = first.read(NOW)
+    again = PostCache(settings, keep=project.root / "state")
+    kept = again.read(NOW)
+    assert (again.last_read, again.last_checked) == (1, 0)
+    assert kept.findings and _summary(kept) == _summary(checked)
+
+
+def test_commands_keep_their_reads_but_a_schedule_diff_does_not(project: Project) -> None:
+    """validate, queue, preview... keep what they read in the state folder (ledger.db's);
+    a schedule diff reads revisions unpacked in a scratch folder, gone afterwards."""
+    from postscheduler.posts import cache as cache_module
+    from postscheduler.posts.parsed import FILE_NAME
+
+    settings = project.settings()
+    for i in range(cache_module.SAVE_AFTER):
+        path = project.write(f"p{i}.yaml", f"id: p{i}\nat: 2027-02-01 09:00\ntext: Post {i}.\n")
+        os.utime(path, ns=(0, 0))
+    kept = settings.state_dir / FILE_NAME
+    cache_module.PostCache(settings)  # no folder given: keeps nothing
+    validate(settings, None, NOW, cache=PostCache(settings))
+    assert not kept.exists()
+    validate(settings, None, NOW)
+    assert kept.is_file()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import Finding, PostschedulerError
+from ..posts.cache import PostCache
 from ..posts.loader import Catalog
 from ..posts.render import render_post, target_accounts
 from ..posts.rules import validate
@@ -95,7 +96,8 @@ def _catalog(settings: Settings, folder: Path, now: dt.datetime) -> tuple[Settin
     config = settings.config.model_copy(update={"posts_dir": str(folder), "posts_repo": None})
     side = dataclasses.replace(settings, config=config)
     folder.mkdir(parents=True, exist_ok=True)
-    return side, validate(side, now=now)
+    # A scratch folder, gone afterwards: nothing read there is worth keeping.
+    return side, validate(side, now=now, cache=PostCache(side))
 
 
 def _texts(settings: Settings, catalog: Catalog) -> dict[str, dict[str, tuple[str, ...]]]:

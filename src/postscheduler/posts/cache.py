@@ -10,13 +10,15 @@ on the time (expired, in the past) and on the other files (ids used twice) is wo
 afresh on every read.
 
 One cache serves one ``Settings``: a new configuration means a new cache. Given a folder
-(``keep``), the files' parses are also kept there for the next run (``posts.parsed``).
+(``keep``), the files' parses and checks are also kept there for the next run
+(``posts.parsed``), the checks under the configuration's fingerprint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import stat
 import threading
@@ -53,9 +55,18 @@ class _Checked:
     images: tuple[tuple[str, Stamp | None], ...]
 
 
-# A read that parsed this many files keeps the parses for the next run; after one edit,
-# parsing it again at the next start costs less than writing them all out.
+# A read that checked this many files afresh keeps them for the next run; after one edit,
+# checking it again at the next start costs less than writing them all out.
 SAVE_AFTER = 100
+
+
+def fingerprint(settings: Settings) -> str:
+    """What a post's checks depend on in ``settings``: the whole configuration as loaded
+    (accounts with their limits, defaults, blackouts...: secrets are only references there),
+    the file it came from (findings name it) and where the posts are."""
+    config = settings.config.model_dump_json(serialize_as_any=True)
+    where = (str(settings.path), str(settings.base_dir), str(settings.posts_dir))
+    return hashlib.sha256("\0".join((config, *where)).encode()).hexdigest()
 
 
 class PostCache:
@@ -65,8 +76,10 @@ class PostCache:
         self._files: dict[str, _Checked] = {}
         self._lock = threading.Lock()
         self._forgotten: set[str] = set()
+        self._fingerprint = fingerprint(settings) if keep is not None else ""
         self.last_read = 0  # files read (not taken from the cache) by the last read
         self.last_parsed = 0  # of them, those parsed (not found in ``parsed``)
+        self.last_checked = 0  # and those checked (their checks not found in ``parsed``)
 
     def forget(self, paths: Iterable[Path | str]) -> None:
         """Read these again next time, and any file whose posts show one of them (an image):
@@ -102,7 +115,7 @@ class PostCache:
 
         kept: dict[str, _Checked] = {}
         pieces: list[_Checked] = []
-        self.last_read = self.last_parsed = 0
+        self.last_read = self.last_parsed = self.last_checked = 0
         for name in post_file_names(root):
             try:
                 info = os.lstat(name)
@@ -119,7 +132,7 @@ class PostCache:
                 kept[name] = entry
             pieces.append(entry)
         self._files = kept
-        if self.last_parsed >= SAVE_AFTER:
+        if self.last_checked >= SAVE_AFTER:
             self.keep()
         return _assemble(pieces, settings, now)
 
@@ -137,9 +150,17 @@ class PostCache:
             self.last_parsed += 1
             if doc is not None and stamp is not None:
                 self.parsed.put(name, stamp, doc)
+        if kept is not None:
+            found = self.parsed.checks(path, name, self._fingerprint, len(loaded.posts))
+            if found is not None and all(_stamp_of(image) == then for image, then in found[1]):
+                return _Checked(stamp, loaded, *found)
+        self.last_checked += 1
         seen: dict[str, ImageInfo | str] = {}
         checks = tuple(check_post_as_written(sp, settings, seen) for sp in loaded.posts)
-        images = tuple((name, _stamp_of(name)) for name in sorted({str(root / f) for f in seen}))
+        shown = sorted({str(root / f) for f in seen})
+        images = tuple((image, _stamp_of(image)) for image in shown)
+        if stamp is not None and self.parsed.path is not None:
+            self.parsed.put_checks(name, self._fingerprint, checks, images)
         return _Checked(stamp, loaded, checks, images)
 
 

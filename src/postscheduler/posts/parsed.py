@@ -1,12 +1,16 @@
-"""Each post file's parse, kept on disk between runs, so that a daemon restarted with
-thousands of files does not parse them all again.
+"""Each post file's parse and checks, kept on disk between runs, so that neither a daemon
+restarted with thousands of files nor a ``validate`` run again reads and checks them all.
 
-Parsing (with every value's position) is most of what reading a post file costs, and
-depends on nothing but the file's bytes and the parser's code: it is kept by the file's
-stamp (inode, size, mtime, ctime) in ``<state>/parsed-posts.cache``, written with
-``marshal`` (plain values only: nothing in it is ever run), under a key made of the
-parser's own source and the Python version. What the parse gives is checked again from
-there (the models, the rules): a cache written by another configuration is as good.
+Parsing (with every value's position) and checking each post against each account are
+most of what reading a post file costs. The parse depends on nothing but the file's bytes
+and the parser's code; the checks that do not depend on the time or on the other files
+(``rules.check_post_as_written``) also on the configuration and on the images the posts
+show. Both are kept by the file's stamp (inode, size, mtime, ctime) in
+``<state>/parsed-posts.cache``, written with ``marshal`` (plain values only: nothing in it
+is ever run), under a key made of this package's code, the packages installed beside it
+and the Python version. The checks also carry the configuration's fingerprint and each
+image's stamp: another configuration, or an image changed, means checking again. The
+models are built from the kept parse every time, so the posts are always real models.
 
 A cache that cannot be read (missing, from another version, damaged) is ignored; a
 file whose stamp changed is parsed again. Nothing here may fail a run.
@@ -15,6 +19,7 @@ file whose stamp changed is parsed again. Nothing here may fail a run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import marshal
@@ -27,41 +32,79 @@ from typing import Any
 
 from .. import __version__
 from ..errors import Finding, Severity
-from . import yamlsource
 from .yamlsource import Document
 
 log = logging.getLogger("postscheduler")
 
 FILE_NAME = "parsed-posts.cache"
+# Bumped when what an entry holds changes shape.
+FORMAT = 2
 # A file written this recently is not kept: a second write within the file system's clock
 # tick could leave the same stamp on other words (git's "racy clean" problem).
 RACY_NS = 2_000_000_000
 Stamp = tuple[int, int, int, int]
-# name -> (stamp, data, value_marks, key_marks, warnings as tuples)
-Entry = tuple[Stamp, Any, dict[Any, int], dict[Any, int], tuple[tuple[Any, ...], ...]]
+FindingRow = tuple[Any, ...]
+ImageStamps = tuple[tuple[str, Stamp | None], ...]
+# The checks of a file's posts: (the configuration's fingerprint, each post's findings in
+# order, the images those checks read with their stamps then).
+KeptChecks = tuple[str, tuple[tuple[FindingRow, ...], ...], ImageStamps]
+# name -> (stamp, data, value_marks, key_marks, warnings as rows, checks or None)
+Entry = tuple[Stamp, Any, dict[Any, int], dict[Any, int], tuple[FindingRow, ...], KeptChecks | None]
 
 
+@functools.cache
 def _key() -> str:
-    """What a kept parse was made by: a change to the parser's code or to Python (marshal's
-    format) leaves every kept parse unused."""
+    """What kept entries were made by: this package's code (any of it can change what a
+    check finds), the packages installed beside it (twitter-text, Pillow...: their names
+    carry their versions) and Python (marshal's format). A change to any leaves every kept
+    entry unused. Worked out once: it is the code this process runs."""
+    here = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
     try:
-        made_by = hashlib.sha256(Path(yamlsource.__file__).read_bytes()).hexdigest()
-    except OSError:  # installed without its sources: the release says what the parser is
-        made_by = f"postscheduler {__version__}"
-    return f"{sys.version}\0{made_by}"
+        for source in sorted(here.rglob("*.py")):
+            digest.update(str(source.relative_to(here)).encode())
+            digest.update(source.read_bytes())
+    except OSError:
+        digest.update(b"unreadable")
+    installed = sorted(
+        name
+        for folder in sys.path
+        for name in _names(folder)
+        if name.endswith((".dist-info", ".egg-info"))
+    )
+    return "\0".join([sys.version, str(FORMAT), __version__, digest.hexdigest(), *installed])
 
 
-def _finding(f: Finding) -> tuple[Any, ...]:
+def _names(folder: str) -> list[str]:
+    try:
+        return [entry.name for entry in Path(folder).iterdir()]
+    except OSError:  # not a folder (a zip), or gone
+        return []
+
+
+def _finding(f: Finding) -> FindingRow:
     return (f.severity.value, f.code, f.message, f.line, f.column, f.post_id, f.account, f.hint)
 
 
-def _unfinding(t: tuple[Any, ...], path: Path) -> Finding:
+def _unfinding(t: FindingRow, path: Path | None) -> Finding:
     severity, code, message, line, column, post_id, account, hint = t
     return Finding(Severity(severity), code, message, path, line, column, post_id, account, hint)
 
 
+def _check_row(f: Finding, name: str) -> FindingRow:
+    """A check's finding with its file: None for the post file ``name`` itself (nearly all of
+    them), "" for none."""
+    file = "" if f.file is None else str(f.file)
+    return (None if file == name else file, *_finding(f))
+
+
+def _uncheck_row(row: FindingRow, path: Path) -> Finding:
+    file, *rest = row
+    return _unfinding(tuple(rest), path if file is None else Path(file) if file else None)
+
+
 class ParsedFiles:
-    """The parses kept from the last run, and those of this one to keep for the next."""
+    """The entries kept from the last run, and those of this one to keep for the next."""
 
     def __init__(self, folder: Path | None) -> None:
         self.path = None if folder is None else folder / FILE_NAME
@@ -91,7 +134,7 @@ class ParsedFiles:
         if entry is None:
             return None
         try:  # whatever the file holds, a wrong shape is a parse not kept
-            kept_stamp, data, value_marks, key_marks, warnings = entry
+            kept_stamp, data, value_marks, key_marks, warnings, _ = entry
             if kept_stamp != stamp or not isinstance(value_marks, dict):
                 return None
             if not isinstance(key_marks, dict):
@@ -102,12 +145,47 @@ class ParsedFiles:
         self._new[name] = entry
         return Document(path, data, value_marks, key_marks, found)
 
+    def checks(
+        self, path: Path, name: str, fingerprint: str, posts: int
+    ) -> tuple[tuple[list[Finding], ...], ImageStamps] | None:
+        """The kept checks of the ``posts`` posts of the file just taken by ``get``, if
+        they were made under the configuration ``fingerprint``; the caller compares the
+        images' stamps."""
+        entry = self._new.get(name)
+        if entry is None or entry[5] is None:
+            return None
+        try:
+            kept_by, checks, images = entry[5]
+            if kept_by != fingerprint or len(checks) != posts:
+                return None
+            found = tuple([_uncheck_row(row, path) for row in rows] for rows in checks)
+            for image, stamp in images:
+                if not isinstance(image, str) or not (stamp is None or len(stamp) == 4):
+                    return None
+        except (TypeError, ValueError):
+            return None
+        return found, images
+
     def put(self, name: str, stamp: Stamp, doc: Document) -> None:
         if time.time_ns() - stamp[2] < RACY_NS:
             self._new.pop(name, None)
             return
         warnings = tuple(_finding(w) for w in doc.warnings)
-        self._new[name] = (stamp, doc.data, doc.value_marks, doc.key_marks, warnings)
+        self._new[name] = (stamp, doc.data, doc.value_marks, doc.key_marks, warnings, None)
+
+    def put_checks(
+        self,
+        name: str,
+        fingerprint: str,
+        checks: tuple[list[Finding], ...],
+        images: ImageStamps,
+    ) -> None:
+        """Keep the checks just made of the file ``name`` whose parse is kept (``get`` or
+        ``put``): none for a file not kept."""
+        entry = self._new.get(name)
+        if entry is not None:
+            rows = tuple(tuple(_check_row(f, name) for f in found) for found in checks)
+            self._new[name] = (*entry[:5], (fingerprint, rows, images))
 
     def save(self, names: Iterable[str]) -> None:
         """Keep the parses of ``names`` (the files there now) for the next run."""

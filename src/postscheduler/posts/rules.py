@@ -429,11 +429,12 @@ def validate(
     cache: PostCache | None = None,
 ) -> Catalog:
     """Load and check posts: the whole of ``postscheduler validate``. The whole posts folder
-    is read through ``cache`` (the daemon keeps one from reload to reload)."""
+    is read through ``cache`` (the daemon keeps one from reload to reload); without one,
+    through a cache that keeps what it read in the state folder for the next run."""
     if paths is None:
         from .cache import PostCache
 
-        return (cache or PostCache(settings)).read(now)
+        return (cache or PostCache(settings, keep=settings.state_dir)).read(now)
     from .loader import load_posts
 
     catalog = load_posts(settings, paths)
