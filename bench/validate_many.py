@@ -12,9 +12,10 @@ With --process, each side is a whole fresh interpreter, as a CI check or an orga
 it: `python -m postscheduler validate` (start-up, imports, printing included) against a
 bare script that imports yaml and parses the same files; rounds alternate them, and the
 figure is the median of the rounds' ratios, in the children's CPU seconds and wall time.
-Each round runs validate twice: cold (nothing kept from before, as in a fresh CI checkout)
-and warm (with the parses and checks the cold run kept in .postscheduler/, as an
-organiser's next command finds them).
+Each round runs validate three times: cold (nothing kept from before), warm (with the
+parses and checks the cold run kept in .postscheduler/, as an organiser's next command
+finds them) and clone (the same, with every post file written anew: new stamps, the same
+bytes, as a CI job that restores .postscheduler/ into a fresh clone finds them).
 """
 
 from __future__ import annotations
@@ -136,9 +137,16 @@ def bench_processes(root: Path, repeat: int) -> dict[str, list[float]]:
     for _ in range(repeat):
         # First run: nothing kept from before, as in a fresh CI checkout. It keeps the
         # parses and checks; the second run, as an organiser's next command, uses them.
+        # A third, "clone", finds them with every file written anew (new inodes and
+        # times, as a CI job restoring .postscheduler/ into a fresh clone).
         (root / KEPT).unlink(missing_ok=True)
-        for side, cmd in (("cold", validate_cmd), ("warm", validate_cmd), ("p", parse_cmd)):
-            elapsed, cpu = wall(cmd, root, env)
+        for side in ("cold", "warm", "clone", "p"):
+            if side == "clone":
+                for path in (root / "posts").iterdir():
+                    data = path.read_bytes()
+                    path.unlink()
+                    path.write_bytes(data)
+            elapsed, cpu = wall(parse_cmd if side == "p" else validate_cmd, root, env)
             times.setdefault(f"{side}_cpu", []).append(cpu)
             times.setdefault(f"{side}_wall", []).append(elapsed)
         if not (root / KEPT).is_file():
@@ -152,19 +160,23 @@ def report_processes(args: argparse.Namespace, times: dict[str, list[float]]) ->
         f"python {sys.version.split()[0]}, {args.files} files, accounts [{args.accounts}], "
         f"whole processes, median of {args.repeat} alternating rounds"
     )
-    print(f"bare libyaml parse        : {med['p_cpu']:6.3f} s CPU  {med['p_wall']:6.3f} s wall")
-    for side, what in (("cold", "nothing kept"), ("warm", "kept from the run before")):
-        print(
-            f"validate, {what:<16}: {med[f'{side}_cpu']:6.3f} s CPU  "
-            f"{med[f'{side}_wall']:6.3f} s wall"
-        )
-    for side in ("cold", "warm"):
+    sides = {
+        "cold": "nothing kept",
+        "warm": "kept by the run before",
+        "clone": "kept, every file written anew",
+    }
+    rows = {"bare libyaml parse": "p"} | {f"validate, {what}": side for side, what in sides.items()}
+    for label, side in rows.items():
+        cpu, elapsed = med[f"{side}_cpu"], med[f"{side}_wall"]
+        print(f"{label:<40}: {cpu:6.3f} s CPU  {elapsed:6.3f} s wall")
+    for side in sides:
         for unit in ("cpu", "wall"):
             ratios = [
                 v / p for v, p in zip(times[f"{side}_{unit}"], times[f"p_{unit}"], strict=True)
             ]
             q1, q2, q3 = statistics.quantiles(ratios, n=4)
-            print(f"ratio {side} ({unit:4})         : {q2:.2f}x (quartiles {q1:.2f}-{q3:.2f})")
+            label = f"ratio {side} ({unit})"
+            print(f"{label:<40}: {q2:.2f}x (quartiles {q1:.2f}-{q3:.2f})")
 
 
 def main() -> None:

@@ -275,20 +275,55 @@ def test_kept_parses_that_cannot_be_used_are_ignored(
     assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
 
 
-def test_a_file_written_a_moment_ago_is_not_kept(project: Project) -> None:
-    """Its stamp may not tell a second write within the same clock tick from this one."""
-    project.write("a.yaml", "id: a\nat: 2027-02-01 09:00\ntext: Just written.\n")
+def test_a_file_written_a_moment_ago_is_kept_by_its_bytes(project: Project) -> None:
+    """Its stamp may not tell a second write within the same clock tick from this one, so
+    it is matched by its bytes, read again; a file written long ago, by its stamp."""
+    from postscheduler.posts.cache import _stamp
+    from postscheduler.posts.parsed import ParsedFiles
+    from postscheduler.posts.yamlsource import read_yaml
+
+    new = project.write("a.yaml", "id: a\nat: 2027-02-01 09:00\ntext: Just written.\n")
     old = project.write("b.yaml", "id: b\nat: 2027-02-01 09:00\ntext: Written long ago.\n")
     an_hour_ago = old.stat().st_mtime_ns - 3600 * 10**9
     os.utime(old, ns=(an_hour_ago, an_hour_ago))
+    state = project.root / "state"
+    stamps = {path: _stamp(path.stat()) for path in (new, old)}
+    first = ParsedFiles(state)
+    for path, stamp in stamps.items():
+        first.put(str(path), stamp, read_yaml(path))
+    first.save([str(new), str(old)])
+    again = ParsedFiles(state)
+    assert all(again.get(path, str(path), stamp) for path, stamp in stamps.items())
+    # Rewritten with the same size, as if within the same tick: the same stamps.
+    new.write_text("id: a\nat: 2027-02-01 09:00\ntext: Just WRITTEN.\n")
+    old.write_text("id: b\nat: 2027-02-01 09:00\ntext: Written long AGO.\n")
+    third = ParsedFiles(state)
+    assert third.get(new, str(new), stamps[new]) is None  # its bytes differ: parsed again
+    kept = third.get(old, str(old), stamps[old])  # trusted by its stamp, as git does
+    assert kept is not None and kept.data["text"] == "Written long ago."
+
+
+@pytest.mark.usefixtures("keep_at_once")
+def test_a_fresh_checkout_takes_kept_parses_and_checks_by_the_files_bytes(
+    project: Project,
+) -> None:
+    """New inodes and times (a CI job restoring the state folder into a new clone, a
+    `touch`): a file whose bytes are those kept is neither parsed nor checked again."""
+    for i in range(3):
+        project.write(f"p{i}.yaml", f"id: p{i}\nat: 2027-02-01 09:00\ntext: '#Peru {i}'\n")
     settings = project.settings()
     state = project.root / "state"
-    first = PostCache(settings, keep=state)
-    first.read(NOW)
-    first.keep()  # fewer files than SAVE_AFTER: kept by hand
+    checked = PostCache(settings, keep=state).read(NOW)
+    for i in range(3):  # copied anew: another inode, another mtime
+        path = project.posts / f"p{i}.yaml"
+        data = path.read_bytes() if i else path.read_bytes().replace(b"#Peru 0", b"#Lima 0")
+        path.unlink()
+        path.write_bytes(data)
     again = PostCache(settings, keep=state)
-    again.read(NOW)
-    assert again.last_parsed == 1  # a.yaml, parsed again; b.yaml was kept
+    catalog = again.read(NOW)
+    assert (again.last_read, again.last_parsed, again.last_checked) == (3, 1, 1)
+    assert _summary(catalog) == _summary(validate(settings, None, NOW, cache=PostCache(settings)))
+    assert len(catalog.findings) == len(checked.findings)
 
 
 # Configurations a restart may come back with: each changes what some checks find.

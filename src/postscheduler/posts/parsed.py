@@ -32,6 +32,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import Finding, Severity
+from . import yamlsource
 from .yamlsource import Document
 
 log = logging.getLogger("postscheduler")
@@ -39,8 +40,9 @@ log = logging.getLogger("postscheduler")
 FILE_NAME = "parsed-posts.cache"
 # Bumped when what an entry holds changes shape.
 FORMAT = 2
-# A file written this recently is not kept: a second write within the file system's clock
-# tick could leave the same stamp on other words (git's "racy clean" problem).
+# A file written this recently is not kept by its stamp: a second write within the file
+# system's clock tick could leave the same stamp on other words (git's "racy clean"
+# problem). It is kept by its bytes' digest alone, read again to be matched.
 RACY_NS = 2_000_000_000
 Stamp = tuple[int, int, int, int]
 FindingRow = tuple[Any, ...]
@@ -48,8 +50,10 @@ ImageStamps = tuple[tuple[str, Stamp | None], ...]
 # The checks of a file's posts: (the configuration's fingerprint, each post's findings in
 # order, the images those checks read with their stamps then).
 KeptChecks = tuple[str, tuple[tuple[FindingRow, ...], ...], ImageStamps]
-# name -> (stamp, data, value_marks, key_marks, warnings as rows, checks or None)
-Entry = tuple[Stamp, Any, dict[Any, int], dict[Any, int], tuple[FindingRow, ...], KeptChecks | None]
+# name -> (stamp, digest, data, value_marks, key_marks, warnings as rows, checks or None)
+Entry = tuple[
+    Stamp, bytes, Any, dict[Any, int], dict[Any, int], tuple[FindingRow, ...], KeptChecks | None
+]
 
 
 @functools.cache
@@ -73,6 +77,20 @@ def _key() -> str:
         if name.endswith((".dist-info", ".egg-info"))
     )
     return "\0".join([sys.version, str(FORMAT), __version__, digest.hexdigest(), *installed])
+
+
+def _racy(stamp: Stamp) -> bool:
+    return time.time_ns() - stamp[2] < RACY_NS
+
+
+def _holds(path: Path, size: int, digest: bytes) -> bool:
+    """Whether ``path`` (``size`` bytes by its stamp) still holds the bytes of ``digest``."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(size + 1)
+    except OSError:
+        return False
+    return len(raw) == size and yamlsource.digest_of(raw) == digest
 
 
 def _names(folder: str) -> list[str]:
@@ -129,21 +147,25 @@ class ParsedFiles:
         return files
 
     def get(self, path: Path, name: str, stamp: Stamp) -> Document | None:
-        """The kept parse of ``path`` (``name`` as a string) if its stamp is still ``stamp``."""
+        """The kept parse of ``path`` (``name`` as a string) if its stamp is still ``stamp``,
+        or its bytes are still those parsed."""
         entry = self._kept.pop(name, None)  # used once: the reads after keep it themselves
         if entry is None:
             return None
         try:  # whatever the file holds, a wrong shape is a parse not kept
-            kept_stamp, data, value_marks, key_marks, warnings, _ = entry
-            if kept_stamp != stamp or not isinstance(value_marks, dict):
+            kept_stamp, digest, data, value_marks, key_marks, warnings, _ = entry
+            if not isinstance(value_marks, dict) or not isinstance(key_marks, dict):
                 return None
-            if not isinstance(key_marks, dict):
-                return None
+            if kept_stamp != stamp:
+                if kept_stamp[1] != stamp[1] or not _holds(path, stamp[1], digest):
+                    return None
+                if not _racy(stamp):  # else matched by its bytes again next time
+                    entry = (stamp, *entry[1:])
             found = [_unfinding(w, path) for w in warnings]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return None
         self._new[name] = entry
-        return Document(path, data, value_marks, key_marks, found)
+        return Document(path, data, value_marks, key_marks, found, digest)
 
     def checks(
         self, path: Path, name: str, fingerprint: str, posts: int
@@ -152,10 +174,10 @@ class ParsedFiles:
         they were made under the configuration ``fingerprint``; the caller compares the
         images' stamps."""
         entry = self._new.get(name)
-        if entry is None or entry[5] is None:
+        if entry is None or entry[6] is None:
             return None
         try:
-            kept_by, checks, images = entry[5]
+            kept_by, checks, images = entry[6]
             if kept_by != fingerprint or len(checks) != posts:
                 return None
             found = tuple([_uncheck_row(row, path) for row in rows] for rows in checks)
@@ -167,11 +189,21 @@ class ParsedFiles:
         return found, images
 
     def put(self, name: str, stamp: Stamp, doc: Document) -> None:
-        if time.time_ns() - stamp[2] < RACY_NS:
+        if not doc.digest:
             self._new.pop(name, None)
             return
+        if _racy(stamp):  # a stamp no file has, of the file's size: matched by its bytes
+            stamp = (-1, stamp[1], 0, 0)
         warnings = tuple(_finding(w) for w in doc.warnings)
-        self._new[name] = (stamp, doc.data, doc.value_marks, doc.key_marks, warnings, None)
+        self._new[name] = (
+            stamp,
+            doc.digest,
+            doc.data,
+            doc.value_marks,
+            doc.key_marks,
+            warnings,
+            None,
+        )
 
     def put_checks(
         self,
@@ -185,7 +217,7 @@ class ParsedFiles:
         entry = self._new.get(name)
         if entry is not None:
             rows = tuple(tuple(_check_row(f, name) for f in found) for found in checks)
-            self._new[name] = (*entry[:5], (fingerprint, rows, images))
+            self._new[name] = (*entry[:6], (fingerprint, rows, images))
 
     def save(self, names: Iterable[str]) -> None:
         """Keep the parses of ``names`` (the files there now) for the next run."""

@@ -14,6 +14,7 @@ it can use much memory.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -135,6 +136,9 @@ class Document:
     value_marks: dict[Path_, int]
     key_marks: dict[Path_, int]
     warnings: list[Finding] = dataclasses.field(default_factory=list)
+    # ``digest_of`` the bytes parsed, when read from a file: what a kept parse is matched by
+    # once the file's stamp has changed (a fresh checkout, a touch).
+    digest: bytes = b""
 
     def mark_of(self, loc: Path_, *, key: bool = False) -> Mark:
         """Position of the value (or of its key) at ``loc``, else of its nearest ancestor."""
@@ -434,4 +438,10 @@ def read_yaml(file: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Document:
         raise YamlSourceError(
             error("unreadable", f"cannot read the file: {exc.strerror}", file=file)
         ) from None
-    return parse_yaml(_decode(raw, file), file)
+    doc = parse_yaml(_decode(raw, file), file)
+    doc.digest = digest_of(raw)
+    return doc
+
+
+def digest_of(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
