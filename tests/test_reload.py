@@ -437,3 +437,33 @@ def test_commands_keep_their_reads_but_a_schedule_diff_does_not(project: Project
     assert not kept.exists()
     validate(settings, None, NOW)
     assert kept.is_file()
+
+
+def test_the_collector_paused_for_a_read_runs_again_after_it(project: Project) -> None:
+    import gc
+
+    from postscheduler.posts.parsed import collection_paused
+
+    project.write("p.yaml", "id: p\nat: 2027-02-01 09:00\ntext: One.\n")
+    cache = PostCache(project.settings())
+    seen = []
+    real_check = cache._check
+
+    def check(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real_check(*args)
+
+    cache._check = check  # type: ignore[method-assign]
+    assert gc.isenabled()
+    cache.read(NOW)
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(RuntimeError), collection_paused():
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()  # paused by someone else: theirs to resume
+    try:
+        cache.forget([project.posts / "p.yaml"])
+        cache.read(NOW)
+        assert seen == [False, False] and not gc.isenabled()
+    finally:
+        gc.enable()

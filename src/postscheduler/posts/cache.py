@@ -29,7 +29,7 @@ from ..config import Settings
 from ..errors import Finding
 from .images import ImageInfo
 from .loader import Catalog, _check_duplicate_ids, load_file, no_posts_dir, post_file_names
-from .parsed import ParsedFiles, Stamp
+from .parsed import ParsedFiles, Stamp, collection_paused
 from .rules import check_post_as_written, dated_findings
 
 
@@ -90,6 +90,10 @@ class PostCache:
     def read(self, now: dt.datetime | None) -> Catalog:
         """Every post file under posts_dir, loaded and checked: what ``validate`` gives for
         the whole folder."""
+        with collection_paused():
+            return self._read(now)
+
+    def _read(self, now: dt.datetime | None) -> Catalog:
         with self._lock:
             forgotten, self._forgotten = self._forgotten, set()
         settings = self.settings
