@@ -250,6 +250,11 @@ class ParsedFiles:
             tmp.write_bytes(marshal.dumps((_key(), keep)))
             tmp.replace(self.path)
         except (OSError, ValueError) as exc:
-            log.warning("could not keep the parsed posts in %s: %s", self.path, exc)
+            log.warning(
+                "could not keep the parsed posts in %s (the next run reads and checks every "
+                "file again): %s",
+                self.path,
+                exc,
+            )
             with contextlib.suppress(OSError):
                 tmp.unlink()
