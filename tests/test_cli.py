@@ -57,6 +57,40 @@ def test_validate_paths_argument(project: Project) -> None:
     )
 
 
+def test_validate_posts_folder_named_is_the_whole_folder(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`validate posts/`, as people type it, says what `validate` says, in every format,
+    and keeps what it read as `validate` does."""
+    from postscheduler.posts import cache, parsed
+
+    monkeypatch.setattr(cache, "SAVE_AFTER", 1)
+    project.write("good.yaml", GOOD)
+    project.write("warn.yaml", "id: warn\nat: 2027-01-14 10:00\ntext: Join us #Peru\n")
+    project.write("bad.yaml", "id: bad\nat: 2027-01-14 09:00\ntxt: hi\n")
+    project.write("broken.yaml", "id: broken\ntext: 'unclosed\n")
+    project.write("twice.yaml", "id: good\nat: 2027-01-15 09:00\ntext: Again.\n")
+    project.write(
+        "pack.yaml",
+        "accounts: [outbox, nobody]\nposts:\n  - {id: p1, at: 2027-01-16 09:00, text: One.}\n"
+        "  - {id: p2, at: 2027-01-16 10:00, text: Two., image: {file: images/none.png}}\n",
+    )
+    monkeypatch.chdir(project.root)
+    kept = project.settings().state_dir / parsed.FILE_NAME
+    for fmt in ("text", "json", "github"):
+        whole = invoke(project, "validate", "--format", fmt)
+        named = invoke(project, "validate", "posts/", "--format", fmt)
+        assert (named.exit_code, named.stdout, named.stderr) == (
+            whole.exit_code,
+            whole.stdout,
+            whole.stderr,
+        )
+        assert whole.exit_code == 1 and kept.is_file()
+        kept.unlink()
+        assert invoke(project, "validate", "posts/", "--format", fmt).stdout == whole.stdout
+        assert kept.is_file()
+
+
 def test_validate_json(project: Project) -> None:
     project.write("bad.yaml", "id: bad\nat: 2027-01-14 09:00\ntext: hi\naccounts: [nope]\n")
     result = invoke(project, "validate", "--format", "json")

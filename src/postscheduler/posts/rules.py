@@ -431,6 +431,8 @@ def validate(
     """Load and check posts: the whole of ``postscheduler validate``. The whole posts folder
     is read through ``cache`` (the daemon keeps one from reload to reload); without one,
     through a cache that keeps what it read in the state folder for the next run."""
+    if paths is not None and len(paths) == 1 and _is_posts_dir(paths[0], settings):
+        paths = None  # `validate posts/`, as people type it: the whole folder, kept so
     if paths is None:
         from .cache import PostCache
 
@@ -440,3 +442,10 @@ def validate(
     catalog = load_posts(settings, paths)
     check_catalog(catalog, settings, now)
     return catalog
+
+
+def _is_posts_dir(path: Path, settings: Settings) -> bool:
+    try:
+        return path.is_dir() and path.resolve() == settings.posts_dir
+    except OSError:
+        return False
