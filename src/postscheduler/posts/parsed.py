@@ -5,15 +5,16 @@ Parsing (with every value's position) and checking each post against each accoun
 most of what reading a post file costs. The parse depends on nothing but the file's bytes
 and the parser's code; the checks that do not depend on the time or on the other files
 (``rules.check_post_as_written``) also on the configuration and on the images the posts
-show. Both are kept by the file's stamp (inode, size, mtime, ctime) in
-``<state>/parsed-posts.cache``, written with ``marshal`` (plain values only: nothing in it
-is ever run), under a key made of this package's code, the packages installed beside it
-and the Python version. The checks also carry the configuration's fingerprint and each
+show. Both are kept in ``<state>/parsed-posts.cache`` and taken while the file's stamp
+(inode, size, mtime, ctime) is the one kept, or, once it changed (a fresh clone, a touch),
+while the file's bytes have the digest kept. The cache is written with ``marshal`` (plain
+values only: nothing in it is ever run), under a key made of this package's code, the
+packages installed beside it and the Python version. The checks also carry the configuration's fingerprint and each
 image's stamp: another configuration, or an image changed, means checking again. The
 models are built from the kept parse every time, so the posts are always real models.
 
 A cache that cannot be read (missing, from another version, damaged) is ignored; a
-file whose stamp changed is parsed again. Nothing here may fail a run.
+file whose bytes changed is parsed again. Nothing here may fail a run.
 """
 
 from __future__ import annotations
