@@ -9,9 +9,10 @@ show. Both are kept in ``<state>/parsed-posts.cache`` and taken while the file's
 (inode, size, mtime, ctime) is the one kept, or, once it changed (a fresh clone, a touch),
 while the file's bytes have the digest kept. The cache is written with ``marshal`` (plain
 values only: nothing in it is ever run), under a key made of this package's code, the
-packages installed beside it and the Python version. The checks also carry the configuration's fingerprint and each
-image's stamp: another configuration, or an image changed, means checking again. The
-models are built from the kept parse every time, so the posts are always real models.
+packages installed beside it and the Python version. The checks also carry the
+configuration's fingerprint and each image's stamp: another configuration, or an image
+changed, means checking again. The models are built from the kept parse every time, so
+the posts are always real models.
 
 A cache that cannot be read (missing, from another version, damaged) is ignored; a
 file whose bytes changed is parsed again. Nothing here may fail a run.
