@@ -421,9 +421,11 @@ def test_kept_checks_keep_what_each_finding_says(project: Project) -> None:
     assert kept.findings and _summary(kept) == _summary(checked)
 
 
-def test_commands_keep_their_reads_but_a_schedule_diff_does_not(project: Project) -> None:
+def test_commands_keep_their_reads_but_a_cache_without_a_folder_does_not(
+    project: Project,
+) -> None:
     """validate, queue, preview... keep what they read in the state folder (ledger.db's);
-    a schedule diff reads revisions unpacked in a scratch folder, gone afterwards."""
+    a cache given no folder (a schedule diff's, over scratch folders) keeps nothing."""
     from postscheduler.posts import cache as cache_module
     from postscheduler.posts.parsed import FILE_NAME
 
@@ -432,7 +434,6 @@ def test_commands_keep_their_reads_but_a_schedule_diff_does_not(project: Project
         path = project.write(f"p{i}.yaml", f"id: p{i}\nat: 2027-02-01 09:00\ntext: Post {i}.\n")
         os.utime(path, ns=(0, 0))
     kept = settings.state_dir / FILE_NAME
-    cache_module.PostCache(settings)  # no folder given: keeps nothing
     validate(settings, None, NOW, cache=PostCache(settings))
     assert not kept.exists()
     validate(settings, None, NOW)
