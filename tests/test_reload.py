@@ -394,6 +394,34 @@ def test_restarts_with_kept_checks_end_where_reading_everything_again_does(
 
 
 @pytest.mark.usefixtures("keep_at_once")
+def test_a_missing_images_hint_follows_what_its_folder_holds(project: Project) -> None:
+    """The error for a missing image suggests the names in its folder: a file added there
+    changes the suggestion, in the cache a daemon holds and in the one kept on disk."""
+    project.image("images/march.png", fmt="PNG")
+    os.utime(project.posts / "images", ns=(0, 0))  # whatever the clock's tick, adding changes it
+    project.write(
+        "p.yaml",
+        "id: p\nat: 2027-02-01 09:00\ntext: Photo.\n"
+        "image: {file: images/photo.jpg, alt: A march., credit: Ana}\n",
+    )
+    settings = project.settings()
+    held = PostCache(settings)
+
+    def hint(cache: PostCache) -> str:
+        (finding,) = cache.read(NOW).findings
+        assert finding.code == "image-invalid"
+        return finding.message
+
+    assert "did you mean" not in hint(held)
+    assert "did you mean" not in hint(PostCache(settings, keep=project.root / "state"))
+    project.image("images/photo.jpeg", fmt="JPEG")
+    assert "did you mean photo.jpeg?" in hint(held)
+    kept = PostCache(settings, keep=project.root / "state")
+    assert "did you mean photo.jpeg?" in hint(kept)
+    assert kept.last_checked == 1
+
+
+@pytest.mark.usefixtures("keep_at_once")
 def test_kept_checks_keep_what_each_finding_says(project: Project) -> None:
     """Every part of a finding, from a kept parse and checks, is as checking found it:
     errors and warnings, lines, accounts, hints, and a file other than the post's own."""

@@ -161,8 +161,11 @@ class PostCache:
         self.last_checked += 1
         seen: dict[str, ImageInfo | str] = {}
         checks = tuple(check_post_as_written(sp, settings, seen) for sp in loaded.posts)
-        shown = sorted({str(root / f) for f in seen})
-        images = tuple((image, _stamp_of(image)) for image in shown)
+        shown = {str(root / f) for f in seen}
+        # An image's error can name what its folder holds ("did you mean photo.jpg?"): the
+        # folder's stamp changes when a file is added to it or taken out.
+        shown |= {str((root / f).parent) for f, info in seen.items() if isinstance(info, str)}
+        images = tuple((image, _stamp_of(image)) for image in sorted(shown))
         if stamp is not None and self.parsed.path is not None:
             self.parsed.put_checks(name, self._fingerprint, checks, images)
         return _Checked(stamp, loaded, checks, images)
