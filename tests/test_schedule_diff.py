@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -109,3 +110,27 @@ def test_no_change_and_a_bad_revision(repo: Project) -> None:
     wrong = run(repo, "no-such-branch")
     assert wrong.returncode == 2 and "git rev-parse" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+def test_a_diff_keeps_nothing_of_the_revisions_it_reads(
+    repo: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revisions are read from scratch folders: kept in the state folder, their parses
+    would stand in for the working tree's, to be thrown out at the next command."""
+    from postscheduler.delivery.schedule_diff import schedule_diff
+    from postscheduler.posts import cache as cache_module
+    from postscheduler.posts.parsed import FILE_NAME
+    from postscheduler.posts.rules import validate
+
+    monkeypatch.setattr(cache_module, "SAVE_AFTER", 1)  # any read worth keeping
+    for name, value in (("A", "a"), ("B", "b"), ("C", "c"), ("D", "d")):
+        monkeypatch.setenv(name, value)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "feature")
+    settings = repo.settings()
+    kept = settings.state_dir / FILE_NAME
+    now = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    assert schedule_diff(settings, "main", "feature", now=now).changes
+    assert not kept.exists()
+    validate(settings, None, now)  # a command on the working tree does keep its read
+    assert kept.is_file()
