@@ -266,6 +266,9 @@ def test_every_command_has_help_with_an_example() -> None:
         assert command.help, name  # type: ignore[attr-defined]
         assert "Example: postscheduler " + name in command.help, name  # type: ignore[attr-defined]
         assert f"`{name}" in readme, f"README lacks {name}"
+        # The --help listing shows the first paragraph as one line, however the source wraps it
+        first = " ".join(command.help.split("\n\n")[0].split())  # type: ignore[attr-defined]
+        assert command.short_help == first, name  # type: ignore[attr-defined]
 
 
 def test_version() -> None:

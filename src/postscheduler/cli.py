@@ -1114,6 +1114,20 @@ def init(
     typer.echo("next: postscheduler validate && postscheduler queue")
 
 
+def _one_line_summaries(*apps: typer.Typer) -> None:
+    """Each command's line in ``--help`` is its docstring's first paragraph; typer's rich
+    listing keeps that paragraph's line breaks (made for the 100-column source), so a
+    summary of two source lines printed as two ragged lines."""
+    for group in apps:
+        for info in group.registered_commands:
+            doc = info.callback.__doc__ if info.callback is not None else None
+            if info.short_help is None and info.help is None and doc:
+                info.short_help = " ".join(textwrap.dedent(doc).strip().split("\n\n")[0].split())
+
+
+_one_line_summaries(app, accounts_app, ledger_app, alerts_app)
+
+
 def entry_point() -> None:
     try:
         app()
