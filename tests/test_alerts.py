@@ -233,6 +233,15 @@ def test_a_held_file_is_one_alert_however_often_it_is_reloaded(project: Project)
     assert "line 4: missing required key 'alt'" in body and "key 'credit'" in body
 
 
+def test_a_file_whose_id_is_a_list_is_held_with_an_alert(project: Project) -> None:
+    project.write("bad.yaml", "id: [outbox, outbox]\nat: 2027-01-14 10:00\ntext: Hello.\n")
+    rig = Rig(project)
+    rig.step()
+    [(subject, body)] = rig.channel.sent
+    assert subject == "HELD: posts/bad.yaml: its file has errors", subject
+    assert "File: posts/bad.yaml" in body and "id: input should be a valid string" in body
+
+
 def test_token_expiry_is_told_once_not_every_day() -> None:
     first = alert_messages.credential_alert(
         "fb", "fb: the access token expires on 2027-02-01 (in 13 days): re-authorize"

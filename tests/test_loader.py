@@ -138,6 +138,20 @@ def test_invalid_post_still_claims_its_id(project: Project) -> None:
     assert len([f for f in findings if f.code == "duplicate-id"]) == 2
 
 
+def test_an_id_that_is_not_text_names_no_post_unless_it_is_a_number(project: Project) -> None:
+    """`id: [a, b]` names no post (a finding's post id is text wherever it is used, the
+    alerts too); `id: 2027`, an edit that dropped the quotes, still holds the post "2027"."""
+    project.write("list.yaml", "id: [outbox, outbox]\nat: 2027-01-14 09:00\ntext: a\n")
+    project.write("map.yaml", "id: {file: x.jpg}\nat: 2027-01-14 09:00\ntext: a\n")
+    project.write("number.yaml", "id: 2027\nat: 2027-01-14 09:00\ntext: a\n")
+    catalog = load_posts(project.settings())
+    assert catalog.posts == []
+    by_file = {f.file.name: f for f in catalog.findings if f.file is not None}
+    assert by_file["list.yaml"].post_id is None and by_file["map.yaml"].post_id is None
+    assert by_file["number.yaml"].post_id == "2027"
+    assert catalog.blocked_ids == {"2027"}
+
+
 def test_empty_file(project: Project) -> None:
     project.write("empty.yaml", "")
     project.write("comments.yaml", "# nothing yet\n")

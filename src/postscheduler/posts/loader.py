@@ -141,13 +141,18 @@ def _load_single(doc: Document, data: dict[str, Any], settings: Settings, catalo
             )
             return
         data["id"] = stem
-    if isinstance(data["id"], str):
-        catalog.claim_id(data["id"], doc.path, doc.mark_of(("id",), key=True))
+    raw = data["id"]
+    if isinstance(raw, str):
+        catalog.claim_id(raw, doc.path, doc.mark_of(("id",), key=True))
+    # `id: 2027` (quotes dropped in an edit) still holds the post "2027"; `id: [a, b]` names
+    # no post, and a finding's post id is a string everywhere it is used.
+    post_id = str(raw) if isinstance(raw, str | int | float) else None
     try:
         post = Post.model_validate(data, context=_context(settings))
     except ValidationError as exc:
-        catalog.findings.extend(findings_from_validation_error(exc, doc, Post, post_id=data["id"]))
-        catalog.blocked_ids.add(str(data["id"]))
+        catalog.findings.extend(findings_from_validation_error(exc, doc, Post, post_id=post_id))
+        if post_id is not None:
+            catalog.blocked_ids.add(post_id)
         return
     catalog.posts.append(SourcedPost(post, doc, (), frozenset(data)))
 
