@@ -136,7 +136,7 @@ MAX_DURATION = dt.timedelta(days=3650)  # longer than any wait a campaign means
 
 def parse_duration(value: str | int | float) -> dt.timedelta:
     """``30s``, ``5m``, ``1h30m``, ``2d``; a bare number is seconds. At most ten years."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("a duration must be like 30s, 5m, 1h30m or 2d")
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
