@@ -30,7 +30,7 @@ from pydantic import (
 
 from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
 from .platforms import PLATFORMS
-from .platforms.base import AccountConfig, Duration, EnvRef, HttpUrl, Secret
+from .platforms.base import AccountConfig, Duration, EnvRef, HttpUrl, LocalPath, Secret, local_path
 from .posts.times import get_zone, parse_time
 from .posts.validation import findings_from_validation_error
 from .posts.yamlsource import Document, parse_yaml, read_yaml
@@ -219,7 +219,7 @@ class PostsRepo(BaseModel):
     url: str  # anything `git clone` takes: https://…, git@host:org/repo.git, a path
     branch: str = "main"
     every: Duration = dt.timedelta(seconds=60)
-    checkout: str = ".postscheduler/posts-repo"  # relative to the configuration's folder
+    checkout: LocalPath = ".postscheduler/posts-repo"  # relative to the configuration's folder
 
     @field_validator("url")
     @classmethod
@@ -251,7 +251,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str = "UTC"
-    posts_dir: str = "posts"
+    posts_dir: LocalPath = "posts"
     ledger: str = ".postscheduler/ledger.db"
     credit_format: str = "📷 {credit}"
     # Where posts/ is served on the web (the campaign's site, a raw git host), for the
@@ -264,6 +264,15 @@ class Config(BaseModel):
     alerts: Alerts = Alerts()
     posts_repo: PostsRepo | None = None
     blackout: list[Blackout] = Field(default_factory=list)
+
+    @field_validator("ledger")
+    @classmethod
+    def _ledger_place(cls, value: str) -> str:
+        if value.startswith(("postgresql://", "postgres://")):
+            if "\0" in value:
+                raise ValueError("a URL cannot contain a NUL character")
+            return value
+        return local_path(value)
 
     @field_validator("timezone")
     @classmethod

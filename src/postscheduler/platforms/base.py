@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..posts.times import parse_duration
 from . import counting
@@ -44,6 +45,24 @@ def _duration(value: Any) -> dt.timedelta:
 
 
 Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
+
+_NAME_MAX, _PATH_MAX = 255, 4095  # bytes: Linux's limits, about what other systems allow
+
+
+def local_path(value: str) -> str:
+    """A path the file system can take. A NUL or an over-long name is an error here, under
+    its key, rather than a traceback from the first command that opens it."""
+    if "\0" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    raw = os.fsencode(value)
+    if len(raw) > _PATH_MAX or any(len(name) > _NAME_MAX for name in raw.split(b"/")):
+        raise ValueError(
+            f"the path is too long (at most {_NAME_MAX} bytes a name, {_PATH_MAX:,} in all)"
+        )
+    return value
+
+
+LocalPath = Annotated[str, AfterValidator(local_path)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import AccountConfig, Platform
+from .base import AccountConfig, LocalPath, Platform
 
 
 class OutboxAccount(AccountConfig):
     """Writes what would be published to a local folder: the embedded default."""
 
     platform: Literal["outbox"]
-    path: str = "outbox"
+    path: LocalPath = "outbox"
 
 
 PLATFORM = Platform(
