@@ -352,6 +352,30 @@ def test_a_folder_of_bad_files_never_gives_a_traceback(project: Project) -> None
 CANARY = "canary-7Hq2-SECRET-must-not-appear"
 
 
+def test_a_bug_is_said_to_be_one_with_its_traceback_and_no_secret(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What no check foresaw still ends in words: a bug, not the user's input, exit 70, and
+    the traceback to report with the configuration's secrets masked."""
+    from postscheduler import cli
+    from postscheduler.delivery import checks
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError(f"unhashable type: 'list' (token={CANARY})")
+
+    project.write("good.yaml", GOOD)
+    monkeypatch.setenv("MASTODON_TOKEN", CANARY)
+    monkeypatch.setattr(checks, "validate_posts", broken)
+    monkeypatch.setattr(sys, "argv", ["postscheduler", "validate", "-c", str(project.config_path)])
+    with pytest.raises(SystemExit) as done:
+        cli.entry_point()
+    assert done.value.code == cli.EXIT_BUG == 70
+    said = capsys.readouterr().err
+    assert said.startswith("internal error: TypeError: unhashable type: 'list' (token=***)\n")
+    assert "This is a bug in postscheduler" in said and "Traceback (most recent call last)" in said
+    assert CANARY not in said
+
+
 def test_preview_html_page(project: Project, tmp_path: Path) -> None:
     project.image()
     project.write(

@@ -14,7 +14,7 @@ import re
 import sys
 import textwrap
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +34,7 @@ app = typer.Typer(
 
 EXIT_FINDINGS = 1
 EXIT_UNUSABLE = 2
+EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): this program's fault, not the input's
 MAX_QUEUE_DAYS = 36_500
 
 
@@ -87,10 +88,16 @@ def _config_path(config: Path | None) -> Path | None:
     return config if config is not None else _config_before_command
 
 
+# The configuration this invocation loaded: its secrets are masked in a bug's report.
+_loaded: list[Any] = []
+
+
 def _settings(config: Path | None) -> Any:
     from .config import load_settings
 
-    return load_settings(_config_path(config))
+    settings = load_settings(_config_path(config))
+    _loaded[:] = [settings]
+    return settings
 
 
 def _now(value: str | None, settings: Any, option: str = "--from") -> dt.datetime:
@@ -206,11 +213,10 @@ def validate(
 
     Example: postscheduler validate posts/ --format github
     """
-    from .config import load_settings
     from .delivery.checks import validate_posts
 
     try:
-        settings = load_settings(_config_path(config))
+        settings = _settings(config)
     except ConfigError as exc:
         # Still said as findings, so a pull request shows the bad line of scheduler.yaml.
         findings = list(exc.findings) or [error("config", str(exc))]
@@ -1128,9 +1134,31 @@ def _one_line_summaries(*apps: typer.Typer) -> None:
 _one_line_summaries(app, accounts_app, ledger_app, alerts_app)
 
 
+def bug_report(exc: BaseException) -> str:
+    """What is said when a command fails on a bug: what it was, that it is a bug, and the
+    traceback for the report, with the secrets of the configuration loaded masked."""
+    import traceback
+
+    from .redact import Redactor
+
+    redact = Redactor([])
+    if _loaded:
+        with suppress(Exception):  # a report must come out whatever else is broken
+            redact = Redactor.for_settings(_loaded[0])
+    trace = "".join(traceback.format_exception(exc))
+    return redact(
+        f"internal error: {type(exc).__name__}: {exc}\n"
+        "This is a bug in postscheduler, not a problem with your posts or configuration. "
+        "Please report it, with the traceback below (its secrets are masked).\n\n" + trace
+    )
+
+
 def entry_point() -> None:
     try:
         app()
     except KeyboardInterrupt:
         _echo_err("interrupted")
         sys.exit(130)
+    except Exception as exc:  # every error we know of is reported by _reported: a bug
+        _echo_err(bug_report(exc).rstrip("\n"))
+        sys.exit(EXIT_BUG)
