@@ -292,6 +292,22 @@ def test_fifos_and_symlinks_out_of_posts_are_not_read(project: Project, tmp_path
     assert not any("SECRET-VALUE" in f.message for f in catalog.findings)
 
 
+def test_a_file_that_is_not_there_is_said_to_be_missing(project: Project) -> None:
+    """`validate posts/typo.yaml`, a symlink to nothing, a name too long for the file
+    system: each says what it is, and the other files are read."""
+    (project.posts / "dangling.yaml").symlink_to(project.root / "nowhere.yaml")
+    project.write("fine.yaml", "id: fine\nat: 2027-01-14 09:00\ntext: hi\n")
+    typo, long = project.posts / "typo.yaml", project.posts / ("x" * 300 + ".yaml")
+    catalog = load_posts(project.settings(), [project.posts, typo, long])
+    said = {f.file.name[:9]: (f.code, f.message) for f in catalog.findings if f.file is not None}
+    assert said == {
+        "dangling.": ("not-found", "a symlink to a file that is not there: not read"),
+        "typo.yaml": ("not-found", "no such file: not read"),
+        "xxxxxxxxx": ("unreadable", "cannot read the file: File name too long"),
+    }
+    assert [sp.id for sp in catalog.posts] == ["fine"]
+
+
 @pytest.mark.parametrize("when", ["2027-03-10", "2027-03-10 America/Lima", "'2027-03-10'"])
 def test_a_date_without_a_time_is_an_error_that_asks_for_one(project: Project, when: str) -> None:
     project.write("d.yaml", f"id: d\nat: {when}\ntext: hi\n")

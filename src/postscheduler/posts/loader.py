@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,11 @@ class Catalog:
 def iter_post_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Post files under ``paths`` (files or folders), sorted, skipping hidden entries."""
     for path in paths:
-        if path.is_dir():
+        try:
+            folder = path.is_dir()
+        except OSError:  # a name too long: said as the file's finding (_refused)
+            folder = False
+        if folder:
             yield from (Path(name) for name in post_file_names(path))
         else:
             yield path
@@ -237,7 +242,17 @@ def _load_pack(doc: Document, data: dict[str, Any], settings: Settings, catalog:
 def _refused(path: Path, settings: Settings) -> Finding | None:
     """Why ``path`` is not read at all: a FIFO or device would hang the reader, and a symlink
     out of posts_dir would publish (and echo into CI logs) a file nobody reviewed."""
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            gone, hint = "a symlink to a file that is not there", "point it at a file, or remove it"
+        else:
+            gone, hint = "no such file", "check the name: post files are .yaml or .yml files"
+        return error("not-found", f"{gone}: not read", file=path, hint=hint)
+    except OSError as exc:
+        return error("unreadable", f"cannot read the file: {exc.strerror}", file=path)
+    if not stat.S_ISREG(info.st_mode):
         return error(
             "not-a-file",
             "not a regular file (a pipe, device or folder): not read",
