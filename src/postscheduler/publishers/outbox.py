@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 from pathlib import Path
 
-from ..errors import PermanentError
+from ..errors import OutcomeUnknownError, PermanentError, TransientError
 from ..platforms.outbox import OutboxAccount
 from .base import Published, Publisher, PublishJob, Resolution
 
@@ -67,13 +68,35 @@ class OutboxPublisher(Publisher):
         return path.exists() and job.identity in path.read_text(encoding="utf-8")
 
     async def publish(self, job: PublishJob) -> Published:
+        try:
+            target, fresh = self._write(job)
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
+        try:
+            # Not fresh: a crash fell between the file and the timeline, or it did not.
+            if fresh or not self._in_timeline(job):
+                self._append_timeline(job)
+        except OSError as exc:  # the delivery's file is there: it is published
+            raise OutcomeUnknownError(
+                f"{target.name} is in the outbox but its timeline entry could not be written: "
+                f"{exc.strerror or exc}"
+            ) from None
+        return Published(job.identity, target.resolve().as_uri())
+
+    def _cannot_write(self, exc: OSError) -> Exception:
+        """An OSError as publishers say failures: a full disk may clear by itself, a folder
+        that is a file or is not ours to write will not."""
+        why = f"cannot write to the outbox folder {self.folder}: {exc.strerror or exc}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            return TransientError(why)
+        return PermanentError(f"{why} (fix the folder or the account's path:, then retry)")
+
+    def _write(self, job: PublishJob) -> tuple[Path, bool]:
+        """The delivery's file, written unless it was already; and whether it was just now."""
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self._file(job)
-        published = Published(job.identity, target.resolve().as_uri())
         if target.exists():
-            if not self._in_timeline(job):  # a crash fell between the file and the timeline
-                self._append_timeline(job)
-            return published
+            return target, False
         now = dt.datetime.now(dt.UTC)
         record = job.as_record() | {"published_at": (job.sent_at or now).isoformat()}
         tmp = target.with_suffix(".tmp")
@@ -83,8 +106,7 @@ class OutboxPublisher(Publisher):
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(target)  # atomic: the file is there whole or not at all
-        self._append_timeline(job)
-        return published
+        return target, True
 
     async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
         if self._file(job).exists():
@@ -92,7 +114,10 @@ class OutboxPublisher(Publisher):
         return Resolution.NOT_SENT
 
     async def check_credentials(self) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
         if not os.access(self.folder, os.W_OK):
             raise PermanentError(f"cannot write to {self.folder}")
         return f"folder {self.folder}"
