@@ -265,8 +265,19 @@ def test_kept_parses_that_cannot_be_used_are_ignored(
     cache = PostCache(settings, keep=state)
     assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
     assert "damaged" in caplog.text
+    caplog.clear()
+    assert good.count(b"One.") == 1
+    kept.write_bytes(good.replace(b"One.", b"0ne."))  # one byte gone wrong: still marshal's
+    cache = PostCache(settings, keep=state)
+    (post,) = cache.read(NOW).posts
+    assert post.post.text == "One." and cache.last_parsed == 1
+    assert "damaged" in caplog.text
     name = str(project.posts.resolve() / "a.yaml")
-    kept.write_bytes(marshal.dumps((parsed._key(), {name: 5})))  # readable, the wrong shape
+    wrong = marshal.dumps((parsed._key(), {name: 5}))  # readable and sealed, the wrong shape
+    kept.write_bytes(parsed._MAGIC + parsed._seal(wrong) + wrong)
+    cache = PostCache(settings, keep=state)
+    assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
+    kept.write_bytes(marshal.dumps((parsed._key(), {})))  # an older version's: no seal
     cache = PostCache(settings, keep=state)
     assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
     kept.write_bytes(good)

@@ -15,7 +15,10 @@ changed, means checking again. The models are built from the kept parse every ti
 the posts are always real models.
 
 A cache that cannot be read (missing, from another version, damaged) is ignored; a
-file whose bytes changed is parsed again. Nothing here may fail a run.
+file whose bytes changed is parsed again. Nothing here may fail a run. The file is sealed
+with a digest of its contents, checked before anything is taken from it: a kept parse is
+what the daemon publishes, so a byte changed on disk must not become a word changed in a
+post.
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ log = logging.getLogger("postscheduler")
 FILE_NAME = "parsed-posts.cache"
 # Bumped when what an entry holds changes shape.
 FORMAT = 2
+# The file: this line, the payload's seal, then the payload (marshal's).
+_MAGIC = b"postscheduler parsed posts\n"
+_SEAL_BYTES = 32
+
+
+def _seal(payload: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_SEAL_BYTES).digest()
+
+
 # A file written this recently is not kept by its stamp: a second write within the file
 # system's clock tick could leave the same stamp on other words (git's "racy clean"
 # problem). It is kept by its bytes' digest alone, read again to be matched.
@@ -157,9 +169,17 @@ class ParsedFiles:
             blob = path.read_bytes()
         except OSError:
             return {}
+        if not blob.startswith(_MAGIC):
+            return {}  # another version's, or not ours: nothing to say
+        head = len(_MAGIC) + _SEAL_BYTES
+        seal, payload = blob[len(_MAGIC) : head], memoryview(blob)[head:]
         try:
+            # A byte gone wrong on disk can still unmarshal, to a post's text with a typo
+            # in it that the daemon would publish: the seal is checked first.
+            if seal != _seal(payload):
+                raise ValueError("its seal does not match")
             with collection_paused():
-                key, files = marshal.loads(blob)
+                key, files = marshal.loads(payload)
         except (ValueError, EOFError, TypeError):
             log.warning("the kept parses in %s are damaged: every post file is read", path)
             return {}
@@ -249,7 +269,8 @@ class ParsedFiles:
         tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(marshal.dumps((_key(), keep)))
+            payload = marshal.dumps((_key(), keep))
+            tmp.write_bytes(b"".join((_MAGIC, _seal(payload), payload)))
             tmp.replace(self.path)
         except (OSError, ValueError) as exc:
             log.warning(
