@@ -35,6 +35,23 @@ def test_secret_references_resolve_from_env_and_dotenv(project: Project) -> None
     assert x.access_token.resolve(settings.env) == "from-env"  # type: ignore[union-attr]
 
 
+def test_a_dotenv_line_that_cannot_be_read_is_an_error_naming_the_line(project: Project) -> None:
+    """python-dotenv would skip it with a warning naming no file, and the secret on it would
+    be missing without a word of why; the line's value is never shown."""
+    dotenv = project.root / ".env"
+    dotenv.write_text("MASTODON_TOKEN=fine\nX_ACCESS_TOKEN='canary-unterminated\nA=1\n")
+    with pytest.raises(ConfigError) as info:
+        project.settings()
+    (finding,) = info.value.findings
+    assert (finding.file, finding.line, finding.code) == (dotenv, 2, "dotenv")
+    assert "canary" not in str(info.value) and "canary" not in finding.as_text()
+    dotenv.write_bytes(b"A=1\nB=caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError) as info:
+        project.settings()
+    (finding,) = info.value.findings
+    assert (finding.line, finding.column, finding.message) == (2, 6, "invalid UTF-8")
+
+
 def test_missing_secrets_are_warnings_naming_the_variable(project: Project) -> None:
     warnings = project.settings({"MASTODON_TOKEN": "t"}).missing_secrets()
     assert {w.account for w in warnings} == {"bluesky", "x", "telegram", "slack"}

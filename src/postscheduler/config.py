@@ -519,11 +519,47 @@ def _read_env(base_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
     env: dict[str, str] = {}
     dotenv = base_dir / DOTENV_NAME
     if dotenv.is_file():
-        from dotenv import dotenv_values
-
-        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        env.update(_dotenv_values(dotenv))
     env.update(environ)  # the real environment wins over .env
     return env
+
+
+def _dotenv_values(path: Path) -> dict[str, str]:
+    """The NAME=value lines of a .env file, by python-dotenv. A line it cannot read is an
+    error naming the line: python-dotenv would skip it with a warning that names no file,
+    and the secret on it would be missing without a word of why."""
+    import io
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    hint = "one NAME=value per line, as UTF-8 text; quote a value that has spaces or #"
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        found = error("dotenv", "invalid UTF-8", file=path, line=line, column=column, hint=hint)
+        raise ConfigError(f"{path} cannot be read", [found]) from None
+    bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
+    if bad:
+        findings = [
+            error(
+                "dotenv",
+                "cannot read this line as NAME=value",
+                file=path,
+                line=n,
+                column=1,
+                hint=hint,
+            )
+            for n in bad
+        ]
+        raise ConfigError(f"{path} cannot be read", findings)
+    values = dotenv_values(stream=io.StringIO(text))
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _config_from_document(doc: Document) -> Config:
