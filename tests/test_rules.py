@@ -118,6 +118,7 @@ def test_image_format_per_platform(project: Project) -> None:
     project.write("p.yaml", IMAGE_POST.format(accounts="mastodon, outbox", file="images/photo.bmp"))
     (f,) = _findings(project)
     assert (f.code, f.account) == ("image-format", "mastodon")
+    assert f.hint == "convert it to JPEG or PNG"
 
 
 def test_slack_needs_image_url(project: Project) -> None:

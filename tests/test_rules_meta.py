@@ -146,6 +146,7 @@ def test_instagram_takes_jpeg_only_threads_png_too(meta: Callable[..., Project])
     project.write("p.yaml", IMAGE_POST.format(accounts="ig, threads", text="A march."))
     (f,) = findings(project)
     assert (f.code, f.account) == ("image-format", "ig")
+    assert f.hint == "convert it to JPEG"  # not PNG, which Instagram refuses too
 
 
 def test_threads_counts_emoji_by_their_bytes_and_at_most_five_links(

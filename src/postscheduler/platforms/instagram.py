@@ -84,7 +84,8 @@ class Instagram(Platform):
             problems.append(
                 Problem(
                     "image-rescaled",
-                    f"{info.path.name} is {info.width} pixels wide; Instagram rescales images "
+                    f"{info.path.name} is {info.width:,} pixel{'s' if info.width != 1 else ''} "
+                    "wide; Instagram rescales images "
                     f"to {MIN_WIDTH}–{MAX_WIDTH}",
                     "give it 1080 pixels wide to choose how it looks",
                     is_error=False,

@@ -46,6 +46,13 @@ def image_locations(
             yield image_at, part.image
 
 
+def _format_choice(formats: frozenset[str]) -> str:
+    """What to convert an image to for a platform that takes ``formats``: JPEG or PNG, as
+    far as it takes them (Instagram: JPEG only)."""
+    usual: list[str] = [f for f in ("JPEG", "PNG") if f in formats] or sorted(formats)
+    return " or ".join(usual)
+
+
 def _names_a_local_address(url: str) -> bool:
     """Whether ``url``'s host is, as written, a loopback, private or link-local address (the
     publisher's fence checks what a name resolves to; this needs no network)."""
@@ -332,7 +339,7 @@ def _check_rendering(
                         "image-format",
                         f"{info.path.name} is {info.format}, which {platform.label} does not take "
                         f"({', '.join(sorted(platform.image_formats))})",
-                        hint="convert it to JPEG or PNG",
+                        hint=f"convert it to {_format_choice(platform.image_formats)}",
                         **where_file,
                     )
                 )
