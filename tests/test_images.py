@@ -104,3 +104,20 @@ def test_an_image_claiming_too_many_pixels_is_a_located_error(project: Project) 
     (finding,) = [f for f in validate(project.settings()).findings if f.is_error]
     assert finding.code == "image-invalid" and "more pixels" in finding.message
     assert finding.line == 4
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
+def test_an_image_cut_short_is_an_error_where_a_whole_one_is_not(
+    project: Project, fmt: str
+) -> None:
+    """A file that ends before its image does still opens with its size and format; it
+    would be published half grey, or refused at the time of sending."""
+    from postscheduler.posts.images import inspect_image
+
+    whole = _encode(_noise((300, 200), "RGB" if fmt != "GIF" else "L"), fmt)
+    for cut in (len(whole) // 2, len(whole) - 20):
+        path = project.write_bytes(f"images/cut{cut}.{fmt.lower()}", whole[:cut])
+        with pytest.raises(ImageError, match="is cut short: the file ends before the image"):
+            inspect_image(path)
+    path = project.write_bytes(f"images/whole.{fmt.lower()}", whole)
+    assert (inspect_image(path).width, inspect_image(path).format) == (300, fmt)

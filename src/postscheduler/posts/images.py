@@ -13,7 +13,7 @@ import functools
 import warnings
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ImageError
 
@@ -86,7 +86,9 @@ def _inspect(path: Path, mtime_ns: int, size: int) -> ImageInfo:
             # decode (a "decompression bomb"): both are a located error here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return ImageInfo(path, str(im.format), im.width, im.height, size)
+                info = ImageInfo(path, str(im.format), im.width, im.height, size)
+                _decode(im)
+                return info
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
             f"{path.name} claims more pixels than any platform shows ({Image.MAX_IMAGE_PIXELS:,}"
@@ -98,7 +100,26 @@ def _inspect(path: Path, mtime_ns: int, size: int) -> ImageInfo:
             "GIF, WebP, ...)"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
+        if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+            raise ImageError(
+                f"{path.name} is cut short: the file ends before the image does (an upload "
+                "or download that stopped part way?): export or copy it again"
+            ) from None
         raise ImageError(f"{path.name} is a damaged image: {exc}") from None
+
+
+def _decode(im: Any) -> None:
+    """Read the whole image, not just its header: a file cut short opens, shows its size and
+    format, and is published half grey (Bluesky stores the file as sent) or refused at the
+    time of sending. A JPEG is decoded at an eighth of its size (the whole file is still
+    read: half the time of a full decode); a PNG's chunks are checked, not inflated."""
+    if im.format == "JPEG":
+        im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+        im.load()
+    elif im.format == "PNG":
+        im.verify()
+    else:
+        im.load()
 
 
 def _not_found(path: Path) -> str:
