@@ -152,6 +152,35 @@ def test_an_id_that_is_not_text_names_no_post_unless_it_is_a_number(project: Pro
     assert catalog.blocked_ids == {"2027"}
 
 
+def test_control_characters_in_any_text_are_errors_but_tabs_and_line_breaks_are_not(
+    project: Project,
+) -> None:
+    """Invisible in an editor, a preview and a diff; refused by platforms or shown as a box."""
+    project.write("bell.yaml", 'id: bell\nat: 2027-01-14 09:00\ntext: "Ring \\a now"\n')
+    project.write(
+        "quote.yaml", 'id: quote\nat: 2027-01-14 09:00\nquote: {text: Hi., by: "Ana\\e[0m"}\n'
+    )
+    project.write("thread.yaml", 'id: thread\nat: 2027-01-14 09:00\ntext: A.\nthread: ["B\\0"]\n')
+    project.write(
+        "credit.yaml",
+        "id: credit\nat: 2027-01-14 09:00\ntext: A.\n"
+        'image: {file: images/p.jpg, alt: A march., credit: "A\\x85na"}\n',
+    )
+    project.write("fine.yaml", 'id: fine\nat: 2027-01-14 09:00\ntext: "Tab\\there,\\nand on"\n')
+    ids, findings = _load(project)
+    assert ids == ["fine"]
+    said = {f.post_id: (f.line, f.message) for f in findings}
+    assert said == {
+        "bell": (3, "text: contains an invisible control character, U+0007, at character 6: "
+                 "remove it (it came with pasted text, or a \\ escape in quotes)"),
+        "quote": (3, said["quote"][1]),
+        "thread": (4, said["thread"][1]),
+        "credit": (4, said["credit"][1]),
+    }  # fmt: skip
+    assert "U+001B, at character 4" in said["quote"][1]
+    assert "U+0000" in said["thread"][1] and "U+0085" in said["credit"][1]
+
+
 def test_empty_file(project: Project) -> None:
     project.write("empty.yaml", "")
     project.write("comments.yaml", "# nothing yet\n")

@@ -102,8 +102,24 @@ def _stripped(value: Any) -> Any:
 NonEmpty = Annotated[str, BeforeValidator(_stripped), Field(min_length=1)]
 
 
+# C0 and C1 controls but tab and line breaks: invisible in an editor, in a preview
+# and a pull request's diff, and refused by platforms or published as a box.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
+            raise ValueError(
+                f"contains an invisible control character, U+{ord(found[0]):04X}, at character "
+                f"{found.start() + 1}: remove it (it came with pasted text, or a \\ escape "
+                "in quotes)"
+            )
+        return value
 
 
 class Image(_Strict):
