@@ -87,6 +87,7 @@ def test_resolved_secret_never_in_repr(project: Project) -> None:
         ("accounts:\n  a: {platform: outbox, pth: x}\n", "did you mean 'path'?"),
         ("defaults: {accounts: [nope]}\n", "not in accounts"),
         ('credit_format: "no placeholder"\n', "{credit}"),
+        ('credit_format: "\\a📷 {credit}"\n', "credit_format: contains an invisible control"),
         ("publishing: {late_grace: soon}\n", "duration"),
         ("publishing: {min_gap: [5m]}\n", "publishing.min_gap: a duration must be like 30s"),
         ("publishing: {retry: {first_delay: {s: 1}}}\n", "a duration must be like"),

@@ -31,6 +31,7 @@ from pydantic import (
 from .errors import ConfigError, Finding, TimeError, YamlSourceError, error, warning
 from .platforms import PLATFORMS
 from .platforms.base import AccountConfig, Duration, EnvRef, HttpUrl, LocalPath, Secret, local_path
+from .posts.models import no_control_characters
 from .posts.times import get_zone, parse_time
 from .posts.validation import findings_from_validation_error
 from .posts.yamlsource import Document, parse_yaml, read_yaml
@@ -286,6 +287,7 @@ class Config(BaseModel):
     @field_validator("credit_format")
     @classmethod
     def _has_credit(cls, value: str) -> str:
+        no_control_characters(value)  # it is published with every credit
         if "{credit}" not in value:
             raise ValueError('must contain {credit}, e.g. "📷 {credit}"')
         try:

@@ -113,13 +113,21 @@ class _Strict(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _no_control_characters(cls, value: Any) -> Any:
-        if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
-            raise ValueError(
-                f"contains an invisible control character, U+{ord(found[0]):04X}, at character "
-                f"{found.start() + 1}: remove it (it came with pasted text, or a \\ escape "
-                "in quotes)"
-            )
+        if isinstance(value, str):
+            no_control_characters(value)
         return value
+
+
+def no_control_characters(value: str) -> str:
+    """``value``, unless it holds a control character (see ``_CONTROL``): a ValueError."""
+    found = _CONTROL.search(value)
+    if found is not None:
+        raise ValueError(
+            f"contains an invisible control character, U+{ord(found[0]):04X}, at character "
+            f"{found.start() + 1}: remove it (it came with pasted text, or a \\ escape in "
+            "quotes)"
+        )
+    return value
 
 
 class Image(_Strict):
