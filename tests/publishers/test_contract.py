@@ -823,6 +823,45 @@ def test_a_hostile_answer_is_one_of_the_contract_s_errors(
         assert math.isfinite(info.value.retry_after)
 
 
+# 2xx answers that are not what the API documents: a captive portal's page, a body cut
+# short, a list where an object is documented, ids of the wrong kind.
+ODD_SUCCESSES = [b"", b"null", b"[]", b'"ok"', b"{}", b"<html>Sign in to the Wi-Fi</html>"]
+ODD_SUCCESSES += [b'{"id": null}', b'{"id": {"a": 1}}', b'{"data": []}', b'{"value": [1]}']
+ODD_SUCCESSES += [b'{"ok": true, "result": []}', b'{"uri": null, "cid": 5}', b"\xff\xfe{"]
+
+
+@http_only
+@pytest.mark.parametrize("step", [0, 1], ids=["first-request", "second-request"])
+def test_an_odd_success_is_published_or_one_of_the_contract_s_errors(
+    project: Project, case: Case, fake: FakePlatform, step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2xx whose body cannot be read may mean the platform acted (or a proxy answered in
+    its place): the outcome is unknown, never a KeyError in the engine's log."""
+    from postscheduler.publishers import graph, mastodon
+
+    # An odd answer to a status check is polled again: at once here, not seconds apart.
+    monkeypatch.setattr(graph, "CONTAINER_POLL_EVERY", 0.0)
+    monkeypatch.setattr(mastodon, "MEDIA_POLL_FIRST", 0.0)
+    odd = []
+    for body in ODD_SUCCESSES:
+        for image in (False, True):
+            fake.faults.clear()
+            fake.faults.extend([None] * step + [(200, {"Content-Type": "application/json"}, body)])
+            the_job = job(project, case, image=image)
+            try:
+                published = call(
+                    settings_for(project, case, fake), lambda p, j=the_job: p.publish(j)
+                )
+            except (TransientError, PermanentError, OutcomeUnknownError):
+                continue
+            except Exception as exc:  # what this test looks for
+                odd.append(f"{body[:30]!r} image={image}: {type(exc).__name__}: {exc}")
+                continue
+            if not (isinstance(published.remote_id, str) and published.remote_id):
+                odd.append(f"{body[:30]!r} image={image}: published as {published.remote_id!r}")
+    assert not odd, "\n".join(odd)
+
+
 @http_only
 def test_missing_secret_is_permanent(project: Project, case: Case, fake: FakePlatform) -> None:
     with pytest.raises(PermanentError, match="not set"):

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ImageError, PermanentError
+from ..errors import ImageError, OutcomeUnknownError, PermanentError
 from ..ledger import DeliveryKey
 from ..platforms.base import LinkSpan
 from ..platforms.bluesky import FACET, BlueskyAccount, detect_facets
@@ -47,7 +47,7 @@ from .base import (
     delivery_identity,
     write_private_file,
 )
-from .http import body_excerpt, epoch_reset, error_body, send
+from .http import answer_field, answer_object, body_excerpt, epoch_reset, error_body, send
 
 if TYPE_CHECKING:
     import httpx
@@ -127,10 +127,10 @@ class _Session:
     __slots__ = ("access", "did", "expires", "handle", "refresh")
 
     def __init__(self, answer: dict[str, Any]) -> None:
-        self.did = str(answer["did"])
+        self.did = answer_field(answer, "did", "bluesky session")
         self.handle = str(answer.get("handle") or "")
-        self.access = str(answer["accessJwt"])
-        self.refresh = str(answer["refreshJwt"])
+        self.access = answer_field(answer, "accessJwt", "bluesky session")
+        self.refresh = answer_field(answer, "refreshJwt", "bluesky session")
         self.expires = _jwt_expiry(self.access)
         learn_secret(self.access)
         learn_secret(self.refresh)
@@ -237,7 +237,7 @@ class BlueskyPublisher(Publisher):
                 "is an app password from Settings → Privacy and security → App passwords)"
             ) from None
         log.info("bluesky %s: logged in as %s", self.account, self._config.handle)
-        return _Session(response.json())
+        return _Session(answer_object(response, "bluesky login"))
 
     async def _refresh(self, refresh: str) -> _Session | None:
         try:
@@ -249,7 +249,7 @@ class BlueskyPublisher(Publisher):
         except PermanentError as exc:
             log.info("bluesky %s: the stored session was refused (%s)", self.account, exc.message)
             return None  # expired or revoked: log in again
-        return _Session(response.json())
+        return _Session(answer_object(response, "bluesky session refresh"))
 
     async def _session(self, *, renew: bool = False) -> _Session:
         async with self._session_lock:
@@ -297,7 +297,7 @@ class BlueskyPublisher(Publisher):
         response = await send(
             f"bluesky {label}", request, error_text=_error_text, retry_after=_retry_after
         )
-        return response.json() if response.content else {}
+        return answer_object(response, f"bluesky {label}") if response.content else {}
 
     async def _get_record(self, did: str, rkey: str) -> dict[str, Any] | None:
         try:
@@ -323,7 +323,7 @@ class BlueskyPublisher(Publisher):
             record = await self._get_record(repo, rkey)
             if record is None:
                 raise PermanentError(f"bluesky: the post this replies to ({uri}) is gone")
-            cid = self._cids[uri] = str(record["cid"])
+            cid = self._cids[uri] = answer_field(record, "cid", "bluesky read record")
         return {"uri": uri, "cid": cid}
 
     async def _did_of(self, handle: str) -> str | None:
@@ -338,7 +338,7 @@ class BlueskyPublisher(Publisher):
                     auth=False,
                     params={"handle": handle},
                 )
-                self._dids[handle] = str(answer["did"])
+                self._dids[handle] = answer_field(answer, "did", "bluesky resolve handle")
             except PermanentError as exc:
                 if exc.status != 400:  # 400: no account has this handle
                     raise
@@ -395,7 +395,9 @@ class BlueskyPublisher(Publisher):
             content=data,
             headers={"Content-Type": mime_type},
         )
-        blob = dict(answer["blob"])
+        blob = answer.get("blob")
+        if not isinstance(blob, dict):
+            raise OutcomeUnknownError("bluesky image upload: the answer has no 'blob' object")
         self._uploaded[str(blob.get("ref", {}).get("$link"))] = digest
         return blob
 
@@ -522,18 +524,28 @@ class BlueskyPublisher(Publisher):
             if existing is None:
                 raise
             self._check_ours(job, rkey, existing)
+            published = self._published_as(session, existing, "read record")
             log.info(
-                "bluesky %s: %s was already published as %s", self.account, job.key, existing["uri"]
+                "bluesky %s: %s was already published as %s",
+                self.account,
+                job.key,
+                published.remote_id,
             )
-            return self._published(session, str(existing["uri"]), str(existing["cid"]))
+            return published
         self._keep_blobs(record)
-        return self._published(session, str(answer["uri"]), str(answer["cid"]))
+        return self._published_as(session, answer, "publish")
+
+    def _published_as(self, session: _Session, answer: Any, label: str) -> Published:
+        uri = answer_field(answer, "uri", f"bluesky {label}")
+        return self._published(session, uri, answer_field(answer, "cid", f"bluesky {label}"))
 
     def _check_ours(self, job: PublishJob, rkey: str, existing: dict[str, Any]) -> None:
         """A record under this delivery's key is this delivery's: the key holds the claim's
         own microsecond, so only this delivery made it. Its ``createdAt`` must say so; its
         text may differ when the post file was edited while the outcome was in doubt."""
-        value = existing.get("value") or {}
+        value = existing.get("value")
+        if not isinstance(value, dict):
+            value = {}
         if value.get("createdAt") != created_at(rkey):
             raise PermanentError(
                 f"bluesky: record key {existing.get('uri')} holds a post this delivery did "
@@ -555,7 +567,7 @@ class BlueskyPublisher(Publisher):
         if existing is None:
             return Resolution.NOT_SENT
         self._check_ours(job, rkey, existing)
-        return self._published(session, str(existing["uri"]), str(existing["cid"]))
+        return self._published_as(session, existing, "read record")
 
     async def check_credentials(self) -> str:
         answer = await self._call("GET", "com.atproto.server.getSession", "getSession")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from .base import Published, Publisher, PublishJob
-from .http import body_excerpt, error_body, number, send
+from .http import answer_field, answer_object, body_excerpt, error_body, number, send
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -47,12 +47,12 @@ class DiscordPublisher(Publisher):
                 payload["embeds"] = [{"image": {"url": job.image.url}}]
             request = lambda: http.post(url, params={"wait": "true"}, json=payload)  # noqa: E731
         response = await send("discord", request, error_text=body_excerpt, retry_after=_retry_after)
-        message = response.json()
-        return Published(str(message.get("id")), None)
+        message = answer_object(response, "discord")
+        return Published(answer_field(message, "id", "discord"), None)
 
     async def check_credentials(self) -> str:
         assert self.http is not None, "the Discord publisher needs an HTTP client"
         http, url = self.http, self._url()
         response = await send("discord", lambda: http.get(url))
-        hook = response.json()
+        hook = answer_object(response, "discord")
         return f"webhook {hook.get('name')!r} (channel {hook.get('channel_id')})"

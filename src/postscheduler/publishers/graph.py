@@ -59,6 +59,7 @@ CONTAINER_GONE_SUBCODES = frozenset({2207008, 2207020})  # expired: make a new o
 REFRESH_AGE = 86_400.0  # a long-lived token can be refreshed once it is a day old
 QUOTA_WAIT = 3600.0  # seconds: the window is rolling 24 h and Meta does not say when it frees
 CONTAINER_POLL = 30  # checks of a container still IN_PROGRESS, 1 s apart, then try later
+CONTAINER_POLL_EVERY = 1.0  # seconds
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -335,7 +336,7 @@ class GraphPublisher(Publisher):
                 raise TransientError(f"{self.platform} container expired; a new one is made")
             if status == "PUBLISHED":
                 raise PermanentError(f"{self.platform} container {container} is already published")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(CONTAINER_POLL_EVERY)
         raise TransientError(f"{self.platform} container still {status}; will try again")
 
     async def resolve_container(self, job: PublishJob, find: Finder) -> Published | Resolution:

@@ -130,6 +130,53 @@ def error_body(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def answer_object(response: httpx.Response, label: str) -> dict[str, Any]:
+    """A successful answer's JSON object. A 2xx whose body is not one (a proxy's page, a
+    body cut short, a list where an object is documented) may still mean the platform
+    acted on the request: the outcome is unknown, and the recovery finds out."""
+    body: dict[str, Any] = _documented(response, label, dict, "object")
+    return body
+
+
+def _documented(response: httpx.Response, label: str, kind: type, what: str) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, kind):
+        raise OutcomeUnknownError(
+            f"{label}: {response.status_code} with an answer that is not the JSON {what} the "
+            f"API documents ({body_excerpt(response, 120) or 'an empty body'})"
+        )
+    return body
+
+
+def answer_field(answer: Any, key: str, label: str) -> str:
+    """``answer[key]``: the id or address an API documents there, as a non-empty string
+    (a number is taken as its digits). Missing or of another kind, the platform may still
+    have acted: OutcomeUnknownError."""
+    value = answer.get(key) if isinstance(answer, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > 2048:
+        raise OutcomeUnknownError(f"{label}: the answer has no {key!r} the API documents")
+    return value
+
+
+def answer_url(answer: Any, key: str) -> str | None:
+    """``answer[key]`` when it is a web address as documented, else None: a post's link is
+    shown to people, never needed to know it was published."""
+    value = answer.get(key) if isinstance(answer, dict) else None
+    if isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) < 2048:
+        return value
+    return None
+
+
+def answer_list(response: httpx.Response, label: str) -> list[dict[str, Any]]:
+    """The JSON objects of a successful answer documented as a list (others in it skipped)."""
+    return [item for item in _documented(response, label, list, "list") if isinstance(item, dict)]
+
+
 def number(value: Any) -> float | None:
     """A finite number from a body (a retry hint, a count), or None when it is not one."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

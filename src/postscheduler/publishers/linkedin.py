@@ -121,9 +121,13 @@ class LinkedInPublisher(Publisher):
             params={"action": "initializeUpload"},
             json={"initializeUploadRequest": {"owner": self._config.author}},
         )
-        value = error_body(response).get("value") or {}
+        value = error_body(response).get("value")
+        if not isinstance(value, dict):
+            value = {}
         upload_url, image = value.get("uploadUrl"), value.get("image")
-        if not isinstance(upload_url, str) or not isinstance(image, str):
+        if not isinstance(upload_url, str) or not upload_url.startswith(("https://", "http://")):
+            upload_url = None
+        if upload_url is None or not isinstance(image, str):
             raise PermanentError(
                 f"linkedin image upload: unexpected answer {body_excerpt(response)}"
             )

@@ -21,12 +21,22 @@ from typing import Any
 
 import httpx
 
-from ..errors import PermanentError, TransientError
+from ..errors import TransientError
 from ..platforms.mastodon import MastodonAccount
 from .base import CLOCK_SKEW, Published, Publisher, PublishJob, Resolution
-from .http import body_excerpt, error_body, retry_after_seconds, send
+from .http import (
+    answer_field,
+    answer_list,
+    answer_object,
+    answer_url,
+    body_excerpt,
+    error_body,
+    retry_after_seconds,
+    send,
+)
 
 MEDIA_POLL_LIMIT = 20  # checks, waiting 0.2 s, 0.4 s, ... up to 5 s between them
+MEDIA_POLL_FIRST = 0.2  # seconds
 RECENT_STATUSES = 40  # the most one page of an account's statuses holds
 
 
@@ -90,13 +100,14 @@ class MastodonPublisher(Publisher):
             data={"description": job.image.alt},
             files={"file": (name, content)},
         )
-        media = response.json()
+        media = answer_object(response, "mastodon media upload")
+        media_id = answer_field(media, "id", "mastodon media upload")
         for attempt in range(MEDIA_POLL_LIMIT):
             if response.status_code == 200 and media.get("url"):
-                return str(media["id"])
-            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
-            response = await self._call("GET", f"/api/v1/media/{media['id']}", "media status")
-            media = response.json()
+                return media_id
+            await asyncio.sleep(min(MEDIA_POLL_FIRST * 2**attempt, 5.0))
+            response = await self._call("GET", f"/api/v1/media/{media_id}", "media status")
+            media = answer_object(response, "mastodon media status")
         raise TransientError("mastodon media upload: still processing; will try again")
 
     async def publish(self, job: PublishJob) -> Published:
@@ -120,22 +131,25 @@ class MastodonPublisher(Publisher):
             data=form,
             headers={"Idempotency-Key": job.identity},
         )
-        status = response.json()
-        if "id" not in status:
-            raise PermanentError(f"mastodon create status: unexpected answer {str(status)[:200]}")
-        return Published(str(status["id"]), status.get("url"))
+        status = answer_object(response, "mastodon create status")
+        return Published(
+            answer_field(status, "id", "mastodon create status"), answer_url(status, "url")
+        )
 
     async def resolve_in_doubt(self, job: PublishJob) -> Published | Resolution:
-        me = (await self._call("GET", "/api/v1/accounts/verify_credentials", "verify")).json()
+        me = answer_object(
+            await self._call("GET", "/api/v1/accounts/verify_credentials", "verify"),
+            "mastodon verify",
+        )
         response = await self._call(
             "GET",
-            f"/api/v1/accounts/{me['id']}/statuses",
+            f"/api/v1/accounts/{answer_field(me, 'id', 'mastodon verify')}/statuses",
             "recent statuses",
             params={"limit": RECENT_STATUSES, "exclude_reblogs": "true"},
         )
         words = _sent_words(job.text)
         parent = job.reply_to.remote_id if job.reply_to else None
-        for status in response.json():
+        for status in answer_list(response, "mastodon recent statuses"):
             try:
                 created = dt.datetime.fromisoformat(
                     str(status["created_at"]).replace("Z", "+00:00")
@@ -147,11 +161,17 @@ class MastodonPublisher(Publisher):
                 and status.get("in_reply_to_id") == parent
                 and plain_text(str(status.get("content", ""))) == words
             ):
-                return Published(str(status["id"]), status.get("url"))
+                return Published(
+                    answer_field(status, "id", "mastodon recent statuses"),
+                    answer_url(status, "url"),
+                )
         return Resolution.NOT_SENT  # resent with the same Idempotency-Key
 
     async def check_credentials(self) -> str:
-        account = (await self._call("GET", "/api/v1/accounts/verify_credentials", "verify")).json()
+        account = answer_object(
+            await self._call("GET", "/api/v1/accounts/verify_credentials", "verify"),
+            "mastodon verify",
+        )
         host = httpx.URL(self._config.instance).host
         return f"@{account.get('acct')}@{host}"
 

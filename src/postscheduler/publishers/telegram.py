@@ -20,7 +20,7 @@ from ..errors import OutcomeUnknownError, PermanentError, PublishError
 from ..platforms.base import Message
 from ..platforms.telegram import TelegramAccount
 from .base import Published, Publisher, PublishJob
-from .http import body_excerpt, error_body, number, send
+from .http import answer_field, answer_object, body_excerpt, error_body, number, send
 
 
 def _parameters(body: dict[str, Any]) -> dict[str, Any]:
@@ -63,10 +63,13 @@ class TelegramPublisher(Publisher):
         response = await send(
             f"telegram {method}", request, error_text=_description, retry_after=_retry_after
         )
-        body = response.json()
+        body = answer_object(response, f"telegram {method}")
         if not body.get("ok"):
             raise PermanentError(f"telegram {method}: {body.get('description', 'not ok')}")
-        return body["result"]
+        result = body.get("result")
+        if not isinstance(result, dict):  # every method this publisher calls answers one
+            raise OutcomeUnknownError(f"telegram {method}: the answer has no 'result' object")
+        return result
 
     def _message(self, job: PublishJob, text: str, reply_to: str | None) -> dict[str, Any]:
         message: dict[str, Any] = {
@@ -81,8 +84,11 @@ class TelegramPublisher(Publisher):
         return message
 
     def _published(self, result: dict[str, Any]) -> Published:
-        message_id = str(result["message_id"])
-        username = (result.get("chat") or {}).get("username")
+        message_id = answer_field(result, "message_id", "telegram")
+        chat = result.get("chat")
+        username = chat.get("username") if isinstance(chat, dict) else None
+        if not isinstance(username, str) or not username.replace("_", "").isalnum():
+            username = None
         return Published(message_id, f"https://t.me/{username}/{message_id}" if username else None)
 
     async def _photo(self, job: PublishJob, caption: str, reply_to: str | None) -> Published:

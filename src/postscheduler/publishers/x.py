@@ -32,7 +32,15 @@ from ..errors import PermanentError, TransientError
 from ..platforms.x import XAccount
 from ..redact import learn_secret
 from .base import Published, Publisher, PublishJob, write_private_file
-from .http import body_excerpt, epoch_reset, error_body, send
+from .http import (
+    answer_field,
+    answer_object,
+    body_excerpt,
+    epoch_reset,
+    error_body,
+    number,
+    send,
+)
 
 MEDIA_POLL_LIMIT = 30  # checks of an image still being processed before giving up
 
@@ -85,6 +93,18 @@ def _error_text(response: httpx.Response) -> str:
 
 
 _retry_after = epoch_reset("x-rate-limit-reset")
+
+
+def _data(answer: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` object X's v2 answers wrap their result in (the media endpoints'
+    answers have been seen without it)."""
+    data = answer.get("data", answer)
+    return data if isinstance(data, dict) else {}
+
+
+def _processing(media: dict[str, Any]) -> dict[str, Any] | None:
+    info = media.get("processing_info")
+    return info if isinstance(info, dict) else None
 
 
 class XPublisher(Publisher):
@@ -146,13 +166,13 @@ class XPublisher(Publisher):
                     f"{exc.message} (the refresh token was revoked or already used: "
                     "authorize the app again and set a new refresh_token)"
                 ) from None
-            answer = response.json()
+            answer = answer_object(response, "x token refresh")
             learn_secret(answer.get("access_token"))
             learn_secret(answer.get("refresh_token"))
             if answer.get("refresh_token"):
-                self._store_refresh_token(str(answer["refresh_token"]))
-            self._access = str(answer["access_token"])
-            self._expires = time.time() + float(answer.get("expires_in", 7200))
+                self._store_refresh_token(answer_field(answer, "refresh_token", "x token refresh"))
+            self._access = answer_field(answer, "access_token", "x token refresh")
+            self._expires = time.time() + (number(answer.get("expires_in")) or 7200)
             return self._access
 
     def _auth(self, method: str, url: str) -> str:
@@ -196,7 +216,7 @@ class XPublisher(Publisher):
                 )
             except PermanentError as again:
                 raise PermanentError(self._explain(again.message)) from None
-        return response.json() if response.content else {}
+        return answer_object(response, label) if response.content else {}
 
     @staticmethod
     def _explain(message: str) -> str:
@@ -217,22 +237,22 @@ class XPublisher(Publisher):
             data={"media_category": "tweet_image"},
             files={"media": (name, content)},
         )
-        media = answer.get("data", answer)
-        media_id = str(media["id"])
-        info = media.get("processing_info")
+        media = _data(answer)
+        media_id = answer_field(media, "id", "x media upload")
+        info = _processing(media)
         for _ in range(MEDIA_POLL_LIMIT):
             if not info or info.get("state") == "succeeded":
                 break
             if info.get("state") == "failed":
                 raise PermanentError(f"x media upload: processing failed: {info.get('error')}")
-            await asyncio.sleep(float(info.get("check_after_secs", 1)))
+            await asyncio.sleep(min(max(number(info.get("check_after_secs")) or 1.0, 0.0), 60.0))
             status = await self._request(
                 "GET",
                 "/2/media/upload",
                 "media status",
                 params={"command": "STATUS", "media_id": media_id},
             )
-            info = status.get("data", status).get("processing_info")
+            info = _processing(_data(status))
         else:
             raise TransientError("x media upload: still processing; will try again")
         await self._request(
@@ -253,9 +273,9 @@ class XPublisher(Publisher):
         if job.image is not None:
             body["media"] = {"media_ids": [await self._upload(job)]}
         answer = await self._request("POST", "/2/tweets", "create post", json=body)
-        tweet_id = str(answer["data"]["id"])
+        tweet_id = answer_field(_data(answer), "id", "x create post")
         return Published(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
 
     async def check_credentials(self) -> str:
         answer = await self._request("GET", "/2/users/me", "users/me")
-        return f"@{answer['data']['username']}"
+        return f"@{_data(answer).get('username')}"
