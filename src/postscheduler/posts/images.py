@@ -99,7 +99,7 @@ def _inspect(path: Path, mtime_ns: int, size: int) -> ImageInfo:
             f"{path.name} is not an image Pillow can read (its bytes are not JPEG, PNG, "
             "GIF, WebP, ...)"
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's decoders' words
         if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
             raise ImageError(
                 f"{path.name} is cut short: the file ends before the image does (an upload "

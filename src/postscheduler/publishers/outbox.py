@@ -73,7 +73,7 @@ class OutboxPublisher(Publisher):
         except OSError as exc:
             raise self._cannot_write(exc) from None
         try:
-            # Not fresh: a crash fell between the file and the timeline, or it did not.
+            # A file already there may lack its timeline entry (a crash between the two).
             if fresh or not self._in_timeline(job):
                 self._append_timeline(job)
         except OSError as exc:  # the delivery's file is there: it is published
@@ -89,7 +89,7 @@ class OutboxPublisher(Publisher):
         why = f"cannot write to the outbox folder {self.folder}: {exc.strerror or exc}"
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
             return TransientError(why)
-        return PermanentError(f"{why} (fix the folder or the account's path:, then retry)")
+        return PermanentError(f"{why} (fix the folder, or the account's path:, then retry it)")
 
     def _write(self, job: PublishJob) -> tuple[Path, bool]:
         """The delivery's file, written unless it was already; and whether it was just now."""
