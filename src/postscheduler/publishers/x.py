@@ -167,10 +167,14 @@ class XPublisher(Publisher):
                     "authorize the app again and set a new refresh_token)"
                 ) from None
             answer = answer_object(response, "x token refresh")
-            learn_secret(answer.get("access_token"))
-            learn_secret(answer.get("refresh_token"))
-            if answer.get("refresh_token"):
-                self._store_refresh_token(answer_field(answer, "refresh_token", "x token refresh"))
+            # The new refresh token first: the one just used no longer works, whatever else
+            # the answer lacks.
+            refresh = answer.get("refresh_token")
+            if isinstance(refresh, str) and refresh:
+                learn_secret(refresh)
+                self._store_refresh_token(refresh)
+            access = answer.get("access_token")
+            learn_secret(access if isinstance(access, str) else None)
             self._access = answer_field(answer, "access_token", "x token refresh")
             self._expires = time.time() + (number(answer.get("expires_in")) or 7200)
             return self._access
