@@ -125,9 +125,11 @@ class LinkedInPublisher(Publisher):
         if not isinstance(value, dict):
             value = {}
         upload_url, image = value.get("uploadUrl"), value.get("image")
-        if not isinstance(upload_url, str) or not upload_url.startswith(("https://", "http://")):
-            upload_url = None
-        if upload_url is None or not isinstance(image, str):
+        if not (
+            isinstance(upload_url, str)
+            and upload_url.startswith(("https://", "http://"))
+            and isinstance(image, str)
+        ):
             raise PermanentError(
                 f"linkedin image upload: unexpected answer {body_excerpt(response)}"
             )

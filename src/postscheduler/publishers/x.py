@@ -173,9 +173,8 @@ class XPublisher(Publisher):
             if isinstance(refresh, str) and refresh:
                 learn_secret(refresh)
                 self._store_refresh_token(refresh)
-            access = answer.get("access_token")
-            learn_secret(access if isinstance(access, str) else None)
             self._access = answer_field(answer, "access_token", "x token refresh")
+            learn_secret(self._access)
             self._expires = time.time() + (number(answer.get("expires_in")) or 7200)
             return self._access
 
