@@ -277,9 +277,13 @@ def test_kept_parses_that_cannot_be_used_are_ignored(
     kept.write_bytes(parsed._MAGIC + parsed._seal(wrong) + wrong)
     cache = PostCache(settings, keep=state)
     assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
-    kept.write_bytes(marshal.dumps((parsed._key(), {})))  # an older version's: no seal
+    caplog.clear()
+    unsealed = good[len(parsed._MAGIC) + parsed._SEAL_BYTES :]  # an older version's file
+    assert marshal.loads(unsealed)[0] == parsed._key()  # whose entries would still fit
+    kept.write_bytes(unsealed)
     cache = PostCache(settings, keep=state)
     assert [sp.id for sp in cache.read(NOW).posts] == ["a"] and cache.last_parsed == 1
+    assert "damaged" not in caplog.text  # not damaged: another format, ignored without a word
     kept.write_bytes(good)
     monkeypatch.setattr(parsed, "_key", lambda: "a parser changed since")
     cache = PostCache(settings, keep=state)
